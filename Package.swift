@@ -1,0 +1,116 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "tally",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tally", targets: ["tally"]),
+        .executable(name: "tally-load", targets: ["tally-load"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // Pure values: the event, its validation, days and times.
+        .target(name: "TallyCore", swiftSettings: strict),
+        // Binary protocol codec over ByteBuffer; no sockets.
+        .target(name: "TallyWire", dependencies: [
+            "TallyCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strict),
+        // Storage behind one protocol: SQLite (embedded default).
+        .target(name: "TallyStore", dependencies: [
+            "TallyCore", "CSQLite",
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
+        // Sharded bounded queue, flusher, zstd spool, loader into the store.
+        .target(name: "TallyPipeline", dependencies: [
+            "TallyCore", "TallyWire", "TallyStore", "CZstd",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], swiftSettings: strict),
+        // HTTP routes, UDP and TCP handlers feeding the queue.
+        .target(name: "TallyIngest", dependencies: [
+            "TallyCore", "TallyWire", "TallyPipeline",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+        ], swiftSettings: strict),
+        // /stats, /health, /metrics reading the store.
+        .target(name: "TallyReport", dependencies: [
+            "TallyCore", "TallyStore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ], swiftSettings: strict),
+        // Wiring and service lifecycle, shared by the CLI and the end-to-end tests.
+        .target(name: "TallyServer", dependencies: [
+            "TallyCore", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyReport",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
+        .executableTarget(name: "tally", dependencies: [
+            "TallyServer",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+
+        // Clients for HTTP and the wire protocol: used by tally-load and the tests.
+        .target(name: "TallyClient", dependencies: [
+            "TallyCore", "TallyWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ], path: "tools/client", swiftSettings: strict),
+        .target(name: "TallyLoad", dependencies: [
+            "TallyCore", "TallyClient",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], path: "tools/loadgen/TallyLoad", swiftSettings: strict),
+        .executableTarget(name: "tally-load", dependencies: [
+            "TallyLoad",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "tools/loadgen/tally-load", swiftSettings: strict),
+
+        .testTarget(name: "TallyCoreTests", dependencies: ["TallyCore"], swiftSettings: strict),
+        .testTarget(name: "TallyWireTests", dependencies: ["TallyWire", "TallyCore"],
+                    swiftSettings: strict),
+        .testTarget(name: "TallyStoreTests", dependencies: ["TallyStore", "TallyCore"], swiftSettings: strict),
+        .testTarget(name: "TallyPipelineTests", dependencies: ["TallyPipeline", "TallyStore", "TallyCore", "TallyWire"], swiftSettings: strict),
+        .testTarget(name: "TallyLoadTests", dependencies: ["TallyLoad"], swiftSettings: strict),
+        .testTarget(name: "TallyEndToEndTests", dependencies: [
+            "TallyServer", "TallyClient", "TallyLoad", "TallyCore", "TallyWire", "TallyStore", "TallyPipeline",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: strict),
+    ]
+)

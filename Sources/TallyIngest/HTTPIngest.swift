@@ -1,0 +1,153 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOConcurrencyHelpers
+import NIOCore
+import TallyCore
+import TallyPipeline
+
+/// `POST /event` and `POST /events`: the seeds' JSON shape into the queue.
+public struct HTTPIngest: Sendable {
+    public static let maxEventBody = 64 * 1024
+    public static let maxBatchBody = 8 * 1024 * 1024
+
+    let queue: ShardedQueue
+    let metrics: IngestMetrics
+    /// How long `?ack=durable` waits for the spool before answering 503.
+    let durableTimeout: Duration
+
+    public init(queue: ShardedQueue, metrics: IngestMetrics, durableTimeout: Duration = .seconds(10)) {
+        self.queue = queue
+        self.metrics = metrics
+        self.durableTimeout = durableTimeout
+    }
+
+    public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        router.post("/event") { request, context in
+            await self.handle(request, single: true)
+        }
+        router.post("/events") { request, context in
+            await self.handle(request, single: false)
+        }
+    }
+
+    enum AckLevel: String {
+        case queued, durable
+    }
+
+    func handle(_ request: Request, single: Bool) async -> Response {
+        let receivedAt = Timestamp.now()
+        do {
+            let ack = try Self.ackLevel(request)
+            try Self.checkContentType(request)
+            let limit = single ? Self.maxEventBody : Self.maxBatchBody
+            var request = request
+            let body: ByteBuffer
+            do {
+                body = try await request.collectBody(upTo: limit)
+            } catch is NIOTooManyBytesError {
+                throw EventBodyParser.Rejection(status: 413, body: JSONText.error("Payload too large", details: ["body exceeds \(limit) bytes"]),
+                                                reason: "too_large")
+            }
+            let data = Data(body.readableBytesView)
+            let events = single ? [try EventBodyParser.single(data, receivedAt: receivedAt)]
+                                : try EventBodyParser.batch(data, receivedAt: receivedAt)
+            return try await enqueue(events, ack: ack, single: single)
+        } catch let r as EventBodyParser.Rejection {
+            metrics.rejected("http", reason: r.reason)
+            var headers: HTTPFields = [.contentType: "application/json"]
+            if r.status == 503 { headers[.retryAfter] = "1" }
+            return Response(status: .init(code: r.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: r.body)))
+        } catch {
+            metrics.rejected("http", reason: "internal")
+            return Self.json(500, JSONText.error("Internal error", details: ["\(error)"]))
+        }
+    }
+
+    private func enqueue(_ events: [Event], ack: AckLevel, single: Bool) async throws -> Response {
+        let ok: Bool
+        do {
+            switch ack {
+            case .queued:
+                try queue.enqueue(events)
+                ok = true
+            case .durable:
+                ok = try await DurableWait.enqueue(events, on: queue, timeout: durableTimeout)
+            }
+        } catch let refusal as EnqueueRefusal {
+            throw EventBodyParser.Rejection(
+                status: 503,
+                body: JSONText.error(refusal == .full ? "Queue full, retry later" : "Server shutting down"),
+                reason: refusal == .full ? "queue_full" : "shutting_down")
+        }
+        guard ok else {
+            // Queued but not confirmed durable in time: the event may still be stored; the
+            // client retries (at-least-once), as it would after any lost response.
+            throw EventBodyParser.Rejection(status: 503, body: JSONText.error("Spool not confirmed durable in time, retry later"),
+                                            reason: "durable_timeout")
+        }
+        metrics.accepted("http", events.count)
+        let message = single ? "Event accepted for processing" : "Events accepted for processing"
+        return Self.json(202, "{\"message\":\(JSONText.quote(message)),\"accepted\":\(events.count),\"ack\":\"\(ack.rawValue)\"}")
+    }
+
+    static func ackLevel(_ request: Request) throws -> AckLevel {
+        guard let v = request.uri.queryParameters.get("ack") else { return .queued }
+        guard let level = AckLevel(rawValue: v) else {
+            throw EventBodyParser.Rejection(status: 400, body: JSONText.error("Invalid payload", details: ["ack must be \"queued\" or \"durable\""]),
+                                            reason: "invalid_payload")
+        }
+        return level
+    }
+
+    /// JSON, plain text (navigator.sendBeacon) and NDJSON are all parsed as JSON.
+    static func checkContentType(_ request: Request) throws {
+        guard let ct = request.headers[.contentType]?.lowercased() else { return }
+        let media = ct.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        let accepted = ["application/json", "text/plain", "application/x-ndjson", "application/ndjson", ""]
+        guard accepted.contains(media) else {
+            throw EventBodyParser.Rejection(status: 415, body: JSONText.error("Unsupported content type", details: ["expected application/json or text/plain, got \(media)"]),
+                                            reason: "unsupported_media_type")
+        }
+    }
+
+    static func json(_ status: Int, _ body: String) -> Response {
+        Response(status: .init(code: status), headers: [.contentType: "application/json"],
+                 body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// Enqueues with a durability callback and waits for it, up to a timeout.
+enum DurableWait {
+    static func enqueue(_ events: [Event], on queue: ShardedQueue, timeout: Duration) async throws -> Bool {
+        let once = OneShot()
+        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Bool, any Error>) in
+            once.set(cont)
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                once.resume(.success(false))
+            }
+            do {
+                try queue.enqueue(events) { ok in
+                    once.resume(.success(ok))
+                    timer.cancel()
+                }
+            } catch {
+                once.resume(.failure(error))
+                timer.cancel()
+            }
+        }
+    }
+
+    final class OneShot: Sendable {
+        private let box = NIOLockedValueBox<CheckedContinuation<Bool, any Error>?>(nil)
+        func set(_ c: CheckedContinuation<Bool, any Error>) { box.withLockedValue { $0 = c } }
+        func resume(_ r: Result<Bool, any Error>) {
+            let c = box.withLockedValue { v -> CheckedContinuation<Bool, any Error>? in
+                defer { v = nil }
+                return v
+            }
+            c?.resume(with: r)
+        }
+    }
+}

@@ -1,0 +1,123 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TallyPipeline
+
+/// Listens for the wire protocol on one port over both TCP and UDP.
+public final class WireServer: Sendable {
+    public struct Configuration: Sendable {
+        public var host: String
+        public var port: Int
+        /// Requested SO_RCVBUF for the UDP socket (the kernel may cap it at net.core.rmem_max).
+        public var udpReceiveBuffer: Int
+        /// Datagrams read per system call (recvmmsg).
+        public var udpVectorReads: Int
+
+        public init(host: String = "0.0.0.0", port: Int = 7070, udpReceiveBuffer: Int = 8 << 20, udpVectorReads: Int = 32) {
+            self.host = host
+            self.port = port
+            self.udpReceiveBuffer = udpReceiveBuffer
+            self.udpVectorReads = udpVectorReads
+        }
+    }
+
+    let configuration: Configuration
+    let queue: ShardedQueue
+    let metrics: IngestMetrics
+    let logger: Logger
+    let group: any EventLoopGroup
+    private let channels = NIOLockedValueBox<(tcp: (any Channel)?, udp: (any Channel)?)>((nil, nil))
+
+    public init(configuration: Configuration, queue: ShardedQueue, metrics: IngestMetrics,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                logger: Logger = Logger(label: "tally.wire")) {
+        self.configuration = configuration
+        self.queue = queue
+        self.metrics = metrics
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Binds both sockets; returns the port (useful when configured as 0).
+    @discardableResult
+    public func start() async throws -> Int {
+        let queue = self.queue, metrics = self.metrics, logger = self.logger
+        let tcp = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(WireTCPHandler(queue: queue, metrics: metrics, logger: logger))
+                }
+            }
+            .bind(host: configuration.host, port: configuration.port).get()
+        let port = tcp.localAddress?.port ?? configuration.port
+        let vector = max(1, configuration.udpVectorReads)
+        let udp: any Channel
+        do {
+            udp = try await DatagramBootstrap(group: group)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(configuration.udpReceiveBuffer))
+                .channelOption(.datagramVectorReadMessageCount, value: vector)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536 * vector))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(queue: queue, metrics: metrics, logger: logger))
+                    }
+                }
+                .bind(host: configuration.host, port: port).get()
+        } catch {
+            try? await tcp.close()
+            throw error
+        }
+        channels.withLockedValue { $0 = (tcp, udp) }
+        logger.info("wire protocol listening", metadata: ["host": "\(configuration.host)", "port": "\(port)", "transports": "tcp+udp"])
+        return port
+    }
+
+    /// Stops accepting: closes the listening TCP socket, the UDP socket and every open connection.
+    public func stop() async {
+        let (tcp, udp) = channels.withLockedValue { c in
+            defer { c = (nil, nil) }
+            return c
+        }
+        try? await udp?.close()
+        try? await tcp?.close()
+    }
+
+    /// Datagrams the kernel dropped on the UDP socket (receive buffer full), from /proc/net/udp.
+    public func kernelUDPDrops() -> Int? {
+        guard let port = channels.withLockedValue({ $0.udp?.localAddress?.port }) else { return nil }
+        return UDPDrops.read(port: port)
+    }
+}
+
+enum UDPDrops {
+    /// Sums the `drops` column of /proc/net/udp and /proc/net/udp6 for sockets bound to `port`.
+    static func read(port: Int) -> Int? {
+        var total = 0
+        var found = false
+        let hexPort = ":" + String(format4(port))
+        for file in ["/proc/net/udp", "/proc/net/udp6"] {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n").dropFirst() {
+                let cols = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard cols.count >= 13, cols[1].hasSuffix(hexPort), let drops = Int(cols[12]) else { continue }
+                total += drops
+                found = true
+            }
+        }
+        return found ? total : nil
+    }
+
+    private static func format4(_ port: Int) -> String {
+        let h = String(port, radix: 16, uppercase: true)
+        return String(repeating: "0", count: max(0, 4 - h.count)) + h
+    }
+}

@@ -1,0 +1,66 @@
+import Logging
+import NIOCore
+import TallyCore
+import TallyPipeline
+import TallyWire
+
+/// UDP datagrams of the wire protocol: each holds one or more whole frames. UDP has no ACKs
+/// and no flow control, so every frame this handler cannot queue is counted by reason.
+final class WireUDPHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+
+    private let queue: ShardedQueue
+    private let metrics: IngestMetrics
+    private let logger: Logger
+    private var lastLog: [WireError: Int64] = [:]
+
+    init(queue: ShardedQueue, metrics: IngestMetrics, logger: Logger) {
+        self.queue = queue
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        var buffer = envelope.data
+        let receivedAt = Timestamp.now()
+        while buffer.readableBytes > 0 {
+            do {
+                switch try FrameDecoder.decode(&buffer) {
+                case .needMoreData:
+                    // A UDP frame cannot continue in another datagram.
+                    reject(FrameRejection(.truncated, "frame cut off at the end of the datagram"), from: envelope.remoteAddress)
+                    return
+                case .frame(.events(let frame)):
+                    let events = frame.resolved(receivedAt: receivedAt)
+                    do {
+                        try queue.enqueue(events)
+                        metrics.accepted("udp", events.count)
+                    } catch .full {
+                        metrics.rejected("udp", reason: "queue_full", events.count)
+                    } catch {
+                        metrics.rejected("udp", reason: "shutting_down", events.count)
+                    }
+                case .frame:
+                    reject(FrameRejection(.unknownFrameType, "senders may only send EVENTS frames"), from: envelope.remoteAddress)
+                }
+            } catch {
+                reject(error, from: envelope.remoteAddress)
+                // Without a sound header we cannot know where the next frame starts.
+                if !error.reason.headerWasSound { return }
+            }
+        }
+    }
+
+    private func reject(_ error: FrameRejection, from peer: SocketAddress) {
+        metrics.rejected("udp", reason: error.reason.label)
+        // At most one log line per reason per second: a flood of bad datagrams must not
+        // turn into a flood of log lines.
+        let now = Timestamp.now()
+        if now - (lastLog[error.reason] ?? 0) >= 1_000_000 {
+            lastLog[error.reason] = now
+            logger.warning("rejected UDP frame", metadata: [
+                "reason": "\(error.reason.label)", "detail": "\(error.detail)", "peer": "\(peer)"])
+        }
+    }
+}

@@ -1,0 +1,89 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOConcurrencyHelpers
+
+/// The spool directory: durable batch files waiting for the loader, plus `tmp/` for files
+/// being written and `quarantine/` for files that failed verification.
+final class Spool: @unchecked Sendable {
+    let directory: String
+    let tmpDirectory: String
+    let quarantineDirectory: String
+    private let lock = NIOLock()
+    // Guarded by lock.
+    private var _backlogFiles = 0
+    private var _backlogBytes = 0
+    private var _writeHealthy = true
+    private var _stopping = false
+    private var onWritten: (@Sendable (String) -> Void)?
+
+    init(directory: String) throws {
+        self.directory = directory
+        self.tmpDirectory = directory + "/tmp"
+        self.quarantineDirectory = directory + "/quarantine"
+        try FileOps.makeDirectory(tmpDirectory)
+        try FileOps.makeDirectory(quarantineDirectory)
+        // Leftovers in tmp/ are writes a crash interrupted; they were never acknowledged.
+        for name in FileOps.list(tmpDirectory, suffix: ".tmp") { unlink(tmpDirectory + "/" + name) }
+    }
+
+    func path(of id: String) -> String { directory + "/" + id + ".batch" }
+
+    /// Batch files present now, oldest name first (recovery on start).
+    func pendingFiles() -> [String] {
+        FileOps.list(directory, suffix: ".batch").map { directory + "/" + $0 }
+    }
+
+    func setHandoff(_ handoff: @escaping @Sendable (String) -> Void) {
+        lock.withLock { onWritten = handoff }
+    }
+
+    /// Counts an existing file into the backlog (recovery).
+    func adopt(_ path: String) {
+        let size = FileOps.size(path)
+        lock.withLock {
+            _backlogFiles += 1
+            _backlogBytes += size
+        }
+    }
+
+    func write(_ id: String, bytes: [UInt8]) throws {
+        let final = path(of: id)
+        try FileOps.writeDurably(bytes, tmp: tmpDirectory + "/" + id + ".tmp", final: final, directory: directory)
+        let handoff = lock.withLock {
+            _backlogFiles += 1
+            _backlogBytes += bytes.count
+            return onWritten
+        }
+        handoff?(final)
+    }
+
+    /// The loader is done with `path`: it is in the store (or moved aside).
+    func remove(_ path: String) {
+        let size = FileOps.size(path)
+        unlink(path)
+        lock.withLock {
+            _backlogFiles -= 1
+            _backlogBytes -= size
+        }
+    }
+
+    func quarantine(_ path: String) {
+        let size = FileOps.size(path)
+        let name = path.split(separator: "/").last.map(String.init) ?? "unknown"
+        if rename(path, quarantineDirectory + "/" + name) != 0 { unlink(path) }
+        try? FileOps.fsyncDirectory(directory)
+        lock.withLock {
+            _backlogFiles -= 1
+            _backlogBytes -= size
+        }
+    }
+
+    var backlogFiles: Int { lock.withLock { _backlogFiles } }
+    var backlogBytes: Int { lock.withLock { _backlogBytes } }
+    var writeHealthy: Bool { lock.withLock { _writeHealthy } }
+    func setWriteHealthy(_ v: Bool) { lock.withLock { _writeHealthy = v } }
+    var isStopping: Bool { lock.withLock { _stopping } }
+    func setStopping() { lock.withLock { _stopping = true } }
+    var quarantinedCount: Int { FileOps.list(quarantineDirectory, suffix: ".batch").count }
+}

@@ -1,0 +1,104 @@
+import CSQLite
+
+/// A thin owner of one sqlite3 handle. Not thread-safe: ``SQLiteStore`` serialises access.
+final class SQLiteConnection {
+    let db: OpaquePointer
+    private var statements: [String: OpaquePointer] = [:]
+
+    init(path: String, readOnly: Bool = false) throws {
+        var handle: OpaquePointer?
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &handle, flags, nil)
+        guard rc == SQLITE_OK, let handle else {
+            let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            if let handle { sqlite3_close_v2(handle) }
+            throw StoreError("cannot open \(path): \(msg)")
+        }
+        db = handle
+        sqlite3_busy_timeout(db, 5000)
+    }
+
+    deinit {
+        for (_, s) in statements { sqlite3_finalize(s) }
+        sqlite3_close_v2(db)
+    }
+
+    func exec(_ sql: String) throws {
+        var err: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(db, sql, nil, nil, &err)
+        if rc != SQLITE_OK {
+            let msg = err.map { String(cString: $0) } ?? "error \(rc)"
+            sqlite3_free(err)
+            throw StoreError("\(msg) (in: \(sql.prefix(80)))", transient: Self.isTransient(rc))
+        }
+    }
+
+    /// A cached prepared statement, reset and with bindings cleared.
+    func statement(_ sql: String) throws -> Statement {
+        if let s = statements[sql] {
+            sqlite3_reset(s)
+            sqlite3_clear_bindings(s)
+            return Statement(handle: s, connection: self)
+        }
+        var s: OpaquePointer?
+        let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &s, nil)
+        guard rc == SQLITE_OK, let s else { throw error(rc, sql) }
+        statements[sql] = s
+        return Statement(handle: s, connection: self)
+    }
+
+    func error(_ rc: Int32, _ context: String) -> StoreError {
+        StoreError("\(String(cString: sqlite3_errmsg(db))) (in: \(context.prefix(80)))", transient: Self.isTransient(rc))
+    }
+
+    static func isTransient(_ rc: Int32) -> Bool {
+        let primary = rc & 0xFF
+        return primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_IOERR || primary == SQLITE_FULL
+    }
+}
+
+// SQLITE_TRANSIENT tells SQLite to copy the bytes, which we need as Swift strings are temporary.
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// A prepared statement borrowed from its connection.
+struct Statement {
+    let handle: OpaquePointer
+    unowned let connection: SQLiteConnection
+
+    func bind(_ index: Int32, _ value: String?) {
+        guard var value else {
+            sqlite3_bind_null(handle, index)
+            return
+        }
+        value.withUTF8 { buf in
+            _ = sqlite3_bind_text(handle, index, UnsafeRawPointer(buf.baseAddress!).assumingMemoryBound(to: CChar.self),
+                                  Int32(buf.count), transient)
+        }
+    }
+
+    func bind(_ index: Int32, _ value: Int64) {
+        sqlite3_bind_int64(handle, index, value)
+    }
+
+    /// Steps a statement that returns no rows.
+    func run() throws {
+        let rc = sqlite3_step(handle)
+        guard rc == SQLITE_DONE else { throw connection.error(rc, String(cString: sqlite3_sql(handle))) }
+        sqlite3_reset(handle)
+    }
+
+    /// Steps once; true while a row is available.
+    func step() throws -> Bool {
+        let rc = sqlite3_step(handle)
+        if rc == SQLITE_ROW { return true }
+        guard rc == SQLITE_DONE else { throw connection.error(rc, String(cString: sqlite3_sql(handle))) }
+        return false
+    }
+
+    func int(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+
+    func text(_ column: Int32) -> String {
+        guard let p = sqlite3_column_text(handle, column) else { return "" }
+        return String(cString: p)
+    }
+}

@@ -1,0 +1,195 @@
+import CSQLite
+import NIOConcurrencyHelpers
+import NIOPosix
+import TallyCore
+
+/// The embedded default store: one SQLite file in WAL mode.
+///
+/// Raw events are appended to `events` without secondary indexes (appends stay near SQLite's
+/// bare insert rate); `/stats` reads small rollup tables that each batch updates in the same
+/// transaction as its rows and its batch id. One writer connection and one reader connection,
+/// each used from a private thread pool so SQLite's blocking calls never stall the async runtime.
+public final class SQLiteStore: EventStore, @unchecked Sendable {
+    public let path: String
+    private let pool: NIOThreadPool
+    private let writerLock = NIOLock()
+    private let readerLock = NIOLock()
+    // Guarded by writerLock / readerLock respectively.
+    private var writer: SQLiteConnection?
+    private var reader: SQLiteConnection?
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS events(
+            id INTEGER PRIMARY KEY,
+            site_id TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            path TEXT,
+            user_id TEXT,
+            event_ts INTEGER NOT NULL,
+            ingested_at INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS loaded_batches(
+            batch_id TEXT PRIMARY KEY, event_count INTEGER NOT NULL, loaded_at INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS daily_views(
+            site_id TEXT NOT NULL, day INTEGER NOT NULL, views INTEGER NOT NULL,
+            PRIMARY KEY(site_id, day)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS daily_path_views(
+            site_id TEXT NOT NULL, day INTEGER NOT NULL, path TEXT NOT NULL, views INTEGER NOT NULL,
+            PRIMARY KEY(site_id, day, path)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS site_path_views(
+            site_id TEXT NOT NULL, path TEXT NOT NULL, views INTEGER NOT NULL,
+            PRIMARY KEY(site_id, path)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS daily_users(
+            site_id TEXT NOT NULL, day INTEGER NOT NULL, user_id TEXT NOT NULL,
+            PRIMARY KEY(site_id, day, user_id)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS site_users(
+            site_id TEXT NOT NULL, user_id TEXT NOT NULL,
+            PRIMARY KEY(site_id, user_id)) WITHOUT ROWID;
+        """
+
+    public init(path: String) {
+        self.path = path
+        self.pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+    }
+
+    public func prepare() async throws {
+        try await onWriter { db in
+            // FULL: a committed batch survives power loss, because its spool file is deleted next.
+            try db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            try db.exec("BEGIN IMMEDIATE;" + Self.schema + "COMMIT;")
+        }
+    }
+
+    public func load(_ batch: StoreBatch) async throws -> LoadOutcome {
+        try await onWriter { db in try Self.load(batch, db) }
+    }
+
+    private static func load(_ batch: StoreBatch, _ db: SQLiteConnection) throws -> LoadOutcome {
+        try db.exec("BEGIN IMMEDIATE")
+        do {
+            let mark = try db.statement("INSERT INTO loaded_batches(batch_id, event_count, loaded_at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
+            mark.bind(1, batch.id)
+            mark.bind(2, Int64(batch.events.count))
+            mark.bind(3, Timestamp.now())
+            try mark.run()
+            if sqlite3_changes(db.db) == 0 {
+                try db.exec("ROLLBACK")
+                return .alreadyLoaded
+            }
+            let insert = try db.statement("INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
+            for e in batch.events {
+                insert.bind(1, e.siteID)
+                insert.bind(2, e.eventType)
+                insert.bind(3, e.path)
+                insert.bind(4, e.userID)
+                insert.bind(5, e.timestamp)
+                insert.bind(6, batch.createdAt)
+                try insert.run()
+            }
+            let r = BatchRollup(batch.events)
+            let dv = try db.statement("INSERT INTO daily_views(site_id, day, views) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET views = views + excluded.views")
+            for (k, v) in r.dayViews {
+                dv.bind(1, k.site); dv.bind(2, Int64(k.day)); dv.bind(3, v)
+                try dv.run()
+            }
+            let dpv = try db.statement("INSERT INTO daily_path_views(site_id, day, path, views) VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET views = views + excluded.views")
+            for (k, v) in r.dayPathViews {
+                dpv.bind(1, k.site); dpv.bind(2, Int64(k.day)); dpv.bind(3, k.path); dpv.bind(4, v)
+                try dpv.run()
+            }
+            let spv = try db.statement("INSERT INTO site_path_views(site_id, path, views) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET views = views + excluded.views")
+            for (k, v) in r.sitePathViews {
+                spv.bind(1, k.site); spv.bind(2, k.path); spv.bind(3, v)
+                try spv.run()
+            }
+            let du = try db.statement("INSERT OR IGNORE INTO daily_users(site_id, day, user_id) VALUES(?1, ?2, ?3)")
+            for k in r.dayUsers {
+                du.bind(1, k.site); du.bind(2, Int64(k.day)); du.bind(3, k.user)
+                try du.run()
+            }
+            let su = try db.statement("INSERT OR IGNORE INTO site_users(site_id, user_id) VALUES(?1, ?2)")
+            for k in r.siteUsers {
+                su.bind(1, k.site); su.bind(2, k.user)
+                try su.run()
+            }
+            try db.exec("COMMIT")
+            return .loaded
+        } catch {
+            try? db.exec("ROLLBACK")
+            throw error
+        }
+    }
+
+    public func isLoaded(batchID: String) async throws -> Bool {
+        try await onReader { db in
+            let s = try db.statement("SELECT 1 FROM loaded_batches WHERE batch_id = ?1")
+            s.bind(1, batchID)
+            return try s.step()
+        }
+    }
+
+    public func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats {
+        try await onReader { db in
+            // One read transaction, so the three numbers describe the same set of batches.
+            try db.exec("BEGIN")
+            defer { try? db.exec("COMMIT") }
+            var views: Int64 = 0
+            var users: Int64 = 0
+            var top: [PathViews] = []
+            if let day {
+                let d = Int64(day.number)
+                let v = try db.statement("SELECT views FROM daily_views WHERE site_id = ?1 AND day = ?2")
+                v.bind(1, siteID); v.bind(2, d)
+                if try v.step() { views = v.int(0) }
+                let u = try db.statement("SELECT count(*) FROM daily_users WHERE site_id = ?1 AND day = ?2")
+                u.bind(1, siteID); u.bind(2, d)
+                if try u.step() { users = u.int(0) }
+                let t = try db.statement("SELECT path, views FROM daily_path_views WHERE site_id = ?1 AND day = ?2 ORDER BY views DESC, path ASC LIMIT ?3")
+                t.bind(1, siteID); t.bind(2, d); t.bind(3, Int64(limit))
+                while try t.step() { top.append(PathViews(path: t.text(0), views: t.int(1))) }
+            } else {
+                let v = try db.statement("SELECT coalesce(sum(views), 0) FROM daily_views WHERE site_id = ?1")
+                v.bind(1, siteID)
+                if try v.step() { views = v.int(0) }
+                let u = try db.statement("SELECT count(*) FROM site_users WHERE site_id = ?1")
+                u.bind(1, siteID)
+                if try u.step() { users = u.int(0) }
+                let t = try db.statement("SELECT path, views FROM site_path_views WHERE site_id = ?1 ORDER BY views DESC, path ASC LIMIT ?2")
+                t.bind(1, siteID); t.bind(2, Int64(limit))
+                while try t.step() { top.append(PathViews(path: t.text(0), views: t.int(1))) }
+            }
+            return SiteStats(totalViews: views, uniqueUsers: users, topPaths: top)
+        }
+    }
+
+    public func eventCount() async throws -> Int64 {
+        try await onReader { db in
+            let s = try db.statement("SELECT coalesce(max(id), 0) FROM events")
+            return try s.step() ? s.int(0) : 0
+        }
+    }
+
+    public func close() async throws {
+        writerLock.withLock { writer = nil }
+        readerLock.withLock { reader = nil }
+        try await pool.shutdownGracefully()
+    }
+
+    private func onWriter<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await pool.runIfActive { [self] in
+            try writerLock.withLock { () throws -> T in
+                if writer == nil { writer = try SQLiteConnection(path: path) }
+                return try body(writer!)
+            }
+        }
+    }
+
+    private func onReader<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await pool.runIfActive { [self] in
+            try readerLock.withLock { () throws -> T in
+                if reader == nil { reader = try SQLiteConnection(path: path) }
+                return try body(reader!)
+            }
+        }
+    }
+}

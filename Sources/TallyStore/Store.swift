@@ -1,0 +1,102 @@
+import TallyCore
+
+/// A batch of events as the loader hands it to a store. `id` is unique for all time and all
+/// collectors, so recording it in the same transaction as the rows makes loading exactly-once.
+public struct StoreBatch: Sendable {
+    public var id: String
+    /// When the batch was cut (µs since the epoch); stored as each row's `ingested_at`.
+    public var createdAt: Int64
+    public var events: [Event]
+
+    public init(id: String, createdAt: Int64, events: [Event]) {
+        self.id = id
+        self.createdAt = createdAt
+        self.events = events
+    }
+}
+
+/// What loading a batch did.
+public enum LoadOutcome: Sendable, Equatable {
+    case loaded
+    /// The batch id was already recorded: nothing was written.
+    case alreadyLoaded
+}
+
+/// The answer to `/stats`.
+public struct SiteStats: Sendable, Equatable {
+    public var totalViews: Int64
+    public var uniqueUsers: Int64
+    public var topPaths: [PathViews]
+
+    public init(totalViews: Int64, uniqueUsers: Int64, topPaths: [PathViews]) {
+        self.totalViews = totalViews
+        self.uniqueUsers = uniqueUsers
+        self.topPaths = topPaths
+    }
+}
+
+public struct PathViews: Sendable, Equatable {
+    public var path: String
+    public var views: Int64
+    public init(path: String, views: Int64) {
+        self.path = path
+        self.views = views
+    }
+}
+
+/// Where loaded events live and `/stats` is answered from. Implementations must make `load`
+/// atomic: the rows, the rollups and the batch id commit together or not at all.
+public protocol EventStore: Sendable {
+    /// Creates or migrates the schema; safe to call when it already exists.
+    func prepare() async throws
+    func load(_ batch: StoreBatch) async throws -> LoadOutcome
+    func isLoaded(batchID: String) async throws -> Bool
+    /// Stats for one UTC day, or all time when `day` is nil.
+    func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats
+    /// Total raw events stored (all sites), for health and tests.
+    func eventCount() async throws -> Int64
+    func close() async throws
+}
+
+/// A store failure with the backend's message.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var message: String
+    /// True when retrying later may succeed (database busy or locked, connection lost).
+    public var isTransient: Bool
+    public init(_ message: String, transient: Bool = false) {
+        self.message = message
+        self.isTransient = transient
+    }
+    public var description: String { message }
+}
+
+/// Per-batch rollups, computed in memory so each batch touches every rollup row once.
+public struct BatchRollup: Sendable {
+    public struct DayKey: Hashable, Sendable { public var site: String; public var day: Int32 }
+    public struct DayPathKey: Hashable, Sendable { public var site: String; public var day: Int32; public var path: String }
+    public struct SitePathKey: Hashable, Sendable { public var site: String; public var path: String }
+    public struct DayUserKey: Hashable, Sendable { public var site: String; public var day: Int32; public var user: String }
+    public struct SiteUserKey: Hashable, Sendable { public var site: String; public var user: String }
+
+    public var dayViews: [DayKey: Int64] = [:]
+    public var dayPathViews: [DayPathKey: Int64] = [:]
+    public var sitePathViews: [SitePathKey: Int64] = [:]
+    public var dayUsers: Set<DayUserKey> = []
+    public var siteUsers: Set<SiteUserKey> = []
+
+    public init(_ events: [Event]) {
+        for e in events {
+            let day = e.day.number
+            if let u = e.userID, !u.isEmpty {
+                dayUsers.insert(DayUserKey(site: e.siteID, day: day, user: u))
+                siteUsers.insert(SiteUserKey(site: e.siteID, user: u))
+            }
+            guard e.isPageView else { continue }
+            dayViews[DayKey(site: e.siteID, day: day), default: 0] += 1
+            if let p = e.path {
+                dayPathViews[DayPathKey(site: e.siteID, day: day, path: p), default: 0] += 1
+                sitePathViews[SitePathKey(site: e.siteID, path: p), default: 0] += 1
+            }
+        }
+    }
+}
