@@ -88,6 +88,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], path: "tools/client", swiftSettings: strict),
         .target(name: "TallyLoad", dependencies: [
             "TallyCore", "TallyClient",
@@ -99,6 +100,12 @@ let package = Package(
             "TallyLoad",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "tools/loadgen/tally-load", swiftSettings: strict),
+
+        // libFuzzer harness for the wire decoder (scripts/fuzz.sh); a corpus replayer otherwise.
+        .executableTarget(name: "tally-fuzz", dependencies: [
+            "TallyWire",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Tests/Fuzz", swiftSettings: strict),
 
         .testTarget(name: "TallyCoreTests", dependencies: ["TallyCore"], swiftSettings: strict),
         .testTarget(name: "TallyWireTests", dependencies: ["TallyWire", "TallyCore"],

@@ -58,7 +58,10 @@ final class WireTCPHandler: ChannelDuplexHandler {
 
     private func process(context: ChannelHandlerContext) {
         if let frame = stalled {
-            guard enqueue(frame, context: context) else { return }
+            guard enqueue(frame, context: context) else {
+                scheduleRetry(context: context)
+                return
+            }
             stalled = nil
         }
         while !closing {

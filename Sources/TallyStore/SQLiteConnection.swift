@@ -47,6 +47,12 @@ final class SQLiteConnection {
         return Statement(handle: s, connection: self)
     }
 
+    /// Resets every cached statement: a statement left mid-result keeps its read transaction
+    /// open, which would pin a reader to an old snapshot and block COMMIT.
+    func resetAll() {
+        for (_, s) in statements { sqlite3_reset(s) }
+    }
+
     func error(_ rc: Int32, _ context: String) -> StoreError {
         StoreError("\(String(cString: sqlite3_errmsg(db))) (in: \(context.prefix(80)))", transient: Self.isTransient(rc))
     }

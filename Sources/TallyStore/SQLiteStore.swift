@@ -132,7 +132,10 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         try await onReader { db in
             // One read transaction, so the three numbers describe the same set of batches.
             try db.exec("BEGIN")
-            defer { try? db.exec("COMMIT") }
+            defer {
+                db.resetAll()
+                try? db.exec("COMMIT")
+            }
             var views: Int64 = 0
             var users: Int64 = 0
             var top: [PathViews] = []
@@ -179,6 +182,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         try await pool.runIfActive { [self] in
             try writerLock.withLock { () throws -> T in
                 if writer == nil { writer = try SQLiteConnection(path: path) }
+                defer { writer!.resetAll() }
                 return try body(writer!)
             }
         }
@@ -188,6 +192,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         try await pool.runIfActive { [self] in
             try readerLock.withLock { () throws -> T in
                 if reader == nil { reader = try SQLiteConnection(path: path) }
+                defer { reader!.resetAll() }
                 return try body(reader!)
             }
         }

@@ -17,7 +17,8 @@ public enum FrameEncoder {
             if e.path != nil { flags |= EventFlag.path }
             if e.userID != nil { flags |= EventFlag.user }
             if e.timestamp != nil { flags |= EventFlag.timestamp }
-            let same = previousType == e.eventType
+            // Byte-wise: String == is Unicode-canonical, and the receiver must get the same bytes.
+            let same = previousType.map { $0.utf8.elementsEqual(e.eventType.utf8) } ?? false
             if same { flags |= EventFlag.sameType }
             buffer.writeInteger(flags)
             if !same { writeString(e.eventType, into: &buffer) }
@@ -52,18 +53,29 @@ public enum FrameEncoder {
         }
     }
 
-    /// Splits events into EVENTS frames of one site each, in order, at most `maxEvents` per
-    /// frame. Every event keeps its timestamp.
+    /// Splits events into EVENTS frames of one site each, in order, with at most `maxEvents`
+    /// events and at most `Wire.maxPayload` bytes per frame. Every event keeps its timestamp.
     public static func frames(for events: [Event], maxEvents: Int = 1024) -> [EventsFrame] {
+        let cap = min(maxEvents, Int(UInt16.max))
         var out: [EventsFrame] = []
+        var bytes = 0
         for e in events {
-            if let last = out.last, last.siteID == e.siteID, last.events.count < maxEvents {
+            let size = encodedSize(e)
+            if let last = out.last, last.siteID == e.siteID, last.events.count < cap, bytes + size <= Wire.maxPayload {
                 out[out.count - 1].events.append(WireEvent(e))
+                bytes += size
             } else {
                 out.append(EventsFrame(siteID: e.siteID, events: [WireEvent(e)]))
+                bytes = 1 + 8 + 2 + e.siteID.utf8.count + 2 + size
             }
         }
         return out
+    }
+
+    /// Upper bound of one event's bytes in a frame (its type counted even when repeated).
+    static func encodedSize(_ e: Event) -> Int {
+        1 + 2 + e.eventType.utf8.count + (e.path.map { 2 + $0.utf8.count } ?? 0)
+            + (e.userID.map { 2 + $0.utf8.count } ?? 0) + 8
     }
 
     private static func writeHeader(_ type: FrameType, into buffer: inout ByteBuffer) -> Int {

@@ -1,0 +1,46 @@
+# Tally — `make run` serves on the embedded SQLite default; `make test` runs the whole suite.
+# Both install what is missing first (Debian packages via apt-get; sudo only when not root).
+
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEB_PACKAGES := libsqlite3-dev libzstd-dev pkg-config zstd sqlite3 curl
+SWIFT ?= swift
+DATA_DIR ?= ./data
+FUZZ_SECONDS ?= 60
+
+.PHONY: deps build run test test-unit fuzz bench crash-test clean
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "swift not found on PATH (expected the Swift 6 toolchain)"; exit 1; }
+
+build: deps
+	$(SWIFT) build -c release
+
+run: build
+	.build/release/tally serve --data-dir $(DATA_DIR)
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+	$(MAKE) fuzz FUZZ_SECONDS=$(if $(CI),20,$(FUZZ_SECONDS))
+
+test-unit: deps
+	$(SWIFT) test --skip TallyEndToEndTests
+
+# libFuzzer on the wire decoder (Tests/Fuzz), with the proto vectors as seed corpus.
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: deps
+	scripts/bench.sh
+
+crash-test: deps
+	scripts/crash-test.sh
+
+clean:
+	rm -rf .build .build-* $(DATA_DIR)

@@ -1,0 +1,89 @@
+import Foundation
+import Testing
+import TallyCore
+@testable import TallyStore
+
+/// A fresh temporary directory per test, removed afterwards.
+func withTempDir<T>(_ body: (String) async throws -> T) async throws -> T {
+    let dir = NSTemporaryDirectory() + "tally-store-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    return try await body(dir)
+}
+
+func ts(_ s: String) -> Int64 { Timestamp.parse(s)! }
+
+/// The seed README's "Scenario 2": five page views, one anonymous.
+let scenario2: [Event] = [
+    Event(siteID: "demo-site", eventType: "page_view", path: "/home", userID: "user-001", timestamp: ts("2025-11-14T12:00:00Z")),
+    Event(siteID: "demo-site", eventType: "page_view", path: "/products", userID: "user-002", timestamp: ts("2025-11-14T12:05:00Z")),
+    Event(siteID: "demo-site", eventType: "page_view", path: "/products", userID: "user-001", timestamp: ts("2025-11-14T12:10:00Z")),
+    Event(siteID: "demo-site", eventType: "page_view", path: "/home", userID: nil, timestamp: ts("2025-11-14T12:15:00Z")),
+    Event(siteID: "demo-site", eventType: "page_view", path: "/about", userID: "user-003", timestamp: ts("2025-11-14T12:20:00Z")),
+]
+
+@Suite struct SQLiteStoreTests {
+    @Test func scenario2ByDateAndAllTime() async throws {
+        try await withTempDir { dir in
+            let store = SQLiteStore(path: dir + "/t.sqlite")
+            try await store.prepare()
+            #expect(try await store.load(StoreBatch(id: "b1", createdAt: 1, events: scenario2)) == .loaded)
+            let expected = SiteStats(totalViews: 5, uniqueUsers: 3, topPaths: [
+                PathViews(path: "/home", views: 2), PathViews(path: "/products", views: 2), PathViews(path: "/about", views: 1)])
+            #expect(try await store.stats(siteID: "demo-site", day: UTCDay(parsing: "2025-11-14"), limit: 10) == expected)
+            #expect(try await store.stats(siteID: "demo-site", day: nil, limit: 10) == expected)
+            #expect(try await store.stats(siteID: "demo-site", day: UTCDay(parsing: "2025-11-15"), limit: 10)
+                    == SiteStats(totalViews: 0, uniqueUsers: 0, topPaths: []))
+            #expect(try await store.stats(siteID: "nobody", day: nil, limit: 10) == SiteStats(totalViews: 0, uniqueUsers: 0, topPaths: []))
+            try await store.close()
+        }
+    }
+
+    @Test func batchIsLoadedExactlyOnce() async throws {
+        try await withTempDir { dir in
+            let store = SQLiteStore(path: dir + "/t.sqlite")
+            try await store.prepare()
+            #expect(try await store.load(StoreBatch(id: "same", createdAt: 1, events: scenario2)) == .loaded)
+            #expect(try await store.load(StoreBatch(id: "same", createdAt: 1, events: scenario2)) == .alreadyLoaded)
+            #expect(try await store.isLoaded(batchID: "same"))
+            #expect(try await !store.isLoaded(batchID: "other"))
+            #expect(try await store.eventCount() == 5)
+            #expect(try await store.stats(siteID: "demo-site", day: nil, limit: 10).totalViews == 5)
+            try await store.close()
+            // Survives reopening the file.
+            let again = SQLiteStore(path: dir + "/t.sqlite")
+            try await again.prepare()
+            #expect(try await again.load(StoreBatch(id: "same", createdAt: 1, events: scenario2)) == .alreadyLoaded)
+            #expect(try await again.stats(siteID: "demo-site", day: nil, limit: 10).totalViews == 5)
+            try await again.close()
+        }
+    }
+
+    @Test func rollupsAccumulateAcrossBatchesAndDays() async throws {
+        try await withTempDir { dir in
+            let store = SQLiteStore(path: dir + "/t.sqlite")
+            try await store.prepare()
+            let d1 = ts("2025-11-14T10:00:00Z"), d2 = ts("2025-11-15T10:00:00Z")
+            let b1 = [
+                Event(siteID: "s", eventType: "page_view", path: "/b", userID: "u1", timestamp: d1),
+                Event(siteID: "s", eventType: "click", path: "/b", userID: "u9", timestamp: d1),  // a user, not a view
+                Event(siteID: "s", eventType: "page_view", path: nil, userID: "u2", timestamp: d1),  // a view, no path
+                Event(siteID: "other", eventType: "page_view", path: "/b", userID: "u1", timestamp: d1),
+            ]
+            let b2 = [
+                Event(siteID: "s", eventType: "page_view", path: "/a", userID: "u1", timestamp: d2),
+                Event(siteID: "s", eventType: "page_view", path: "/b", userID: "u3", timestamp: d2),
+                Event(siteID: "s", eventType: "page_view", path: "/a", userID: "", timestamp: d2),
+            ]
+            _ = try await store.load(StoreBatch(id: "1", createdAt: 1, events: b1))
+            _ = try await store.load(StoreBatch(id: "2", createdAt: 2, events: b2))
+            let day1 = try await store.stats(siteID: "s", day: UTCDay(containing: d1), limit: 10)
+            #expect(day1 == SiteStats(totalViews: 2, uniqueUsers: 3, topPaths: [PathViews(path: "/b", views: 1)]))
+            let all = try await store.stats(siteID: "s", day: nil, limit: 10)
+            // Ties broken by path ascending; u1 counted once across days; "" is not a user.
+            #expect(all == SiteStats(totalViews: 5, uniqueUsers: 4, topPaths: [PathViews(path: "/a", views: 2), PathViews(path: "/b", views: 2)]))
+            #expect(try await store.stats(siteID: "s", day: nil, limit: 1).topPaths == [PathViews(path: "/a", views: 2)])
+            try await store.close()
+        }
+    }
+}

@@ -1,0 +1,168 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import TallyCore
+import TallyWire
+
+/// Sends wire-protocol datagrams to one server.
+public final class WireUDPClient: Sendable {
+    let channel: any Channel
+    let remote: SocketAddress
+
+    public static func connect(host: String, port: Int,
+                               group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> WireUDPClient {
+        let remote = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        let channel = try await DatagramBootstrap(group: group)
+            .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+            .bind(host: remote.protocol == .inet6 ? "::" : "0.0.0.0", port: 0).get()
+        return WireUDPClient(channel: channel, remote: remote)
+    }
+
+    init(channel: any Channel, remote: SocketAddress) {
+        self.channel = channel
+        self.remote = remote
+    }
+
+    /// Sends one datagram holding `bytes` (one or more whole frames).
+    public func send(_ bytes: ByteBuffer) async throws {
+        try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: bytes))
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+/// A TCP connection speaking the wire protocol, tracking ACKs and ERROR frames from the server.
+public final class WireTCPClient: Sendable {
+    let channel: any Channel
+    let state: AckState
+
+    public static func connect(host: String, port: Int,
+                               group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> WireTCPClient {
+        let state = AckState()
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ServerFrameReader(state: state))
+                }
+            }
+            .connect(host: host, port: port).get()
+        return WireTCPClient(channel: channel, state: state)
+    }
+
+    init(channel: any Channel, state: AckState) {
+        self.channel = channel
+        self.state = state
+    }
+
+    /// Writes raw bytes (any number of frames, or any part of one).
+    public func send(_ bytes: ByteBuffer) async throws {
+        try await channel.writeAndFlush(bytes)
+    }
+
+    public func send(_ frame: EventsFrame) async throws {
+        var b = channel.allocator.buffer(capacity: 256)
+        FrameEncoder.writeEvents(frame, into: &b)
+        try await send(b)
+    }
+
+    /// Highest sequence number the server has acknowledged as durable.
+    public var acked: UInt64? { state.box.withLockedValue { $0.acked } }
+    /// The ERROR frame the server sent, if any.
+    public var serverError: (code: WireError, message: String)? { state.box.withLockedValue { $0.error } }
+
+    /// Waits until the server acknowledged `sequence` (or later); throws on an ERROR frame,
+    /// a closed connection or the timeout.
+    public func waitForAck(_ sequence: UInt64, timeout: Duration = .seconds(30)) async throws {
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        state.wait(sequence, promise)
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+            promise.fail(HTTPClientError(description: "timed out waiting for ack \(sequence)"))
+        }
+        defer { timer.cancel() }
+        try await promise.futureResult.get()
+    }
+
+    /// Waits until the server closes the connection.
+    public func waitForClose() async {
+        try? await channel.closeFuture.get()
+    }
+
+    public func close() async {
+        try? await channel.close()
+    }
+}
+
+final class AckState: Sendable {
+    struct State {
+        var acked: UInt64?
+        var error: (code: WireError, message: String)?
+        var closed = false
+        var waiters: [(UInt64, EventLoopPromise<Void>)] = []
+    }
+    let box = NIOLockedValueBox(State())
+
+    func wait(_ seq: UInt64, _ p: EventLoopPromise<Void>) {
+        let outcome: Result<Void, any Error>? = box.withLockedValue { s in
+            if let a = s.acked, a >= seq { return .success(()) }
+            if let e = s.error { return .failure(HTTPClientError(description: "server error \(e.code.label): \(e.message)")) }
+            if s.closed { return .failure(HTTPClientError(description: "connection closed")) }
+            s.waiters.append((seq, p))
+            return nil
+        }
+        if let outcome { p.completeWith(outcome) }
+    }
+
+    func update(ack: UInt64? = nil, error: (WireError, String)? = nil, closed: Bool = false) {
+        let (ok, failed): ([EventLoopPromise<Void>], [EventLoopPromise<Void>]) = box.withLockedValue { s in
+            if let ack { s.acked = max(s.acked ?? 0, ack) }
+            if let error { s.error = error }
+            if closed { s.closed = true }
+            var ok: [EventLoopPromise<Void>] = []
+            var failed: [EventLoopPromise<Void>] = []
+            s.waiters.removeAll { w in
+                if let a = s.acked, a >= w.0 { ok.append(w.1); return true }
+                if s.error != nil || s.closed { failed.append(w.1); return true }
+                return false
+            }
+            return (ok, failed)
+        }
+        for p in ok { p.succeed(()) }
+        for p in failed { p.fail(HTTPClientError(description: "connection ended before ack")) }
+    }
+}
+
+final class ServerFrameReader: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let state: AckState
+    var buffer = ByteBuffer()
+
+    init(state: AckState) { self.state = state }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        buffer.writeBuffer(&incoming)
+        while true {
+            guard let step = try? FrameDecoder.decode(&buffer) else {
+                state.update(error: (.badMagic, "unreadable frame from server"))
+                context.close(promise: nil)
+                return
+            }
+            switch step {
+            case .needMoreData:
+                buffer.discardReadBytes()
+                return
+            case .frame(.ack(let seq)): state.update(ack: seq)
+            case .frame(.error(let code, let message)): state.update(error: (code, message))
+            case .frame(.events): break
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.update(closed: true)
+        context.fireChannelInactive()
+    }
+}
