@@ -301,6 +301,8 @@ def main():
     ap.add_argument("--flush-interval-ms", type=int, default=None, help="passed to the server (default: server's)")
     ap.add_argument("--log-level", default="info", help="server log level (default info)")
     ap.add_argument("--startup-timeout", type=float, default=60.0, help="seconds to wait for /health after a start")
+    ap.add_argument("--startup-kill-prob", type=float, default=0.0,
+                    help="chance that a restart is itself SIGKILLed 0-150 ms in, before /health (default 0)")
     ap.add_argument("--keep-data", action="store_true", help="keep the temp data dir even on success")
     args = ap.parse_args()
 
@@ -334,6 +336,7 @@ def main():
     senders = []
     failures = []
     kills_done = 0
+    startup_kills = 0
     restart_times = []
     started = time.monotonic()
     summary_printed = False
@@ -368,6 +371,13 @@ def main():
             gate.clear()
             kills_done += 1
             log(f"kill #{kills_done}: SIGKILL (acked so far {acked_now})")
+            if rng.random() < args.startup_kill_prob:
+                # Kill again while the new process is starting up / recovering the spool.
+                server.start()
+                time.sleep(rng.uniform(0.0, 0.15))
+                server.kill9()
+                startup_kills += 1
+                log("  extra SIGKILL during start-up")
             if not start_and_wait(f"kill #{kills_done}"):
                 raise Abort
             h = get_health(http_port) or {}
@@ -441,7 +451,7 @@ def main():
                 outcomes[k] = outcomes.get(k, 0) + v
         print()
         print("summary")
-        print(f"  kills            {kills_done}")
+        print(f"  kills            {kills_done}" + (f" (+{startup_kills} during start-up)" if startup_kills else ""))
         print(f"  requests         {sum(s.requests for s in senders)}  outcomes {dict(sorted(outcomes.items()))}")
         print(f"  acked events     {total_acked}")
         print(f"  unknown events   {total_unknown}")
