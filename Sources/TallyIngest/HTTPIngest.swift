@@ -102,8 +102,9 @@ public struct HTTPIngest: Sendable {
 
     /// JSON, plain text (navigator.sendBeacon) and NDJSON are all parsed as JSON.
     static func checkContentType(_ request: Request) throws {
-        guard let ct = request.headers[.contentType]?.lowercased() else { return }
-        let media = ct.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        guard let ct = request.headers[.contentType] else { return }
+        if ct == "application/json" { return }  // the common case, without allocating
+        let media = ct.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         let accepted = ["application/json", "text/plain", "application/x-ndjson", "application/ndjson", ""]
         guard accepted.contains(media) else {
             throw EventBodyParser.Rejection(status: 415, body: JSONText.error("Unsupported content type", details: ["expected application/json or text/plain, got \(media)"]),

@@ -4,7 +4,6 @@ import Logging
 import ServiceLifecycle
 import TallyServer
 
-@main
 struct Tally: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally",
@@ -83,6 +82,12 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        try await serve()
+    }
+
+    /// The command's body, under a name that overload resolution cannot confuse with
+    /// ParsableCommand's synchronous `run()` (see main.swift).
+    func serve() async throws {
         let config = try resolved()
         let levelName = logLevel ?? ProcessInfo.processInfo.environment["TALLY_LOG_LEVEL"] ?? "info"
         guard let level = Logger.Level(rawValue: levelName) else { throw ValidationError("unknown log level \(levelName)") }

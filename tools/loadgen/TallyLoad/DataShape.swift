@@ -79,7 +79,11 @@ public struct EventFactory: Sendable {
     }
 
     public mutating func next() -> Event {
-        let site = Int(rng.next() % UInt64(shape.sites))
+        next(site: Int(rng.next() % UInt64(shape.sites)))
+    }
+
+    /// The next event of one site (edge proxies batch per site).
+    public mutating func next(site: Int) -> Event {
         let path = "/page/\(zipf.sample(using: &rng))"
         let u = Double(rng.next() >> 11) * 0x1.0p-53
         let user: String? = u < shape.anonymousShare ? nil : "user-\(rng.next() % UInt64(shape.users))"
@@ -89,6 +93,8 @@ public struct EventFactory: Sendable {
         let ts = now - Int64(rng.next() % UInt64(max(1, span)))
         return Event(siteID: shape.siteID(site), eventType: type, path: path, userID: user, timestamp: ts)
     }
+
+    public mutating func nextSite() -> Int { Int(rng.next() % UInt64(shape.sites)) }
 
     /// The seeds' JSON shape.
     public static func json(_ e: Event) -> String {

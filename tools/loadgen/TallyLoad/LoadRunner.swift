@@ -136,23 +136,67 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }
 
-/// One connection's closed (or fixed-rate) loop.
+/// One pre-built operation: a request body, a datagram or a frame, and the events it carries.
+struct Op {
+    var events: [Event]
+    var payload: ByteBuffer
+}
+
+/// One connection's closed (or fixed-rate) loop. Payloads are built before the clock starts
+/// and accepted events are tallied after it stops, so the generator spends its CPU on sending:
+/// it shares the machine with the server.
 struct Worker {
     let options: LoadOptions
     let index: Int
     let start: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant?
 
+    /// Distinct operations built up front; a --duration run cycles through them.
+    static let poolSize = 4096
+
+    func buildOps(quota: Int, factory: inout EventFactory) -> [Op] {
+        let perOp = options.eventsPerOp
+        let count = quota == Int.max ? Self.poolSize : (quota + perOp - 1) / perOp
+        var ops: [Op] = []
+        ops.reserveCapacity(count)
+        var remaining = quota
+        for _ in 0..<count {
+            let n = min(perOp, remaining)
+            remaining -= n
+            var b = ByteBuffer()
+            var events: [Event] = []
+            events.reserveCapacity(n)
+            switch options.mode {
+            case .http, .httpBatch:
+                for _ in 0..<n { events.append(factory.next()) }
+                let body = options.mode == .http ? EventFactory.json(events[0])
+                    : "[" + events.map(EventFactory.json).joined(separator: ",") + "]"
+                b.writeString(body)
+            case .udp, .tcp, .tcpAck:
+                // One site per frame, as an edge proxy batching per site would send.
+                let site = factory.nextSite()
+                for _ in 0..<n { events.append(factory.next(site: site)) }
+                for f in FrameEncoder.frames(for: events, maxEvents: n) {
+                    var f = f
+                    f.ackRequested = options.mode == .tcpAck
+                    FrameEncoder.writeEvents(f, into: &b)
+                }
+            }
+            ops.append(Op(events: events, payload: b))
+        }
+        return ops
+    }
+
     func run(quota: Int, factory: inout EventFactory) async throws -> LoadResult {
         var result = LoadResult(mode: options.mode)
+        let ops = buildOps(quota: quota, factory: &factory)
+        var acceptedTimes = [Int](repeating: 0, count: ops.count)
         let clock = ContinuousClock()
         let perOp = options.eventsPerOp
         // Fixed rate: the k-th operation is due at start + k * interval; latency counts from
         // then, so a stall delays the schedule's clock, not just the one request.
         let interval: Duration? = options.rate > 0
             ? .nanoseconds(Int64(Double(perOp * options.connections) / options.rate * 1e9)) : nil
-        var op = 0
-        var sent = 0
 
         var http: HTTPClientConnection?
         var udp: WireUDPClient?
@@ -163,69 +207,56 @@ struct Worker {
         case .tcp, .tcpAck: tcp = try await WireTCPClient.connect(host: options.wireHost, port: options.wirePort)
         }
         var sequence: UInt64 = 0
-        var inflight: [(seq: UInt64, due: ContinuousClock.Instant, events: [Event])] = []
+        var inflight: [(seq: UInt64, due: ContinuousClock.Instant, op: Int)] = []
+        let uri = options.mode == .http ? "/event" : "/events"
 
         func record(_ due: ContinuousClock.Instant, _ result: inout LoadResult) {
             let us = (clock.now - due).seconds * 1e6
             _ = result.latency.record(UInt64(max(1, us)))
         }
 
-        while sent < quota {
+        var k = 0
+        while quota == Int.max || k < ops.count {
             if let deadline, clock.now >= deadline { break }
-            let n = min(perOp, quota - sent)
-            var events: [Event] = []
-            events.reserveCapacity(n)
-            for _ in 0..<n { events.append(factory.next()) }
+            let i = k % ops.count
+            let op = ops[i]
             var due = clock.now
             if let interval {
-                due = start + interval * op
+                due = start + interval * k
                 if due > clock.now { try await Task.sleep(until: due, clock: clock) }
             }
-            op += 1
-            sent += n
-            result.sentEvents += n
+            k += 1
+            result.sentEvents += op.events.count
             do {
                 switch options.mode {
-                case .http:
-                    let r = try await http!.post("/event", EventFactory.json(events[0]))
-                    accept(r.status, events, &result)
-                    record(due, &result)
-                case .httpBatch:
-                    let body = "[" + events.map(EventFactory.json).joined(separator: ",") + "]"
-                    let r = try await http!.post("/events", body)
-                    accept(r.status, events, &result)
+                case .http, .httpBatch:
+                    let r = try await http!.request(.POST, uri, body: op.payload)
+                    if r.status == 202 {
+                        acceptedTimes[i] += 1
+                    } else {
+                        result.errors["HTTP \(r.status)", default: 0] += 1
+                    }
                     record(due, &result)
                 case .udp:
-                    var b = ByteBuffer()
-                    for f in FrameEncoder.frames(for: events.sorted { $0.siteID < $1.siteID }) { FrameEncoder.writeEvents(f, into: &b) }
-                    try await udp!.send(b)
-                    for e in events { result.ledger.add(e) }
-                    result.acceptedEvents += n
+                    try await udp!.send(op.payload)
+                    acceptedTimes[i] += 1
                     record(due, &result)
-                case .tcp, .tcpAck:
-                    let ack = options.mode == .tcpAck
-                    var b = ByteBuffer()
-                    let frames = FrameEncoder.frames(for: events.sorted { $0.siteID < $1.siteID })
-                    for var f in frames {
-                        sequence += 1
-                        f.sequence = sequence
-                        f.ackRequested = ack
-                        FrameEncoder.writeEvents(f, into: &b)
-                    }
-                    try await tcp!.send(b)
-                    if ack {
-                        inflight.append((sequence, due, events))
-                        if inflight.count >= options.window {
-                            let first = inflight.removeFirst()
-                            try await tcp!.waitForAck(first.seq)
-                            for e in first.events { result.ledger.add(e) }
-                            result.acceptedEvents += first.events.count
-                            record(first.due, &result)
-                        }
-                    } else {
-                        for e in events { result.ledger.add(e) }
-                        result.acceptedEvents += n
-                        record(due, &result)
+                case .tcp:
+                    try await tcp!.send(op.payload)
+                    acceptedTimes[i] += 1
+                    record(due, &result)
+                case .tcpAck:
+                    sequence += 1
+                    var payload = op.payload
+                    // Frame header (8 bytes), then flags (1), then the u64 sequence.
+                    payload.setInteger(sequence, at: payload.readerIndex + 9)
+                    try await tcp!.send(payload)
+                    inflight.append((sequence, due, i))
+                    if inflight.count >= options.window {
+                        let first = inflight.removeFirst()
+                        try await tcp!.waitForAck(first.seq)
+                        acceptedTimes[first.op] += 1
+                        record(first.due, &result)
                     }
                 }
             } catch {
@@ -236,8 +267,7 @@ struct Worker {
         for f in inflight {
             do {
                 try await tcp!.waitForAck(f.seq)
-                for e in f.events { result.ledger.add(e) }
-                result.acceptedEvents += f.events.count
+                acceptedTimes[f.op] += 1
                 record(f.due, &result)
             } catch {
                 result.errors["ack: \(error)".prefix(80).description, default: 0] += 1
@@ -246,15 +276,10 @@ struct Worker {
         await http?.close()
         await udp?.close()
         await tcp?.close()
-        return result
-    }
-
-    func accept(_ status: Int, _ events: [Event], _ result: inout LoadResult) {
-        if status == 202 {
-            result.acceptedEvents += events.count
-            for e in events { result.ledger.add(e) }
-        } else {
-            result.errors["HTTP \(status)", default: 0] += 1
+        for (i, times) in acceptedTimes.enumerated() where times > 0 {
+            result.acceptedEvents += ops[i].events.count * times
+            for _ in 0..<times { for e in ops[i].events { result.ledger.add(e) } }
         }
+        return result
     }
 }
