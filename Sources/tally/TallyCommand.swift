@@ -8,7 +8,7 @@ struct Tally: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally",
         abstract: "A high-throughput website-analytics collector.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, StoreCeiling.self],
         defaultSubcommand: Serve.self)
 }
 

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import TallyCore
+import TallyStore
+
+/// `tally store-ceiling`: how fast this machine appends Tally's rows to SQLite with nothing
+/// else running, and how fast the real store loads the same rows (rollups included). The
+/// baseline `make bench` compares every ingest mode with.
+struct StoreCeiling: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store-ceiling",
+        abstract: "Measure plain SQLite appends and the store's batch load rate on this machine.")
+
+    @Option(help: "Rows to insert.") var events: Int = 1_000_000
+    @Option(help: "Rows per transaction.") var batch: Int = 8192
+    @Option(help: "Directory for the scratch databases (removed afterwards).") var dir: String = NSTemporaryDirectory()
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        var rng = SystemRandomNumberGenerator()
+        let now = Timestamp.now()
+        var rows: [Event] = []
+        rows.reserveCapacity(events)
+        for i in 0..<events {
+            let type: String = i % 10 == 0 ? "click" : "page_view"
+            let path = "/page/\(Int.random(in: 0..<200, using: &rng))"
+            let user: String? = i % 5 == 0 ? nil : "user-\(Int.random(in: 0..<10_000, using: &rng))"
+            rows.append(Event(siteID: "site-\(i % 10)", eventType: type, path: path, userID: user, timestamp: now - Int64(i)))
+        }
+        let base = dir + "/tally-ceiling-\(UUID().uuidString)"
+        defer {
+            for suffix in ["", "-wal", "-shm"] {
+                try? FileManager.default.removeItem(atPath: base + "-raw.sqlite" + suffix)
+                try? FileManager.default.removeItem(atPath: base + "-store.sqlite" + suffix)
+            }
+        }
+        let raw = try AppendCeiling.measure(path: base + "-raw.sqlite", events: rows, batch: batch)
+        let store = try StoreLoadRate.measure(path: base + "-store.sqlite", events: rows, batch: batch)
+        if json {
+            print("{\"append_rows_per_s\":\(Int(raw)),\"store_load_rows_per_s\":\(Int(store))}")
+        } else {
+            print("plain SQLite appends   \(Int(raw)) rows/s")
+            print("store batch loads      \(Int(store)) rows/s (rollups included, \(String(format: "%.2f", store / raw)) of plain)")
+        }
+    }
+}
+
+/// Loads the rows through ``SQLiteStore`` in batches, synchronously from this command.
+enum StoreLoadRate {
+    static func measure(path: String, events: [Event], batch: Int) throws -> Double {
+        let result = ResultBox()
+        let sem = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                let store = SQLiteStore(path: path)
+                try await store.prepare()
+                let start = Timestamp.now()
+                var i = 0, n = 0
+                while i < events.count {
+                    n += 1
+                    _ = try await store.load(StoreBatch(id: "ceiling-\(n)", createdAt: start, events: Array(events[i..<min(events.count, i + batch)])))
+                    i += batch
+                }
+                result.value = Double(events.count) / (Double(Timestamp.now() - start) / 1e6)
+                try await store.close()
+            } catch {
+                result.error = error
+            }
+            sem.signal()
+        }
+        sem.wait()
+        if let e = result.error { throw e }
+        return result.value
+    }
+
+    final class ResultBox: @unchecked Sendable {
+        var value = 0.0
+        var error: (any Error)?
+    }
+}
