@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := libsqlite3-dev libzstd-dev pkg-config zstd sqlite3 curl
+DEB_PACKAGES := libsqlite3-dev libzstd-dev pkg-config zstd sqlite3 curl postgresql python3
 SWIFT ?= swift
 DATA_DIR ?= ./data
 FUZZ_SECONDS ?= 60
@@ -24,9 +24,13 @@ build: deps
 run: build
 	.build/release/tally serve --data-dir $(DATA_DIR)
 
+# The suite runs against a real PostgreSQL (started here, stopped afterwards) as well as SQLite.
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	@url="$$(scripts/pg-test-server.sh start)"; echo "test PostgreSQL at $$url"; \
+	TALLY_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build; status=$$?; \
+	scripts/pg-test-server.sh stop; exit $$status
+	scripts/crash-test.sh --kills $(if $(CI),5,10) --binary .build/debug/tally
 	$(MAKE) fuzz FUZZ_SECONDS=$(if $(CI),20,$(FUZZ_SECONDS))
 
 test-unit: deps
@@ -39,8 +43,9 @@ fuzz: deps
 bench: deps
 	scripts/bench.sh
 
-crash-test: deps
-	scripts/crash-test.sh
+# kill -9 under durable-ack load, 20 times, then check every acked event is stored once.
+crash-test: build
+	scripts/crash-test.sh --kills 20
 
 clean:
 	rm -rf .build .build-* $(DATA_DIR)

@@ -2,6 +2,9 @@
 public struct ServerConfiguration: Sendable {
     /// Holds the spool (`spool/`), the SQLite file (`tally.sqlite`) and `instance-id`.
     public var dataDirectory: String = "./data"
+    /// Where loaded events live: nil for the embedded SQLite file in the data directory, or a
+    /// `postgres://user@host:port/database` URL shared by several collectors.
+    public var storeURL: String?
     public var httpHost: String = "0.0.0.0"
     public var httpPort: Int = 8080
     public var wireHost: String = "0.0.0.0"

@@ -59,8 +59,18 @@ public final class TallyServer: Service, Sendable {
         let spoolDir = c.dataDirectory + "/spool"
         try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
         let instance = try InstanceID.load(directory: c.dataDirectory)
-        let store = SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
-        try await store.prepare()
+        let store: any EventStore
+        if let url = c.storeURL {
+            store = try PostgresStore(url: url, logger: logger)
+        } else {
+            store = SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
+        }
+        do {
+            try await store.prepare()
+        } catch {
+            try? await store.close()
+            throw error
+        }
         let pipeline = try Pipeline(
             configuration: PipelineConfiguration(
                 spoolDirectory: spoolDir, shards: c.shards, queueCapacity: c.queueCapacity, flushEvents: c.flushEvents,

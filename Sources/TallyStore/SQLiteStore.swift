@@ -18,7 +18,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     private var writer: SQLiteConnection?
     private var reader: SQLiteConnection?
     /// User rows known to be committed (only touched under writerLock).
-    private let knownUsers = KnownUsers()
+    private let knownUsers = NIOLockedValueBox(KnownUserRows())
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS events(
@@ -67,9 +67,11 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         return try await onWriter { db in
             // Users already known to be stored need no INSERT OR IGNORE: returning visitors
             // are most of the traffic, and each skipped insert is a B-tree seek saved.
-            let rollup = BatchRollup(batch.events, knownDay: knownUsers.day, knownSite: knownUsers.site)
+            // Forgetting is always safe: the insert is then done again and ignored.
+            let known = knownUsers.withLockedValue { $0 }
+            let rollup = BatchRollup(batch.events, knownDay: known.day, knownSite: known.site)
             let outcome = try Self.load(batch, rollup, db)
-            if outcome == .loaded { knownUsers.remember(rollup) }
+            if outcome == .loaded { knownUsers.withLockedValue { $0.remember(rollup) } }
             return outcome
         }
     }
@@ -187,21 +189,6 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         writerLock.withLock { writer = nil }
         readerLock.withLock { reader = nil }
         try await pool.shutdownGracefully()
-    }
-
-    /// A bounded memory of committed user rows; forgetting is always safe (the insert is
-    /// then simply done again and ignored by SQLite).
-    final class KnownUsers: @unchecked Sendable {
-        static let limit = 1 << 20
-        var day: Set<BatchRollup.DayUserKey> = []
-        var site: Set<BatchRollup.SiteUserKey> = []
-
-        func remember(_ r: BatchRollup) {
-            if day.count + r.dayUsers.count > Self.limit { day.removeAll(keepingCapacity: true) }
-            if site.count + r.siteUsers.count > Self.limit { site.removeAll(keepingCapacity: true) }
-            day.formUnion(r.dayUsers)
-            site.formUnion(r.siteUsers)
-        }
     }
 
     private func onWriter<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import TallyServer
+import TallyStore
 
 struct Tally: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,6 +19,8 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Directory for the spool and the SQLite file (TALLY_DATA_DIR, default ./data).")
     var dataDir: String?
+    @Option(help: "Store: postgres://user@host:port/db to share one PostgreSQL between collectors (TALLY_STORE, default: SQLite in the data dir).")
+    var store: String?
     @Option(help: "HTTP bind host (TALLY_HTTP_HOST, default 0.0.0.0).")
     var httpHost: String?
     @Option(help: "HTTP port (TALLY_HTTP_PORT, default 8080).")
@@ -66,6 +69,9 @@ struct Serve: AsyncParsableCommand {
         }
         var c = ServerConfiguration()
         c.dataDirectory = dataDir ?? env["TALLY_DATA_DIR"] ?? c.dataDirectory
+        c.storeURL = store ?? env["TALLY_STORE"]
+        if c.storeURL == "sqlite" || c.storeURL == "" { c.storeURL = nil }
+        if let url = c.storeURL { _ = try PostgresStore.Location(url: url) }
         c.httpHost = httpHost ?? env["TALLY_HTTP_HOST"] ?? c.httpHost
         c.httpPort = try int(httpPort, "TALLY_HTTP_PORT", c.httpPort)
         c.wireHost = wireHost ?? env["TALLY_WIRE_HOST"] ?? c.wireHost

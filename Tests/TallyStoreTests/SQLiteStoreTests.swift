@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import PostgresNIO
 import TallyCore
 @testable import TallyStore
 
@@ -22,10 +23,48 @@ let scenario2: [Event] = [
     Event(siteID: "demo-site", eventType: "page_view", path: "/about", userID: "user-003", timestamp: ts("2025-11-14T12:20:00Z")),
 ]
 
-@Suite struct SQLiteStoreTests {
-    @Test func scenario2ByDateAndAllTime() async throws {
+/// The same behaviour from both stores: the suite runs once per backend. PostgreSQL runs when
+/// `TALLY_TEST_POSTGRES` names a server (`make test` starts one).
+enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+
+    static var available: [Backend] {
+        ProcessInfo.processInfo.environment["TALLY_TEST_POSTGRES"] == nil ? [.sqlite] : allCases
+    }
+
+    /// A store on an empty database; `reopen` gives a second store on the same database.
+    func make(_ dir: String) async throws -> (store: any EventStore, reopen: @Sendable () -> any EventStore) {
+        switch self {
+        case .sqlite:
+            let path = dir + "/t.sqlite"
+            return (SQLiteStore(path: path), { SQLiteStore(path: path) })
+        case .postgres:
+            let url = try await PostgresTestDatabase.create()
+            return (try PostgresStore(url: url), { try! PostgresStore(url: url) })
+        }
+    }
+}
+
+enum PostgresTestDatabase {
+    /// Creates a fresh database on the test server and returns its URL.
+    static func create() async throws -> String {
+        let admin = try #require(ProcessInfo.processInfo.environment["TALLY_TEST_POSTGRES"])
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+        let store = try PostgresStore(url: admin)
+        try await store.client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        try await store.close()
+        var parts = URLComponents(string: admin)!
+        parts.path = "/" + name
+        return parts.string!
+    }
+}
+
+@Suite struct StoreContractTests {
+    @Test(arguments: Backend.available)
+    func scenario2ByDateAndAllTime(_ backend: Backend) async throws {
         try await withTempDir { dir in
-            let store = SQLiteStore(path: dir + "/t.sqlite")
+            let (store, _) = try await backend.make(dir)
             try await store.prepare()
             #expect(try await store.load(StoreBatch(id: "b1", createdAt: 1, events: scenario2)) == .loaded)
             let expected = SiteStats(totalViews: 5, uniqueUsers: 3, topPaths: [
@@ -39,9 +78,10 @@ let scenario2: [Event] = [
         }
     }
 
-    @Test func batchIsLoadedExactlyOnce() async throws {
+    @Test(arguments: Backend.available)
+    func batchIsLoadedExactlyOnce(_ backend: Backend) async throws {
         try await withTempDir { dir in
-            let store = SQLiteStore(path: dir + "/t.sqlite")
+            let (store, reopen) = try await backend.make(dir)
             try await store.prepare()
             #expect(try await store.load(StoreBatch(id: "same", createdAt: 1, events: scenario2)) == .loaded)
             #expect(try await store.load(StoreBatch(id: "same", createdAt: 1, events: scenario2)) == .alreadyLoaded)
@@ -50,8 +90,8 @@ let scenario2: [Event] = [
             #expect(try await store.eventCount() == 5)
             #expect(try await store.stats(siteID: "demo-site", day: nil, limit: 10).totalViews == 5)
             try await store.close()
-            // Survives reopening the file.
-            let again = SQLiteStore(path: dir + "/t.sqlite")
+            // A second store on the same database (a restart, or another collector).
+            let again = reopen()
             try await again.prepare()
             #expect(try await again.load(StoreBatch(id: "same", createdAt: 1, events: scenario2)) == .alreadyLoaded)
             #expect(try await again.stats(siteID: "demo-site", day: nil, limit: 10).totalViews == 5)
@@ -59,11 +99,13 @@ let scenario2: [Event] = [
         }
     }
 
-    @Test func rollupsAccumulateAcrossBatchesAndDays() async throws {
+    @Test(arguments: Backend.available)
+    func rollupsAccumulateAcrossBatchesAndDays(_ backend: Backend) async throws {
         try await withTempDir { dir in
-            let store = SQLiteStore(path: dir + "/t.sqlite")
+            let (store, _) = try await backend.make(dir)
             try await store.prepare()
             let d1 = ts("2025-11-14T10:00:00Z"), d2 = ts("2025-11-15T10:00:00Z")
+            let tricky = #"/t\ab"# + "\t x\n new'q\r" + #"\\N"#
             let b1 = [
                 Event(siteID: "s", eventType: "page_view", path: "/b", userID: "u1", timestamp: d1),
                 Event(siteID: "s", eventType: "click", path: "/b", userID: "u9", timestamp: d1),  // a user, not a view
@@ -74,16 +116,30 @@ let scenario2: [Event] = [
                 Event(siteID: "s", eventType: "page_view", path: "/a", userID: "u1", timestamp: d2),
                 Event(siteID: "s", eventType: "page_view", path: "/b", userID: "u3", timestamp: d2),
                 Event(siteID: "s", eventType: "page_view", path: "/a", userID: "", timestamp: d2),
+                // Text that COPY and SQL must carry byte for byte.
+                Event(siteID: "s", eventType: "page_view", path: tricky, userID: "ü", timestamp: d2),
             ]
             _ = try await store.load(StoreBatch(id: "1", createdAt: 1, events: b1))
             _ = try await store.load(StoreBatch(id: "2", createdAt: 2, events: b2))
             let day1 = try await store.stats(siteID: "s", day: UTCDay(containing: d1), limit: 10)
             #expect(day1 == SiteStats(totalViews: 2, uniqueUsers: 3, topPaths: [PathViews(path: "/b", views: 1)]))
             let all = try await store.stats(siteID: "s", day: nil, limit: 10)
-            // Ties broken by path ascending; u1 counted once across days; "" is not a user.
-            #expect(all == SiteStats(totalViews: 5, uniqueUsers: 4, topPaths: [PathViews(path: "/a", views: 2), PathViews(path: "/b", views: 2)]))
+            // Ties broken by path ascending (byte order); u1 counted once across days; "" is not a user.
+            #expect(all == SiteStats(totalViews: 6, uniqueUsers: 5, topPaths: [
+                PathViews(path: "/a", views: 2), PathViews(path: "/b", views: 2), PathViews(path: tricky, views: 1)]))
             #expect(try await store.stats(siteID: "s", day: nil, limit: 1).topPaths == [PathViews(path: "/a", views: 2)])
+            #expect(try await store.eventCount() == 8)
             try await store.close()
         }
+    }
+}
+
+@Suite struct SQLiteStoreTests {
+    @Test func storeCeilingMeasuresBothRates() throws {
+        let dir = NSTemporaryDirectory() + "tally-ceiling-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let rate = try AppendCeiling.measure(path: dir + "/c.sqlite", events: scenario2 + scenario2, batch: 3)
+        #expect(rate > 0)
     }
 }

@@ -1,0 +1,259 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+import PostgresNIO
+import TallyCore
+
+/// PostgreSQL behind the same ``EventStore`` contract, for several collectors sharing one
+/// database. Each batch is one transaction: its id in `loaded_batches` (the primary key makes a
+/// second load of the same batch, from any collector, a no-op), its rows via COPY, and its
+/// rollups as sorted multi-row upserts (sorted, so concurrent collectors take row locks in
+/// the same order and do not deadlock).
+public final class PostgresStore: EventStore, Sendable {
+    public struct Location: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public var username: String
+        public var password: String?
+        public var database: String
+        public var requireTLS: Bool
+
+        /// Parses `postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]`.
+        public init(url: String) throws {
+            guard let u = URLComponents(string: url), u.scheme == "postgres" || u.scheme == "postgresql",
+                  let host = u.host, !host.isEmpty else {
+                throw StoreError("store URL must look like postgres://user@host:port/database, got \(url)")
+            }
+            self.host = host
+            self.port = u.port ?? 5432
+            self.username = u.user ?? "postgres"
+            self.password = u.password
+            let db = u.path.hasPrefix("/") ? String(u.path.dropFirst()) : u.path
+            self.database = db.isEmpty ? username : db
+            let mode = u.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+            guard ["disable", "prefer", "require"].contains(mode) else {
+                throw StoreError("sslmode must be disable, prefer or require, got \(mode)")
+            }
+            self.requireTLS = mode == "require"
+            self.preferTLS = mode == "prefer"
+        }
+
+        var preferTLS: Bool
+    }
+
+    let client: PostgresClient
+    let logger: Logger
+    private let runTask: NIOLockedValueBox<Task<Void, Never>?>
+    private let knownUsers = NIOLockedValueBox(KnownUserRows())
+
+    public init(location: Location, logger: Logger = Logger(label: "tally.postgres")) {
+        var config = PostgresClient.Configuration(
+            host: location.host, port: location.port, username: location.username,
+            password: location.password, database: location.database,
+            tls: location.requireTLS ? .require(.makeClientConfiguration())
+                : location.preferTLS ? .prefer(.makeClientConfiguration()) : .disable)
+        config.options.maximumConnections = 8
+        self.client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.logger = logger
+        let client = self.client
+        self.runTask = NIOLockedValueBox(Task { await client.run() })
+    }
+
+    public convenience init(url: String, logger: Logger = Logger(label: "tally.postgres")) throws {
+        self.init(location: try Location(url: url), logger: logger)
+    }
+
+    /// Idempotent, and safe when several collectors start at once: DDL runs under a
+    /// transaction-scoped advisory lock.
+    public func prepare() async throws {
+        try await client.withTransaction(logger: logger) { conn in
+            try await conn.query("SELECT pg_advisory_xact_lock(7338201)", logger: logger)
+            for statement in Self.schema {
+                try await conn.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+        }
+    }
+
+    static let schema = [
+        """
+        CREATE TABLE IF NOT EXISTS events(
+            id BIGSERIAL PRIMARY KEY, site_id TEXT NOT NULL, event_type TEXT NOT NULL, path TEXT, user_id TEXT,
+            event_ts TIMESTAMPTZ NOT NULL, ingested_at TIMESTAMPTZ NOT NULL)
+        """,
+        "CREATE TABLE IF NOT EXISTS loaded_batches(batch_id TEXT PRIMARY KEY, event_count INTEGER NOT NULL, loaded_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        "CREATE TABLE IF NOT EXISTS daily_views(site_id TEXT NOT NULL, day DATE NOT NULL, views BIGINT NOT NULL, PRIMARY KEY(site_id, day))",
+        "CREATE TABLE IF NOT EXISTS daily_path_views(site_id TEXT NOT NULL, day DATE NOT NULL, path TEXT NOT NULL, views BIGINT NOT NULL, PRIMARY KEY(site_id, day, path))",
+        "CREATE TABLE IF NOT EXISTS site_path_views(site_id TEXT NOT NULL, path TEXT NOT NULL, views BIGINT NOT NULL, PRIMARY KEY(site_id, path))",
+        "CREATE TABLE IF NOT EXISTS daily_users(site_id TEXT NOT NULL, day DATE NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY(site_id, day, user_id))",
+        "CREATE TABLE IF NOT EXISTS site_users(site_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY(site_id, user_id))",
+    ]
+
+    public func load(_ batch: StoreBatch) async throws -> LoadOutcome {
+        let known = knownUsers.withLockedValue { $0 }
+        let r = BatchRollup(batch.events, knownDay: known.day, knownSite: known.site)
+        let logger = self.logger
+        let outcome: LoadOutcome = try await client.withTransaction(logger: logger) { conn in
+            let count = Int32(batch.events.count)
+            let marked = try await conn.query(
+                "INSERT INTO loaded_batches(batch_id, event_count) VALUES (\(batch.id), \(count)) ON CONFLICT DO NOTHING RETURNING batch_id",
+                logger: logger)
+            var isNew = false
+            for try await _ in marked { isNew = true }
+            guard isNew else { return .alreadyLoaded }
+
+            let ingested = Self.copyTimestamp(batch.createdAt)
+            try await conn.copyFrom(table: "events", columns: ["site_id", "event_type", "path", "user_id", "event_ts", "ingested_at"],
+                                    logger: logger) { writer in
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(1 << 16)
+                for e in batch.events {
+                    Self.copyField(e.siteID, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    Self.copyField(e.eventType, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    Self.copyField(e.path, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    Self.copyField(e.userID, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    buffer.writeString(Self.copyTimestamp(e.timestamp)); buffer.writeInteger(UInt8(ascii: "\t"))
+                    buffer.writeString(ingested); buffer.writeInteger(UInt8(ascii: "\n"))
+                    if buffer.readableBytes > 1 << 16 {
+                        try await writer.write(buffer)
+                        buffer.clear()
+                    }
+                }
+                if buffer.readableBytes > 0 { try await writer.write(buffer) }
+            }
+
+            let dv = r.dayViews.sorted { ($0.key.site, $0.key.day) < ($1.key.site, $1.key.day) }
+            if !dv.isEmpty {
+                try await conn.query("""
+                    INSERT INTO daily_views(site_id, day, views)
+                    SELECT s, DATE '1970-01-01' + d, v FROM unnest(\(dv.map(\.key.site)), \(dv.map { Int32($0.key.day) }), \(dv.map(\.value))) AS t(s, d, v)
+                    ON CONFLICT (site_id, day) DO UPDATE SET views = daily_views.views + excluded.views
+                    """, logger: logger)
+            }
+            let dpv = r.dayPathViews.sorted { ($0.key.site, $0.key.day, $0.key.path) < ($1.key.site, $1.key.day, $1.key.path) }
+            if !dpv.isEmpty {
+                try await conn.query("""
+                    INSERT INTO daily_path_views(site_id, day, path, views)
+                    SELECT s, DATE '1970-01-01' + d, p, v FROM unnest(\(dpv.map(\.key.site)), \(dpv.map { Int32($0.key.day) }), \(dpv.map(\.key.path)), \(dpv.map(\.value))) AS t(s, d, p, v)
+                    ON CONFLICT (site_id, day, path) DO UPDATE SET views = daily_path_views.views + excluded.views
+                    """, logger: logger)
+            }
+            let spv = r.sitePathViews.sorted { ($0.key.site, $0.key.path) < ($1.key.site, $1.key.path) }
+            if !spv.isEmpty {
+                try await conn.query("""
+                    INSERT INTO site_path_views(site_id, path, views)
+                    SELECT * FROM unnest(\(spv.map(\.key.site)), \(spv.map(\.key.path)), \(spv.map(\.value)))
+                    ON CONFLICT (site_id, path) DO UPDATE SET views = site_path_views.views + excluded.views
+                    """, logger: logger)
+            }
+            let du = r.dayUsers.sorted { ($0.site, $0.day, $0.user) < ($1.site, $1.day, $1.user) }
+            if !du.isEmpty {
+                try await conn.query("""
+                    INSERT INTO daily_users(site_id, day, user_id)
+                    SELECT s, DATE '1970-01-01' + d, u FROM unnest(\(du.map(\.site)), \(du.map { Int32($0.day) }), \(du.map(\.user))) AS t(s, d, u)
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+            }
+            let su = r.siteUsers.sorted { ($0.site, $0.user) < ($1.site, $1.user) }
+            if !su.isEmpty {
+                try await conn.query("""
+                    INSERT INTO site_users(site_id, user_id) SELECT * FROM unnest(\(su.map(\.site)), \(su.map(\.user)))
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+            }
+            return .loaded
+        }
+        if outcome == .loaded { knownUsers.withLockedValue { $0.remember(r) } }
+        return outcome
+    }
+
+    public func isLoaded(batchID: String) async throws -> Bool {
+        let rows = try await client.query("SELECT 1 FROM loaded_batches WHERE batch_id = \(batchID)", logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    public func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats {
+        let lim = Int64(limit)
+        let logger = self.logger
+        // REPEATABLE READ: the three numbers come from one snapshot.
+        return try await client.withConnection { conn in
+            try await conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+            do {
+                var views: Int64 = 0, users: Int64 = 0
+                var top: [PathViews] = []
+                if let day {
+                    let d = Int32(day.number)
+                    for try await v in try await conn.query("SELECT views FROM daily_views WHERE site_id = \(siteID) AND day = DATE '1970-01-01' + \(d)", logger: logger).decode(Int64.self) { views = v }
+                    for try await u in try await conn.query("SELECT count(*) FROM daily_users WHERE site_id = \(siteID) AND day = DATE '1970-01-01' + \(d)", logger: logger).decode(Int64.self) { users = u }
+                    for try await (p, v) in try await conn.query("SELECT path, views FROM daily_path_views WHERE site_id = \(siteID) AND day = DATE '1970-01-01' + \(d) ORDER BY views DESC, path COLLATE \"C\" ASC LIMIT \(lim)", logger: logger).decode((String, Int64).self) {
+                        top.append(PathViews(path: p, views: v))
+                    }
+                } else {
+                    for try await v in try await conn.query("SELECT coalesce(sum(views), 0)::bigint FROM daily_views WHERE site_id = \(siteID)", logger: logger).decode(Int64.self) { views = v }
+                    for try await u in try await conn.query("SELECT count(*) FROM site_users WHERE site_id = \(siteID)", logger: logger).decode(Int64.self) { users = u }
+                    for try await (p, v) in try await conn.query("SELECT path, views FROM site_path_views WHERE site_id = \(siteID) ORDER BY views DESC, path COLLATE \"C\" ASC LIMIT \(lim)", logger: logger).decode((String, Int64).self) {
+                        top.append(PathViews(path: p, views: v))
+                    }
+                }
+                try await conn.query("COMMIT", logger: logger)
+                return SiteStats(totalViews: views, uniqueUsers: users, topPaths: top)
+            } catch {
+                _ = try? await conn.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    public func eventCount() async throws -> Int64 {
+        var n: Int64 = 0
+        for try await v in try await client.query("SELECT coalesce(sum(event_count), 0)::bigint FROM loaded_batches", logger: logger).decode(Int64.self) { n = v }
+        return n
+    }
+
+    public func close() async throws {
+        let task = runTask.withLockedValue { t in
+            defer { t = nil }
+            return t
+        }
+        task?.cancel()
+        await task?.value
+    }
+
+    /// COPY text format: backslash escapes for the four characters that would break a row.
+    static func copyField(_ value: String?, _ buffer: inout ByteBuffer) {
+        guard let value else {
+            buffer.writeStaticString("\\N")
+            return
+        }
+        for b in value.utf8 {
+            switch b {
+            case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
+            case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
+            case UInt8(ascii: "\n"): buffer.writeStaticString("\\n")
+            case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
+            default: buffer.writeInteger(b)
+            }
+        }
+    }
+
+    static func copyTimestamp(_ micros: Int64) -> String {
+        // "2025-11-14T12:00:00.000000Z" is accepted by timestamptz input.
+        Timestamp.format(micros)
+    }
+}
+
+/// A bounded memory of committed user rows (see ``SQLiteStore``).
+struct KnownUserRows: Sendable {
+    static let limit = 1 << 20
+    var day: Set<BatchRollup.DayUserKey> = []
+    var site: Set<BatchRollup.SiteUserKey> = []
+
+    mutating func remember(_ r: BatchRollup) {
+        if day.count + r.dayUsers.count > Self.limit { day.removeAll(keepingCapacity: true) }
+        if site.count + r.siteUsers.count > Self.limit { site.removeAll(keepingCapacity: true) }
+        day.formUnion(r.dayUsers)
+        site.formUnion(r.siteUsers)
+    }
+}

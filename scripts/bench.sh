@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# make bench: ingest throughput, latency, memory and CPU of every mode against this box's
+# raw SQLite append ceiling. Prints one markdown table on stdout (progress goes to stderr);
+# raw JSON of every run goes to .build/bench/<timestamp>/. Exit status 1 when any run
+# failed (server did not start or exited non-zero, tally-load exited non-zero).
+#
+# Environment (all optional):
+#   BENCH_SKIP_BUILD=1          do not run `swift build -c release` first
+#   BENCH_RUNS=3                runs per row; the table shows the median of each column
+#   BENCH_EVENTS_SCALE=1        multiplier on every event count (and the fixed-rate duration)
+#   BENCH_MODES="http http-batch udp tcp tcp-ack"   modes to run
+#   BENCH_<MODE>_EVENTS / _CONNECTIONS / _BATCH, MODE = HTTP, HTTP_BATCH, UDP, TCP, TCP_ACK
+#   BENCH_TCP_ACK_WINDOW=32
+#   BENCH_CEILING_EVENTS=2000000   rows for `tally store-ceiling`
+#   BENCH_RATE=30000 BENCH_RATE_DURATION=10 BENCH_RATE_CONNECTIONS=64   fixed-rate HTTP row
+#                               (BENCH_RATE=0 skips it)
+#   BENCH_LOAD_TIMEOUT=600      seconds before a tally-load run counts as hung
+#   BENCH_SHUTDOWN_WAIT=60      seconds to wait for the server to exit after SIGTERM
+#   BENCH_OUT=.build/bench/<timestamp>
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bench_start=$SECONDS
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+    swift build -c release >&2
+fi
+
+TALLY=.build/release/tally
+LOAD=.build/release/tally-load
+HELPER=scripts/bench_table.py
+for b in "$TALLY" "$LOAD"; do
+    [[ -x "$b" ]] || { echo "bench: $b is missing; build with swift build -c release" >&2; exit 1; }
+done
+command -v curl >/dev/null || { echo "bench: curl not found (make deps installs it)" >&2; exit 1; }
+
+RUNS=${BENCH_RUNS:-3}
+SCALE=${BENCH_EVENTS_SCALE:-1}
+MODES=${BENCH_MODES:-http http-batch udp tcp tcp-ack}
+LOAD_TIMEOUT=${BENCH_LOAD_TIMEOUT:-600}
+SHUTDOWN_WAIT=${BENCH_SHUTDOWN_WAIT:-60}
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${BENCH_OUT:-.build/bench/$stamp}
+mkdir -p "$OUT"
+
+# scaled N [MIN]: N × BENCH_EVENTS_SCALE rounded, at least MIN (default 1).
+scaled() { awk -v n="$1" -v s="$SCALE" -v m="${2:-1}" 'BEGIN { v = int(n * s + 0.5); if (v < m) v = m; print v }'; }
+
+# Per-mode defaults: events connections batch.
+declare -A DEF=(
+    [http]="200000 64 1"
+    [http-batch]="2000000 8 200"
+    [udp]="2000000 4 100"
+    [tcp]="2000000 4 200"
+    [tcp-ack]="2000000 4 200"
+)
+CEILING_EVENTS=$(scaled "${BENCH_CEILING_EVENTS:-2000000}" 1000)
+RATE=${BENCH_RATE:-30000}
+RATE_DURATION=${BENCH_RATE_DURATION:-$(scaled 10 2)}
+RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
+
+# --- state and cleanup --------------------------------------------------------------------
+SERVER_PID=""
+SAMPLER_PID=""
+DATA_DIR=""
+HTTP_PORT=""
+WIRE_PORT=""
+failed=0
+
+stop_sampler() {
+    if [[ -n "$SAMPLER_PID" ]]; then
+        kill -TERM "$SAMPLER_PID" 2>/dev/null || true
+        wait "$SAMPLER_PID" 2>/dev/null || true
+        SAMPLER_PID=""
+    fi
+}
+
+# Running (not exited, not a zombie awaiting wait)?
+alive() {
+    local st
+    st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n "$st" && "$st" != Z && "$st" != X ]]
+}
+
+# stop_server: SIGTERM, wait up to SHUTDOWN_WAIT s (then SIGKILL). Sets SERVER_RC, SHUTDOWN_S.
+stop_server() {
+    SERVER_RC="-"
+    SHUTDOWN_S="-"
+    [[ -n "$SERVER_PID" ]] || return 0
+    local t0 deadline
+    t0=$(date +%s.%N)
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    deadline=$((SECONDS + SHUTDOWN_WAIT))
+    while alive "$SERVER_PID" && ((SECONDS < deadline)); do sleep 0.05; done
+    if alive "$SERVER_PID"; then
+        echo "bench: server $SERVER_PID still running ${SHUTDOWN_WAIT}s after SIGTERM; SIGKILL" >&2
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_RC=0
+    wait "$SERVER_PID" 2>/dev/null || SERVER_RC=$?
+    SHUTDOWN_S=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+    SERVER_PID=""
+}
+
+cleanup() {
+    stop_sampler
+    if [[ -n "$SERVER_PID" ]]; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 50); do alive "$SERVER_PID" || break; sleep 0.1; done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+    fi
+    if [[ -n "$DATA_DIR" ]]; then rm -rf "$DATA_DIR"; DATA_DIR=""; fi
+}
+trap cleanup EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+
+# start_server TAG: fresh data dir, free ports, wait for GET /health 200. Returns 1 on failure.
+start_server() {
+    local tag=$1 deadline
+    DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tally-bench.XXXXXX")
+    read -r HTTP_PORT WIRE_PORT < <(python3 "$HELPER" ports)
+    SERVER_CMD=("$TALLY" serve --data-dir "$DATA_DIR" --http-host 127.0.0.1 --http-port "$HTTP_PORT"
+        --wire-host 127.0.0.1 --wire-port "$WIRE_PORT" --log-level warning)
+    echo "${SERVER_CMD[*]}" >> "$OUT/commands.txt"
+    "${SERVER_CMD[@]}" > "$OUT/$tag.server.log" 2>&1 &
+    SERVER_PID=$!
+    deadline=$((SECONDS + 30))
+    while ((SECONDS < deadline)); do
+        if ! alive "$SERVER_PID"; then
+            echo "bench: server for $tag exited during startup (log: $OUT/$tag.server.log)" >&2
+            return 1
+        fi
+        if curl -fsS -o /dev/null -m 1 "http://127.0.0.1:$HTTP_PORT/health" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "bench: server for $tag not healthy after 30 s (log: $OUT/$tag.server.log)" >&2
+    return 1
+}
+
+printf 'kind\trun\tstart_ok\tload_rc\tserver_rc\tshutdown_s\tjson_file\tsamples_file\n' > "$OUT/runs.tsv"
+: > "$OUT/commands.txt"
+{
+    printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    dirty=""
+    [[ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] || dirty=" (tracked files modified)"
+    printf 'commit\t%s%s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$dirty"
+    printf 'nproc\t%s\n' "$(nproc)"
+    printf 'cpu_model\t%s\n' "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    printf 'ram\t%s\n' "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    printf 'loadavg\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'runs\t%s\n' "$RUNS"
+    printf 'scale\t%s\n' "$SCALE"
+    printf 'out_dir\t%s\n' "$OUT"
+    printf 'clk_tck\t%s\n' "$(getconf CLK_TCK)"
+    printf 'kind\tceiling\t-\t-\t0\n'
+    printf 'command\t%s\n' "$TALLY serve --data-dir D --http-host 127.0.0.1 --http-port P --wire-host 127.0.0.1 --wire-port W --log-level warning"
+} > "$OUT/meta.tsv"
+
+# --- 1. baseline: store-ceiling -------------------------------------------------------------
+ceiling_cmd=("$TALLY" store-ceiling --events "$CEILING_EVENTS" --json)
+printf 'command\t%s\n' "${ceiling_cmd[*]}" >> "$OUT/meta.tsv"
+for run in $(seq "$RUNS"); do
+    echo "bench: store-ceiling run $run/$RUNS ($CEILING_EVENTS rows)" >&2
+    echo "${ceiling_cmd[*]}" >> "$OUT/commands.txt"
+    rc=0
+    timeout --foreground "$LOAD_TIMEOUT" "${ceiling_cmd[@]}" > "$OUT/ceiling-$run.json" 2> "$OUT/ceiling-$run.err" || rc=$?
+    ((rc == 0)) || failed=1
+    printf 'ceiling\t%s\t1\t%s\t-\t-\tceiling-%s.json\t-\n' "$run" "$rc" "$run" >> "$OUT/runs.tsv"
+    echo "bench:   $(cat "$OUT/ceiling-$run.json") rc=$rc" >&2
+done
+
+# --- 2. one load run against a fresh server ---------------------------------------------------
+# run_load KIND RUN tally-load-args...
+run_load() {
+    local kind=$1 run=$2 tag="$1-$2" start_ok=1 load_rc="-"
+    shift 2
+    SERVER_RC="-"
+    SHUTDOWN_S="-"
+    if start_server "$tag"; then
+        python3 "$HELPER" sample "$SERVER_PID" "$OUT/$tag.samples" 0.2 &
+        SAMPLER_PID=$!
+        local cmd=("$LOAD" "$@" --target "http://127.0.0.1:$HTTP_PORT" --wire "127.0.0.1:$WIRE_PORT" --verify --json)
+        echo "${cmd[*]}" >> "$OUT/commands.txt"
+        load_rc=0
+        timeout --foreground "$LOAD_TIMEOUT" "${cmd[@]}" > "$OUT/$tag.json" 2> "$OUT/$tag.load.err" || load_rc=$?
+        stop_sampler
+        grep -E 'VmHWM|VmRSS' "/proc/$SERVER_PID/status" > "$OUT/$tag.status-before-term" 2>/dev/null || true
+    else
+        start_ok=0
+    fi
+    stop_server
+    rm -rf "$DATA_DIR"
+    DATA_DIR=""
+    if [[ $start_ok != 1 || $load_rc != 0 || $SERVER_RC != 0 ]]; then failed=1; fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$run" "$start_ok" "$load_rc" "$SERVER_RC" "$SHUTDOWN_S" \
+        "$([[ $start_ok == 1 ]] && echo "$tag.json" || echo -)" \
+        "$([[ $start_ok == 1 ]] && echo "$tag.samples" || echo -)" >> "$OUT/runs.tsv"
+    local summary="server did not start"
+    if [[ $start_ok == 1 ]]; then
+        summary=$(python3 "$HELPER" brief "$OUT/$tag.json")
+    fi
+    echo "bench:   $summary; tally-load rc=$load_rc server rc=$SERVER_RC shutdown ${SHUTDOWN_S}s" >&2
+}
+
+# --- 3. every mode ------------------------------------------------------------------------
+for mode in $MODES; do
+    [[ -n "${DEF[$mode]:-}" ]] || { echo "bench: unknown mode $mode" >&2; exit 1; }
+    read -r d_events d_conn d_batch <<< "${DEF[$mode]}"
+    prefix="BENCH_$(tr 'a-z-' 'A-Z_' <<< "$mode")"
+    ev_var="${prefix}_EVENTS" conn_var="${prefix}_CONNECTIONS" batch_var="${prefix}_BATCH"
+    events=$(scaled "${!ev_var:-$d_events}" 1000)
+    conn=${!conn_var:-$d_conn}
+    batch=${!batch_var:-$d_batch}
+    args=(--mode "$mode" --events "$events" --connections "$conn" --batch "$batch")
+    label="$mode (C=$conn"
+    [[ $mode == http ]] || label+=", B=$batch"
+    if [[ $mode == tcp-ack ]]; then
+        window=${BENCH_TCP_ACK_WINDOW:-32}
+        args+=(--window "$window")
+        label+=", window $window"
+    fi
+    label+=")"
+    printf 'kind\t%s\t%s\t%s\t0\n' "$mode" "$mode" "$label" >> "$OUT/meta.tsv"
+    printf 'command\t%s\n' "$LOAD ${args[*]} --target http://127.0.0.1:P --wire 127.0.0.1:W --verify --json" >> "$OUT/meta.tsv"
+    for run in $(seq "$RUNS"); do
+        echo "bench: $mode run $run/$RUNS ($events events, $conn connections, batch $batch)" >&2
+        run_load "$mode" "$run" "${args[@]}"
+    done
+done
+
+# --- 4. fixed-rate HTTP latency -------------------------------------------------------------
+if [[ "$RATE" != 0 ]]; then
+    args=(--mode http --rate "$RATE" --duration "$RATE_DURATION" --connections "$RATE_CONNECTIONS")
+    printf 'kind\trate\thttp\thttp fixed rate %s/s for %s s (C=%s)\t%s\n' "$RATE" "$RATE_DURATION" "$RATE_CONNECTIONS" "$RATE" >> "$OUT/meta.tsv"
+    printf 'command\t%s\n' "$LOAD ${args[*]} --target http://127.0.0.1:P --wire 127.0.0.1:W --verify --json" >> "$OUT/meta.tsv"
+    for run in $(seq "$RUNS"); do
+        echo "bench: http fixed rate run $run/$RUNS ($RATE/s for $RATE_DURATION s)" >&2
+        run_load rate "$run" "${args[@]}"
+    done
+fi
+
+elapsed=$((SECONDS - bench_start))
+printf 'wall\t%dm%02ds\n' $((elapsed / 60)) $((elapsed % 60)) >> "$OUT/meta.tsv"
+
+# --- 5. the table -------------------------------------------------------------------------
+table_rc=0
+python3 "$HELPER" table "$OUT" || table_rc=$?
+echo "bench: raw results in $OUT (total ${elapsed}s)" >&2
+if ((failed || table_rc)); then
+    exit 1
+fi
