@@ -30,7 +30,7 @@ test: deps
 	@url="$$(scripts/pg-test-server.sh start)"; echo "test PostgreSQL at $$url"; \
 	TALLY_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build; status=$$?; \
 	scripts/pg-test-server.sh stop; exit $$status
-	scripts/crash-test.sh --kills $(if $(CI),5,10) --binary .build/debug/tally
+	TALLY_BIN=.build/debug/tally scripts/crash-test.sh --kills $(if $(CI),5,10)
 	$(MAKE) fuzz FUZZ_SECONDS=$(if $(CI),20,$(FUZZ_SECONDS))
 
 test-unit: deps

@@ -101,11 +101,33 @@ stop_server() {
     SERVER_PID=""
 }
 
+# run_child OUT ERR CMD...: CMD under `timeout`, in the background so that a signal to this
+# script is handled at once (bash defers traps while a foreground child runs). Returns CMD's
+# exit status (124 when it timed out).
+CHILD_PID=""
+run_child() {
+    local out=$1 err=$2 rc=0
+    shift 2
+    timeout "$LOAD_TIMEOUT" "$@" > "$out" 2> "$err" &
+    CHILD_PID=$!
+    wait "$CHILD_PID" || rc=$?
+    CHILD_PID=""
+    return "$rc"
+}
+
 cleanup() {
+    if [[ -n "$CHILD_PID" ]]; then
+        kill -TERM "$CHILD_PID" 2>/dev/null || true
+        wait "$CHILD_PID" 2>/dev/null || true
+        CHILD_PID=""
+    fi
     stop_sampler
     if [[ -n "$SERVER_PID" ]]; then
+        # First SIGTERM drains; a second one makes the server exit at once.
         kill -TERM "$SERVER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do alive "$SERVER_PID" || break; sleep 0.1; done
+        for _ in $(seq 10); do alive "$SERVER_PID" || break; sleep 0.1; done
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 20); do alive "$SERVER_PID" || break; sleep 0.1; done
         kill -KILL "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=""
@@ -147,6 +169,7 @@ printf 'kind\trun\tstart_ok\tload_rc\tserver_rc\tshutdown_s\tjson_file\tsamples_
     dirty=""
     [[ -z "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]] || dirty=" (tracked files modified)"
     printf 'commit\t%s%s\n' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$dirty"
+    printf 'binaries\t%s\n' "tally built $(date -u -r "$TALLY" '+%Y-%m-%d %H:%M:%S'), tally-load built $(date -u -r "$LOAD" '+%Y-%m-%d %H:%M:%S') UTC; HEAD committed $(TZ=UTC git log -1 --format=%cd --date=format-local:'%Y-%m-%d %H:%M:%S' 2>/dev/null || echo '?')"
     printf 'nproc\t%s\n' "$(nproc)"
     printf 'cpu_model\t%s\n' "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
     printf 'ram\t%s\n' "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
@@ -166,7 +189,7 @@ for run in $(seq "$RUNS"); do
     echo "bench: store-ceiling run $run/$RUNS ($CEILING_EVENTS rows)" >&2
     echo "${ceiling_cmd[*]}" >> "$OUT/commands.txt"
     rc=0
-    timeout --foreground "$LOAD_TIMEOUT" "${ceiling_cmd[@]}" > "$OUT/ceiling-$run.json" 2> "$OUT/ceiling-$run.err" || rc=$?
+    run_child "$OUT/ceiling-$run.json" "$OUT/ceiling-$run.err" "${ceiling_cmd[@]}" || rc=$?
     ((rc == 0)) || failed=1
     printf 'ceiling\t%s\t1\t%s\t-\t-\tceiling-%s.json\t-\n' "$run" "$rc" "$run" >> "$OUT/runs.tsv"
     echo "bench:   $(cat "$OUT/ceiling-$run.json") rc=$rc" >&2
@@ -180,12 +203,12 @@ run_load() {
     SERVER_RC="-"
     SHUTDOWN_S="-"
     if start_server "$tag"; then
-        python3 "$HELPER" sample "$SERVER_PID" "$OUT/$tag.samples" 0.2 &
+        python3 "$HELPER" sample "$SERVER_PID" "$OUT/$tag.samples" 0.2 "http://127.0.0.1:$HTTP_PORT/metrics" &
         SAMPLER_PID=$!
         local cmd=("$LOAD" "$@" --target "http://127.0.0.1:$HTTP_PORT" --wire "127.0.0.1:$WIRE_PORT" --verify --json)
         echo "${cmd[*]}" >> "$OUT/commands.txt"
         load_rc=0
-        timeout --foreground "$LOAD_TIMEOUT" "${cmd[@]}" > "$OUT/$tag.json" 2> "$OUT/$tag.load.err" || load_rc=$?
+        run_child "$OUT/$tag.json" "$OUT/$tag.load.err" "${cmd[@]}" || load_rc=$?
         stop_sampler
         grep -E 'VmHWM|VmRSS' "/proc/$SERVER_PID/status" > "$OUT/$tag.status-before-term" 2>/dev/null || true
     else

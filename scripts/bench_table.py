@@ -3,9 +3,11 @@
 
   bench_table.py ports                 print two free loopback ports: HTTP, and a wire port
                                        that is free for both TCP and UDP
-  bench_table.py sample PID OUT [S]    every S seconds (default 0.2) append
-                                       "t_monotonic cpu_ticks vmhwm_kb vmrss_kb" of PID to OUT;
-                                       on SIGTERM take one last sample and exit
+  bench_table.py sample PID OUT [S [METRICS_URL]]
+                                       every S seconds (default 0.2) append "t_monotonic
+                                       cpu_ticks vmhwm_kb vmrss_kb accepted rejected loaded
+                                       udp_drops" of PID (counters from the server's /metrics,
+                                       -1 without a URL) to OUT; on SIGTERM sample once more, exit
   bench_table.py brief FILE            one-line summary of a tally-load JSON file
   bench_table.py table DIR             read DIR/runs.tsv and DIR/meta.tsv, write
                                        DIR/summary.json and print the markdown report
@@ -17,6 +19,7 @@ import socket
 import statistics
 import sys
 import time
+import urllib.request
 
 
 # --- ports -------------------------------------------------------------------------------
@@ -65,7 +68,34 @@ def read_sample(pid):
     return ticks, hwm, rss
 
 
-def sample(pid, out, period):
+def read_metrics(url):
+    """accepted, rejected, loaded, udp kernel drops from /metrics (-1 when unreadable)."""
+    acc = rej = loaded = drops = 0
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            text = r.read().decode()
+    except (OSError, ValueError):
+        return -1, -1, -1, -1
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        try:
+            v = float(value)
+        except ValueError:
+            continue
+        if name.startswith("tally_events_accepted_total"):
+            acc += v
+        elif name.startswith("tally_events_rejected_total"):
+            rej += v
+        elif name == "tally_store_events_loaded_total":
+            loaded = v
+        elif name == "tally_udp_kernel_drops":
+            drops = v
+    return int(acc), int(rej), int(loaded), int(drops)
+
+
+def sample(pid, out, period, metrics_url=None):
     stop = False
 
     def on_term(*_):
@@ -79,7 +109,8 @@ def sample(pid, out, period):
                 ticks, hwm, rss = read_sample(pid)
             except (OSError, ValueError, IndexError):
                 break  # the process is gone
-            f.write(f"{time.monotonic():.4f} {ticks} {hwm} {rss}\n")
+            m = read_metrics(metrics_url) if metrics_url else (-1, -1, -1, -1)
+            f.write(f"{time.monotonic():.4f} {ticks} {hwm} {rss} {m[0]} {m[1]} {m[2]} {m[3]}\n")
             if stop:
                 break
             time.sleep(period)  # a SIGTERM interrupts the sleep; the loop then samples once more
@@ -103,7 +134,7 @@ def load_json(path):
 
 def load_samples(path, clk_tck):
     try:
-        rows = [tuple(float(x) for x in l.split()) for l in open(path) if l.strip()]
+        rows = [[float(x) for x in l.split()] for l in open(path) if l.strip()]
     except OSError:
         return None
     if len(rows) < 2:
@@ -111,7 +142,7 @@ def load_samples(path, clk_tck):
     t0, c0 = rows[0][0], rows[0][1]
     t1, c1 = rows[-1][0], rows[-1][1]
     cpu = (c1 - c0) / clk_tck / (t1 - t0) * 100 if t1 > t0 else None
-    return {
+    res = {
         "cpu_pct": cpu,
         "cpu_s": (c1 - c0) / clk_tck,
         "window_s": t1 - t0,
@@ -120,6 +151,31 @@ def load_samples(path, clk_tck):
         "rss_end_mib": rows[-1][3] / 1024,
         "samples": len(rows),
     }
+    # Server-side counters (from /metrics): when the first event was accepted, when the last
+    # one was accepted and when the last one was stored. Each instant is the midpoint between
+    # the two samples around it, so it is good to about +-0.1 s.
+    m = [r for r in rows if len(r) >= 8 and r[4] >= 0]
+    if m:
+        acc, rej, loaded, drops = m[-1][4], m[-1][5], m[-1][6], m[-1][7]
+        res.update(server_accepted=int(acc), server_rejected=int(rej), server_stored=int(loaded),
+                   udp_kernel_drops=int(drops))
+
+        def first(pred):
+            for i, r in enumerate(m):
+                if pred(r):
+                    return (m[i - 1][0] + r[0]) / 2 if i > 0 else r[0]
+            return None
+
+        start = first(lambda r: r[4] > 0)
+        acc_done = first(lambda r: r[4] >= acc)
+        stored_done = first(lambda r: r[6] >= loaded)
+        if start is not None and acc > 0 and acc_done and acc_done > start:
+            res["server_intake_s"] = acc_done - start
+            res["server_intake_per_s"] = acc / (acc_done - start)
+        if start is not None and loaded > 0 and stored_done and stored_done > start:
+            res["server_e2e_s"] = stored_done - start
+            res["server_e2e_per_s"] = loaded / (stored_done - start)
+    return res
 
 
 def med(values):
@@ -215,13 +271,26 @@ def table(d):
                             "runs": [r["json"] for r in ceil], "failed": ft})
 
     spread = []
+    server_side = []
+
+    def queryable(r):
+        """Events accepted and queryable: all accepted ones when verify was exact, else what
+        the server stored (its /metrics), else accepted minus the missing views."""
+        j = r["json"]
+        v = j.get("verify") or {}
+        if v.get("exact"):
+            return j["accepted_events"]
+        if r["res"] and r["res"].get("server_stored", -1) >= 0:
+            return min(j["accepted_events"], r["res"]["server_stored"])
+        return max(0, j["accepted_events"] - v.get("missing_views", 0))
+
     kinds = [k for k in meta["kinds"] if k != "ceiling"]
     for kind in kinds:
         rs = by_kind.get(kind, [])
         info = meta["modes"][kind]
         mode = info["mode"]
         ok = [r for r in rs if r["json"]]
-        e2e, sent, p50, p99, p999, rss, cpu, q, lossp = ([] for _ in range(9))
+        e2e, sent, p50, p99, p999, rss, cpu, q, lossp, srv_e2e, drops, notstored = ([] for _ in range(12))
         exact_all = True
         for r in ok:
             j = r["json"]
@@ -229,7 +298,13 @@ def table(d):
             qa = v.get("queryable_after_s")
             q.append(qa)
             denom = j["elapsed_s"] + (qa or 0)
-            e2e.append(j["accepted_events"] / denom if denom > 0 else None)
+            e2e.append(queryable(r) / denom if denom > 0 else None)
+            if r["res"] and r["res"].get("server_e2e_per_s"):
+                srv_e2e.append(r["res"]["server_e2e_per_s"])
+            if r["res"] and "udp_kernel_drops" in r["res"]:
+                drops.append(r["res"]["udp_kernel_drops"])
+            if r["res"] and r["res"].get("server_accepted", -1) >= 0 and j["sent_events"]:
+                notstored.append(100.0 * (1 - r["res"]["server_accepted"] / j["sent_events"]))
             sent.append(j["sent_per_s"])
             lat = j.get("latency_ms", {})
             p50.append(lat.get("p50"))
@@ -252,9 +327,14 @@ def table(d):
                 sent_text += f" ({'met' if ms >= 0.98 * target else 'MISSED'}, target {target:,.0f})"
         if mode == "udp":
             lv = med(lossp)
-            loss = "–" if lv is None else f"{lv:.3f} %"
-            if lossp and max(x for x in lossp if x is not None) != lv:
-                loss += f" (max {max(x for x in lossp if x is not None):.3f} %)"
+            loss = "–" if lv is None else f"{lv:.2f} % (views/sent"
+            if lossp and lv is not None:
+                mx = max(x for x in lossp if x is not None)
+                loss += f"; max {mx:.2f} %)" if mx != lv else ")"
+            if notstored:
+                loss += f"; {med(notstored):.1f} % of events never accepted"
+            if drops:
+                loss += f"; {fnum(med(drops))} datagrams dropped by the kernel"
         else:
             if not ok:
                 loss = "–"
@@ -267,7 +347,9 @@ def table(d):
         lines.append(f"| {label} | {fnum(m_e2e)} | {fnum(m_e2e / append if m_e2e and append else None, 2)} "
                      f"| {sent_text} | {fms(med(p50))} | {fms(med(p99))} | {fms(med(p999))} "
                      f"| {fnum(med(rss), 1)} | {fnum(med(cpu), 0)} | {loss} | {verify} |")
-        summary["rows"].append({"kind": kind, "label": label, "e2e_per_s": m_e2e, "sent_per_s": med(sent),
+        if srv_e2e:
+            server_side.append(f"{label} {fnum(med(srv_e2e))}")
+        summary["rows"].append({"kind": kind, "label": label, "e2e_per_s": m_e2e, "server_e2e_per_s": med(srv_e2e), "sent_per_s": med(sent),
                                 "p50_ms": med(p50), "p99_ms": med(p99), "p999_ms": med(p999),
                                 "peak_rss_mib": med(rss), "cpu_pct": med(cpu), "loss_pct": med(lossp),
                                 "exact_all": exact_all, "failed": ft,
@@ -280,11 +362,22 @@ def table(d):
             if j:
                 v = j.get("verify") or {}
                 qa = v.get("queryable_after_s") or 0
-                x = j["accepted_events"] / (j["elapsed_s"] + qa) if j["elapsed_s"] + qa > 0 else 0
+                x = queryable(r) / (j["elapsed_s"] + qa) if j["elapsed_s"] + qa > 0 else 0
                 res = r["res"] or {}
+                srv = ""
+                if "server_accepted" in res:
+                    srv = (f"; server: accepted {res['server_accepted']:,} of {j['sent_events']:,} sent, "
+                           f"stored {res['server_stored']:,}")
+                    if res.get("server_rejected"):
+                        srv += f", rejected {res['server_rejected']:,}"
+                    if res.get("udp_kernel_drops"):
+                        srv += f", udp kernel drops {res['udp_kernel_drops']:,}"
+                    if res.get("server_e2e_per_s"):
+                        srv += (f", first accepted → last stored {res['server_e2e_s']:.2f} s "
+                                f"= {res['server_e2e_per_s']:,.0f}/s")
                 per.append(f"{x:,.0f} (load {j['elapsed_s']:.2f} s + queryable {qa:.2f} s, "
                            f"RSS end {res.get('rss_end_mib', 0):.0f} MiB, shutdown {r['shutdown_s']} s, "
-                           f"server rc {r['server_rc']})")
+                           f"server rc {r['server_rc']}{srv})")
             else:
                 per.append(f"FAIL ({', '.join(r['reasons'])})")
         spread.append(f"- {label}: " + "; ".join(per))
@@ -296,15 +389,22 @@ def table(d):
                 f"load average at start {meta['loadavg']}")
     foot.append(f"Date: {meta['date']}   commit: {meta['commit']}   runs per row: {meta['runs']} "
                 f"(median per column)   events scale: {meta['scale']}   wall time: {meta.get('wall', '?')}")
+    foot.append(f"Binaries: {meta.get('binaries', '?')}")
     foot.append("")
     foot.append("Per-run end-to-end events/s:")
     foot.extend(spread)
+    if server_side:
+        foot.append("")
+        foot.append("Server-side end-to-end events/s (its /metrics: first event accepted → last event stored; "
+                    "independent of tally-load's own clock), median: " + "; ".join(server_side))
     foot.append("")
     foot.append("Columns: events/s end-to-end = accepted_events / (elapsed_s + verify.queryable_after_s), i.e. "
                 "accepted and visible in /stats; latency is per operation (request, datagram, frame batch; "
                 "tcp-ack: until the ack; udp/tcp: the client send only; fixed rate: from the intended send time); "
                 "server CPU % = utime+stime over the load run (100 = one core); peak RSS = max VmHWM; "
-                "udp loss = missing page views / accepted events.")
+                "udp loss = missing page views / accepted events (tally-load), then the share of sent events the server "
+                "never accepted and its kernel receive-buffer drops (server /metrics); end-to-end counts only stored events when verify "
+                "was not exact.")
     foot.append("")
     foot.append("Commands (P, W = free ports picked per run, D = fresh temp dir; every run's exact command is in "
                 f"{meta['out_dir']}/commands.txt, raw JSON next to it):")
@@ -326,7 +426,8 @@ def main():
     if cmd == "ports":
         print(*free_ports())
     elif cmd == "sample":
-        sample(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 0.2)
+        sample(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]) if len(sys.argv) > 4 else 0.2,
+               sys.argv[5] if len(sys.argv) > 5 else None)
     elif cmd == "brief":
         j = load_json(sys.argv[2])
         if j is None:

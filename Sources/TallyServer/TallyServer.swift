@@ -125,8 +125,10 @@ public final class TallyServer: Service, Sendable {
 
     static func health(pipeline: Pipeline, store: any EventStore) async -> HealthSnapshot {
         let s = pipeline.status
-        let stored = (try? await store.eventCount()).map { String($0) } ?? "null"
-        let healthy = s.spoolWritable && s.storeError == nil
+        let count = try? await store.eventCount()
+        let stored = count.map { String($0) } ?? "null"
+        // Degraded: events are still accepted and spooled, but not loaded or not queryable.
+        let healthy = s.spoolWritable && s.storeError == nil && count != nil
         return HealthSnapshot(healthy: healthy, fields: [
             ("queue_depth", String(s.queueDepths.reduce(0, +))),
             ("queue_capacity", String(s.queueCapacityPerShard * s.queueDepths.count)),

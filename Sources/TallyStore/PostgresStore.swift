@@ -43,22 +43,28 @@ public final class PostgresStore: EventStore, Sendable {
         var preferTLS: Bool
     }
 
-    let client: PostgresClient
+    struct State {
+        var client: PostgresClient
+        var runTask: Task<Void, Never>?
+    }
+
+    let configuration: PostgresClient.Configuration
     let logger: Logger
-    private let runTask: NIOLockedValueBox<Task<Void, Never>?>
+    private let state: NIOLockedValueBox<State>
     private let knownUsers = NIOLockedValueBox(KnownUserRows())
 
-    public init(location: Location, logger: Logger = Logger(label: "tally.postgres")) {
+    public init(location: Location, operationTimeout: Duration = .seconds(5), logger: Logger = Logger(label: "tally.postgres")) {
+        self.operationTimeout = operationTimeout
         var config = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username,
             password: location.password, database: location.database,
             tls: location.requireTLS ? .require(.makeClientConfiguration())
                 : location.preferTLS ? .prefer(.makeClientConfiguration()) : .disable)
         config.options.maximumConnections = 8
-        self.client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.configuration = config
         self.logger = logger
-        let client = self.client
-        self.runTask = NIOLockedValueBox(Task { await client.run() })
+        let client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.state = NIOLockedValueBox(State(client: client, runTask: Task { await client.run() }))
     }
 
     public convenience init(url: String, logger: Logger = Logger(label: "tally.postgres")) throws {
@@ -68,6 +74,11 @@ public final class PostgresStore: EventStore, Sendable {
     /// Idempotent, and safe when several collectors start at once: DDL runs under a
     /// transaction-scoped advisory lock.
     public func prepare() async throws {
+        let logger = self.logger
+        try await bounded("migration") { client in try await Self.migrate(client, logger) }
+    }
+
+    static func migrate(_ client: PostgresClient, _ logger: Logger) async throws {
         try await client.withTransaction(logger: logger) { conn in
             try await conn.query("SELECT pg_advisory_xact_lock(7338201)", logger: logger)
             for statement in Self.schema {
@@ -90,7 +101,64 @@ public final class PostgresStore: EventStore, Sendable {
         "CREATE TABLE IF NOT EXISTS site_users(site_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY(site_id, user_id))",
     ]
 
+    /// Bounds every database call: while the server is unreachable the pool would otherwise
+    /// wait for a connection indefinitely, and the loader could neither report nor retry.
+    public let operationTimeout: Duration
+
+    /// Runs `body` on the current client, giving up after `operationTimeout`. A call that
+    /// times out or loses its connection retires the client: a fresh pool is made for the next
+    /// call, so an outage of the server never leaves the collector with a wedged pool.
+    func bounded<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        let client = currentClient()
+        let timeout = operationTimeout
+        let once = OnceResult<T>()
+        do {
+            return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
+                once.set(cont)
+                let work = Task {
+                    do { once.resume(.success(try await body(client))) } catch { once.resume(.failure(error)) }
+                }
+                Task {
+                    try? await Task.sleep(for: timeout)
+                    if once.resume(.failure(StoreError("PostgreSQL \(what) timed out after \(timeout)", transient: true))) {
+                        work.cancel()
+                    }
+                }
+            }
+        } catch let error as PSQLError {
+            retire(client)
+            throw StoreError("PostgreSQL \(what) failed: \(String(reflecting: error))", transient: true)
+        } catch let error as StoreError {
+            retire(client)
+            throw error
+        }
+    }
+
+    /// The pool in use now (tests run administrative SQL through it).
+    var client: PostgresClient { currentClient() }
+
+    private func currentClient() -> PostgresClient {
+        state.withLockedValue { $0.client }
+    }
+
+    /// Replaces `client` (if still current) with a new pool; the old one is shut down.
+    private func retire(_ client: PostgresClient) {
+        let old: Task<Void, Never>? = state.withLockedValue { s in
+            guard s.client === client else { return nil }
+            let fresh = PostgresClient(configuration: configuration, backgroundLogger: logger)
+            let oldTask = s.runTask
+            s.client = fresh
+            s.runTask = Task { await fresh.run() }
+            return oldTask
+        }
+        old?.cancel()
+    }
+
     public func load(_ batch: StoreBatch) async throws -> LoadOutcome {
+        try await bounded("load") { client in try await self.load(batch, client) }
+    }
+
+    func load(_ batch: StoreBatch, _ client: PostgresClient) async throws -> LoadOutcome {
         let known = knownUsers.withLockedValue { $0 }
         let r = BatchRollup(batch.events, knownDay: known.day, knownSite: known.site)
         let logger = self.logger
@@ -169,12 +237,19 @@ public final class PostgresStore: EventStore, Sendable {
     }
 
     public func isLoaded(batchID: String) async throws -> Bool {
-        let rows = try await client.query("SELECT 1 FROM loaded_batches WHERE batch_id = \(batchID)", logger: logger)
-        for try await _ in rows { return true }
-        return false
+        let logger = self.logger
+        return try await bounded("query") { client in
+            let rows = try await client.query("SELECT 1 FROM loaded_batches WHERE batch_id = \(batchID)", logger: logger)
+            for try await _ in rows { return true }
+            return false
+        }
     }
 
     public func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats {
+        try await bounded("stats") { client in try await self.stats(siteID: siteID, day: day, limit: limit, client) }
+    }
+
+    func stats(siteID: String, day: UTCDay?, limit: Int, _ client: PostgresClient) async throws -> SiteStats {
         let lim = Int64(limit)
         let logger = self.logger
         // REPEATABLE READ: the three numbers come from one snapshot.
@@ -207,15 +282,18 @@ public final class PostgresStore: EventStore, Sendable {
     }
 
     public func eventCount() async throws -> Int64 {
-        var n: Int64 = 0
-        for try await v in try await client.query("SELECT coalesce(sum(event_count), 0)::bigint FROM loaded_batches", logger: logger).decode(Int64.self) { n = v }
-        return n
+        let logger = self.logger
+        return try await bounded("query") { client in
+            var n: Int64 = 0
+            for try await v in try await client.query("SELECT coalesce(sum(event_count), 0)::bigint FROM loaded_batches", logger: logger).decode(Int64.self) { n = v }
+            return n
+        }
     }
 
     public func close() async throws {
-        let task = runTask.withLockedValue { t in
-            defer { t = nil }
-            return t
+        let task = state.withLockedValue { s in
+            defer { s.runTask = nil }
+            return s.runTask
         }
         task?.cancel()
         await task?.value
@@ -255,5 +333,20 @@ struct KnownUserRows: Sendable {
         if site.count + r.siteUsers.count > Self.limit { site.removeAll(keepingCapacity: true) }
         day.formUnion(r.dayUsers)
         site.formUnion(r.siteUsers)
+    }
+}
+
+/// Resumes a continuation at most once; `resume` says whether this call did it.
+final class OnceResult<T: Sendable>: Sendable {
+    private let box = NIOLockedValueBox<CheckedContinuation<T, any Error>?>(nil)
+    func set(_ c: CheckedContinuation<T, any Error>) { box.withLockedValue { $0 = c } }
+    @discardableResult
+    func resume(_ r: Result<T, any Error>) -> Bool {
+        let c = box.withLockedValue { v -> CheckedContinuation<T, any Error>? in
+            defer { v = nil }
+            return v
+        }
+        c?.resume(with: r)
+        return c != nil
     }
 }

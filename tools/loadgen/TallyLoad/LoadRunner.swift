@@ -52,7 +52,7 @@ public struct LoadResult: Sendable {
     public var acceptedPerSecond: Double { elapsed > 0 ? Double(acceptedEvents) / elapsed : 0 }
     public var sentPerSecond: Double { elapsed > 0 ? Double(sentEvents) / elapsed : 0 }
 
-    mutating func merge(_ o: LoadResult) {
+    public mutating func merge(_ o: LoadResult) {
         sentEvents += o.sentEvents
         acceptedEvents += o.acceptedEvents
         for (k, v) in o.errors { errors[k, default: 0] += v }
@@ -96,8 +96,9 @@ public enum LoadRunner {
         return total
     }
 
-    /// Waits for the server to drain, then compares /stats of every site with the ledger.
-    static func verify(_ o: LoadOptions, _ r: LoadResult) async throws -> VerifyOutcome {
+    /// Waits for the server at `o.httpHost:o.httpPort` to drain, then compares /stats of every
+    /// site in `r.ledger` with it.
+    public static func verify(_ o: LoadOptions, _ r: LoadResult) async throws -> VerifyOutcome {
         let clock = ContinuousClock()
         let start = clock.now
         let http = try await HTTPClientConnection.connect(host: o.httpHost, port: o.httpPort)
