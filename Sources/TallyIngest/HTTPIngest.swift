@@ -15,11 +15,15 @@ public struct HTTPIngest: Sendable {
     let metrics: IngestMetrics
     /// How long `?ack=durable` waits for the spool before answering 503.
     let durableTimeout: Duration
+    /// Whether the spool can make events durable now; false refuses `?ack=durable` at once.
+    let spoolWritable: @Sendable () -> Bool
 
-    public init(queue: ShardedQueue, metrics: IngestMetrics, durableTimeout: Duration = .seconds(10)) {
+    public init(queue: ShardedQueue, metrics: IngestMetrics, durableTimeout: Duration = .seconds(10),
+                spoolWritable: @escaping @Sendable () -> Bool = { true }) {
         self.queue = queue
         self.metrics = metrics
         self.durableTimeout = durableTimeout
+        self.spoolWritable = spoolWritable
     }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
@@ -72,7 +76,13 @@ public struct HTTPIngest: Sendable {
                 try queue.enqueue(events)
                 ok = true
             case .durable:
+                guard spoolWritable() else {
+                    throw EventBodyParser.Rejection(status: 503, body: JSONText.error("Spool not writable, durable acknowledgements suspended; retry later"),
+                                                    reason: "spool_unavailable")
+                }
+                let started = ContinuousClock.now
                 ok = try await DurableWait.enqueue(events, on: queue, timeout: durableTimeout)
+                metrics.durableAck(ContinuousClock.now - started)
             }
         } catch let refusal as EnqueueRefusal {
             throw EventBodyParser.Rejection(

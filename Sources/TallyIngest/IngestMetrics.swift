@@ -6,8 +6,16 @@ public final class IngestMetrics: Sendable {
     let factory: any MetricsFactory
     private let counters = NIOLockedValueBox<[String: Counter]>([:])
 
+    private let durableAckSeconds: Timer
+
     public init(factory: any MetricsFactory) {
         self.factory = factory
+        self.durableAckSeconds = Timer(label: "tally_durable_ack_seconds", factory: factory)
+    }
+
+    /// Time from enqueue to the spool fsync that made the events durable (HTTP ?ack=durable).
+    public func durableAck(_ d: Duration) {
+        durableAckSeconds.recordNanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
     }
 
     public func accepted(_ transport: String, _ count: Int = 1) {

@@ -75,6 +75,16 @@ public final class Pipeline: Sendable {
         await loaderTask.withLockedValue { $0 }?.value
     }
 
+    /// False while spool writes fail (disk full, I/O error): durable acknowledgements cannot be
+    /// given until a write succeeds again.
+    public var spoolWritable: Bool { spool.writeHealthy }
+
+    /// Fault injection for tests and drills: every spool write fails with `message` (as a full
+    /// disk would) until called with nil.
+    public func injectSpoolWriteFault(_ message: String?) {
+        spool.injectFault(message)
+    }
+
     /// Gives up on a failing store during shutdown: spooled files stay for the next start.
     public func abandonLoading() {
         spool.setStopping()

@@ -15,6 +15,7 @@ final class Spool: @unchecked Sendable {
     private var _backlogBytes = 0
     private var _writeHealthy = true
     private var _stopping = false
+    private var _injectedFault: String?
     private var onWritten: (@Sendable (String) -> Void)?
 
     init(directory: String) throws {
@@ -48,6 +49,7 @@ final class Spool: @unchecked Sendable {
     }
 
     func write(_ id: String, bytes: [UInt8]) throws {
+        if let fault = lock.withLock({ _injectedFault }) { throw SpoolError.io(fault) }
         let final = path(of: id)
         try FileOps.writeDurably(bytes, tmp: tmpDirectory + "/" + id + ".tmp", final: final, directory: directory)
         let handoff = lock.withLock {
@@ -85,5 +87,6 @@ final class Spool: @unchecked Sendable {
     func setWriteHealthy(_ v: Bool) { lock.withLock { _writeHealthy = v } }
     var isStopping: Bool { lock.withLock { _stopping } }
     func setStopping() { lock.withLock { _stopping = true } }
+    func injectFault(_ message: String?) { lock.withLock { _injectedFault = message } }
     var quarantinedCount: Int { FileOps.list(quarantineDirectory, suffix: ".batch").count }
 }

@@ -88,7 +88,8 @@ public final class TallyServer: Service, Sendable {
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
         let router = Router()
         HTTPIngest(queue: pipeline.queue, metrics: ingestMetrics,
-                   durableTimeout: .milliseconds(c.durableTimeoutMilliseconds)).addRoutes(to: router)
+                   durableTimeout: .milliseconds(c.durableTimeoutMilliseconds),
+                   spoolWritable: { pipeline.spoolWritable }).addRoutes(to: router)
         ReportRoutes(store: store, registry: registry,
                      health: { await Self.health(pipeline: pipeline, store: store) },
                      beforeScrape: {
