@@ -3,15 +3,23 @@
 
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := libsqlite3-dev libzstd-dev pkg-config zstd sqlite3 curl postgresql python3
+DEB_PACKAGES := libsqlite3-dev libzstd-dev pkg-config zstd sqlite3 curl python3
+# Only the test suite needs a PostgreSQL server (it starts a throwaway one).
+TEST_PACKAGES := postgresql wrk
 SWIFT ?= swift
 DATA_DIR ?= ./data
 FUZZ_SECONDS ?= 60
 
-.PHONY: deps build run test test-unit fuzz bench crash-test clean
+.PHONY: deps test-deps install-packages build run test test-unit fuzz bench crash-test clean
 
 deps:
-	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(DEB_PACKAGES)"
+
+test-deps: deps
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(TEST_PACKAGES)"
+
+install-packages:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -25,7 +33,7 @@ run: build
 	.build/release/tally serve --data-dir $(DATA_DIR)
 
 # The suite runs against a real PostgreSQL (started here, stopped afterwards) as well as SQLite.
-test: deps
+test: test-deps
 	$(SWIFT) build --build-tests
 	@url="$$(scripts/pg-test-server.sh start)"; echo "test PostgreSQL at $$url"; \
 	TALLY_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build; status=$$?; \
@@ -40,12 +48,13 @@ test-unit: deps
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-bench: deps
+bench: test-deps
 	scripts/bench.sh
 
 # kill -9 under durable-ack load, 20 times, then check every acked event is stored once.
 crash-test: build
 	scripts/crash-test.sh --kills 20
 
+# Build output only: the data directory holds collected events and is never touched.
 clean:
-	rm -rf .build .build-* $(DATA_DIR)
+	rm -rf .build .build-*

@@ -163,4 +163,44 @@ final class WireTCPHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
+
+    /// The sender closed (or the connection broke) with frames still buffered here, typically
+    /// because the queue was full. Those bytes were received, so they are still enqueued:
+    /// dropping them would lose events a plain-TCP sender rightly considers delivered.
+    func channelInactive(context: ChannelHandlerContext) {
+        if !closing, stalled != nil || buffer.readableBytes > 0 {
+            var pending: [EventsFrame] = stalled.map { [$0] } ?? []
+            stalled = nil
+            while true {
+                guard let step = try? FrameDecoder.decode(&buffer), case .frame(.events(let f)) = step else { break }
+                pending.append(f)
+            }
+            let queue = self.queue, metrics = self.metrics
+            let frames = pending
+            Task { await LateFrames.enqueue(frames, queue: queue, metrics: metrics) }
+        }
+        closing = true
+        context.fireChannelInactive()
+    }
+}
+
+/// Frames left behind by a closed connection, enqueued as space frees up.
+enum LateFrames {
+    static func enqueue(_ frames: [EventsFrame], queue: ShardedQueue, metrics: IngestMetrics) async {
+        for frame in frames {
+            let events = frame.resolved(receivedAt: Timestamp.now())
+            while true {
+                do {
+                    try queue.enqueue(events)
+                    metrics.accepted("tcp", events.count)
+                    break
+                } catch .full {
+                    try? await Task.sleep(for: .milliseconds(2))
+                } catch {
+                    metrics.rejected("tcp", reason: "shutting_down", events.count)
+                    break
+                }
+            }
+        }
+    }
 }

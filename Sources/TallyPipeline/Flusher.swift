@@ -45,7 +45,10 @@ final class Flusher: @unchecked Sendable {
             counter += 1
             let batch = StoreBatch(id: "\(config.instanceID)-\(bootID)-\(shard.index)-\(counter)",
                                    createdAt: Timestamp.now(), events: events)
-            writeUntilDurable(batch)
+            guard writeUntilDurable(batch) else {
+                logger.error("shutdown deadline: dropping a batch the spool could not write", metadata: ["events": "\(events.count)"])
+                continue
+            }
             shard.markDurable(upTo: lastSeq)
             metrics.queueDepth[shard.index].record(shard.depth)
         }
@@ -87,7 +90,8 @@ final class Flusher: @unchecked Sendable {
 
     /// Retries until the batch is on disk: an acknowledged event is never dropped. While it
     /// fails, this shard takes no more events, so the queue fills and producers are refused.
-    private func writeUntilDurable(_ batch: StoreBatch) {
+    /// Returns false only when the shutdown deadline passed while writes kept failing.
+    private func writeUntilDurable(_ batch: StoreBatch) -> Bool {
         var delay: UInt32 = 10_000
         while true {
             // Bounded backlog: wait for the loader rather than filling the disk without limit.
@@ -102,8 +106,9 @@ final class Flusher: @unchecked Sendable {
                 metrics.batchesSpooled.increment()
                 metrics.eventsSpooled.increment(by: batch.events.count)
                 spool.setWriteHealthy(true)
-                return
+                return true
             } catch {
+                if spool.isStopping { return false }
                 metrics.spoolWriteErrors.increment()
                 spool.setWriteHealthy(false)
                 logger.error("spool write failed, retrying", metadata: ["batch": "\(batch.id)", "error": "\(error)"])

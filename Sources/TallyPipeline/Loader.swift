@@ -47,15 +47,30 @@ final class Loader: Sendable {
     }
 
     private func load(_ path: String) async {
-        let batch: StoreBatch
-        do {
-            batch = try SpoolFormat.decode(try FileOps.read(path))
-        } catch {
-            logger.error("quarantining spool file", metadata: ["file": "\(path)", "error": "\(error)"])
-            metrics.batchesQuarantined.increment()
-            spool.quarantine(path)
-            return
+        var batch: StoreBatch?
+        var readDelay: UInt64 = 20_000_000
+        while batch == nil {
+            do {
+                batch = try SpoolFormat.decode(try FileOps.read(path))
+            } catch SpoolError.io(let message) {
+                // A read error may pass (I/O hiccup): retry rather than set the file aside.
+                if access(path, F_OK) != 0 {
+                    logger.warning("spool file vanished before loading", metadata: ["file": "\(path)"])
+                    spool.remove(path)
+                    return
+                }
+                logger.warning("cannot read spool file; retrying", metadata: ["file": "\(path)", "error": "\(message)"])
+                if state.withLockedValue({ $0.forceStop }) { return }
+                try? await Task.sleep(nanoseconds: readDelay)
+                readDelay = min(readDelay * 2, 2_000_000_000)
+            } catch {
+                logger.error("quarantining spool file", metadata: ["file": "\(path)", "error": "\(error)"])
+                metrics.batchesQuarantined.increment()
+                spool.quarantine(path)
+                return
+            }
         }
+        guard let batch else { return }
         var delay: UInt64 = 20_000_000
         while true {
             let started = DispatchTime.now().uptimeNanoseconds

@@ -42,7 +42,9 @@ public struct ReportRoutes: Sendable {
             let h = await self.health()
             let members = [("status", JSONText.quote(h.healthy ? "healthy" : "degraded"))] + h.fields
             let body = "{" + members.map { "\(JSONText.quote($0.0)):\($0.1)" }.joined(separator: ",") + "}"
-            return Self.json(h.healthy ? 200 : 503, body)
+            // 200 even when degraded: the collector still accepts and spools events, so a load
+            // balancer should keep sending; the body says what is wrong.
+            return Self.json(200, body)
         }
         router.get("/metrics") { _, _ in
             await self.beforeScrape()

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything `tally serve` can be told; the CLI fills it from flags and `TALLY_*` variables.
 public struct ServerConfiguration: Sendable {
     /// Holds the spool (`spool/`), the SQLite file (`tally.sqlite`) and `instance-id`.
@@ -9,7 +11,7 @@ public struct ServerConfiguration: Sendable {
     public var httpPort: Int = 8080
     public var wireHost: String = "0.0.0.0"
     public var wirePort: Int = 7070
-    public var shards: Int = 2
+    public var shards: Int = ProcessInfo.processInfo.activeProcessorCount
     public var queueCapacity: Int = 65_536
     public var flushEvents: Int = 8192
     public var flushIntervalMilliseconds: Int = 50

@@ -67,6 +67,10 @@ public final class TallyServer: Service, Sendable {
         }
         do {
             try await store.prepare()
+        } catch where c.storeURL != nil {
+            // A shared database may be down while this collector starts: accept and spool
+            // events anyway; the loader creates the schema once the database answers.
+            logger.warning("PostgreSQL not ready; events will wait in the spool", metadata: ["error": "\(error)"])
         } catch {
             try? await store.close()
             throw error
@@ -132,6 +136,8 @@ public final class TallyServer: Service, Sendable {
         let healthy = s.spoolWritable && s.storeError == nil && count != nil
         return HealthSnapshot(healthy: healthy, fields: [
             ("queue_depth", String(s.queueDepths.reduce(0, +))),
+            // True when every accepted event is in the store (nothing queued, in flight or spooled).
+            ("idle", pipeline.isIdle ? "true" : "false"),
             ("queue_capacity", String(s.queueCapacityPerShard * s.queueDepths.count)),
             ("spool_backlog_files", String(s.spoolBacklogFiles)),
             ("spool_backlog_bytes", String(s.spoolBacklogBytes)),

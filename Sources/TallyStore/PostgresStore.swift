@@ -76,7 +76,12 @@ public final class PostgresStore: EventStore, Sendable {
     public func prepare() async throws {
         let logger = self.logger
         try await bounded("migration") { client in try await Self.migrate(client, logger) }
+        prepared.withLockedValue { $0 = true }
     }
+
+    /// Whether the schema is known to exist; a collector that started while the database was
+    /// down creates it before its first load.
+    private let prepared = NIOLockedValueBox(false)
 
     static func migrate(_ client: PostgresClient, _ logger: Logger) async throws {
         try await client.withTransaction(logger: logger) { conn in
@@ -155,7 +160,8 @@ public final class PostgresStore: EventStore, Sendable {
     }
 
     public func load(_ batch: StoreBatch) async throws -> LoadOutcome {
-        try await bounded("load") { client in try await self.load(batch, client) }
+        if !prepared.withLockedValue({ $0 }) { try await prepare() }
+        return try await bounded("load") { client in try await self.load(batch, client) }
     }
 
     func load(_ batch: StoreBatch, _ client: PostgresClient) async throws -> LoadOutcome {
@@ -285,7 +291,7 @@ public final class PostgresStore: EventStore, Sendable {
         let logger = self.logger
         return try await bounded("query") { client in
             var n: Int64 = 0
-            for try await v in try await client.query("SELECT coalesce(sum(event_count), 0)::bigint FROM loaded_batches", logger: logger).decode(Int64.self) { n = v }
+            for try await v in try await client.query("SELECT coalesce(max(id), 0)::bigint FROM events", logger: logger).decode(Int64.self) { n = v }
             return n
         }
     }

@@ -51,7 +51,9 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         let c = try resolved()
         for (name, v) in [("--shards", c.shards), ("--queue-capacity", c.queueCapacity), ("--flush-events", c.flushEvents),
-                          ("--flush-interval-ms", c.flushIntervalMilliseconds), ("--max-spool-files", c.maxSpoolFiles)] where v < 1 {
+                          ("--flush-interval-ms", c.flushIntervalMilliseconds), ("--max-spool-files", c.maxSpoolFiles),
+                          ("--udp-rcvbuf", c.udpReceiveBuffer), ("--durable-timeout-ms", c.durableTimeoutMilliseconds),
+                          ("--shutdown-timeout", c.shutdownTimeoutSeconds)] where v < 1 {
             throw ValidationError("\(name) must be at least 1")
         }
         for (name, v) in [("--http-port", c.httpPort), ("--wire-port", c.wirePort)] where !(0...65535).contains(v) {

@@ -115,4 +115,25 @@ func frames(site: String, count: Int, pathMod: Int = 3, sequence: UInt64 = 0, ac
         await c.close()
         try await s.stop()
     }
+
+    /// Plain TCP has no acks: bytes the server has read are its responsibility, even when the
+    /// sender hangs up while they wait for queue space.
+    @Test func tcpSenderClosingWhileStalledLosesNothing() async throws {
+        let s = try await TestServer.start {
+            $0.shards = 1
+            $0.queueCapacity = 50
+            $0.flushEvents = 50
+            $0.flushIntervalMilliseconds = 5
+        }
+        defer { s.removeData() }
+        let tcp = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        var b = ByteBuffer()
+        for seq in 1...300 { FrameEncoder.writeEvents(frames(site: "hangup", count: 20, sequence: UInt64(seq)), into: &b) }
+        try await tcp.send(b)
+        await tcp.close()
+        let c = try await s.http()
+        _ = try await s.waitForStats(c, "site_id=hangup", timeout: .seconds(60)) { $0["total_views"] as? Int == 6000 }
+        await c.close()
+        try await s.stop()
+    }
 }

@@ -18,23 +18,22 @@ public struct Ledger: Sendable {
 
     public mutating func add(_ e: Event) {
         events += 1
-        var t = sites[e.siteID] ?? SiteTally()
-        if let u = e.userID, !u.isEmpty { t.users.insert(u) }
+        // In place: copying the tally out and back would copy its sets on every event.
+        if let u = e.userID, !u.isEmpty { sites[e.siteID, default: SiteTally()].users.insert(u) }
         if e.isPageView {
-            t.views += 1
-            if let p = e.path { t.pathViews[p, default: 0] += 1 }
+            sites[e.siteID, default: SiteTally()].views += 1
+            if let p = e.path { sites[e.siteID, default: SiteTally()].pathViews[p, default: 0] += 1 }
+        } else if sites[e.siteID] == nil {
+            sites[e.siteID] = SiteTally()
         }
-        sites[e.siteID] = t
     }
 
     public mutating func merge(_ other: Ledger) {
         events += other.events
         for (site, o) in other.sites {
-            var t = sites[site] ?? SiteTally()
-            t.views += o.views
-            t.users.formUnion(o.users)
-            for (p, v) in o.pathViews { t.pathViews[p, default: 0] += v }
-            sites[site] = t
+            sites[site, default: SiteTally()].views += o.views
+            sites[site, default: SiteTally()].users.formUnion(o.users)
+            for (p, v) in o.pathViews { sites[site, default: SiteTally()].pathViews[p, default: 0] += v }
         }
     }
 }

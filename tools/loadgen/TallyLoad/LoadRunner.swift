@@ -48,6 +48,8 @@ public struct LoadResult: Sendable {
     public var latency = Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three)
     public var ledger = Ledger()
     public var verification: VerifyOutcome?
+    /// How often each pre-built operation was accepted (one worker's, before merging).
+    var acceptedOps: [Int] = []
 
     public var acceptedPerSecond: Double { elapsed > 0 ? Double(acceptedEvents) / elapsed : 0 }
     public var sentPerSecond: Double { elapsed > 0 ? Double(sentEvents) / elapsed : 0 }
@@ -73,23 +75,46 @@ public struct VerifyOutcome: Sendable {
 public enum LoadRunner {
     public static func run(_ o: LoadOptions) async throws -> LoadResult {
         let clock = ContinuousClock()
-        let start = clock.now
-        let deadline = o.duration.map { start + .milliseconds(Int($0 * 1000)) }
         let perWorker = o.events / o.connections
         let remainder = o.events % o.connections
         let now = Timestamp.now()
-        var total = LoadResult(mode: o.mode)
-        try await withThrowingTaskGroup(of: LoadResult.self) { group in
+        // Payloads first, off the clock: the measurement covers sending only.
+        let quotas = (0..<o.connections).map { w in o.duration == nil ? perWorker + (w < remainder ? 1 : 0) : Int.max }
+        let plans = await withTaskGroup(of: (Int, [Op]).self) { group in
             for w in 0..<o.connections {
-                let quota = o.duration == nil ? perWorker + (w < remainder ? 1 : 0) : Int.max
                 group.addTask {
                     var factory = EventFactory(shape: o.shape, seed: o.seed &* 1_000_003 &+ UInt64(w), now: now)
-                    return try await Worker(options: o, index: w, start: start, deadline: deadline).run(quota: quota, factory: &factory)
+                    return (w, Worker.buildOps(o, quota: quotas[w], factory: &factory))
                 }
             }
-            for try await r in group { total.merge(r) }
+            var plans = [[Op]](repeating: [], count: o.connections)
+            for await (w, ops) in group { plans[w] = ops }
+            return plans
+        }
+        let start = clock.now
+        let deadline = o.duration.map { start + .milliseconds(Int($0 * 1000)) }
+        var total = LoadResult(mode: o.mode)
+        var workerOutcomes: [(Int, [Int])] = []
+        try await withThrowingTaskGroup(of: (Int, LoadResult).self) { group in
+            for w in 0..<o.connections {
+                let ops = plans[w]
+                let quota = quotas[w]
+                group.addTask {
+                    (w, try await Worker(options: o, index: w, start: start, deadline: deadline).run(ops: ops, cycle: quota == Int.max))
+                }
+            }
+            for try await (w, r) in group {
+                workerOutcomes.append((w, r.acceptedOps))
+                total.merge(r)
+            }
         }
         total.elapsed = (clock.now - start).seconds
+        // The expected /stats, tallied after the clock stopped.
+        for (w, accepted) in workerOutcomes {
+            for (i, times) in accepted.enumerated() where times > 0 {
+                for _ in 0..<times { for e in plans[w][i].events { total.ledger.add(e) } }
+            }
+        }
         if o.verify {
             total.verification = try await verify(o, total)
         }
@@ -111,7 +136,7 @@ public enum LoadRunner {
             if !drained {
                 let h = try await http.get("/health")
                 if let j = try? JSONSerialization.jsonObject(with: Data(h.body.utf8)) as? [String: Any],
-                   j["queue_depth"] as? Int == 0, j["spool_backlog_files"] as? Int == 0 {
+                   j["queue_depth"] as? Int == 0, j["spool_backlog_files"] as? Int == 0, j["idle"] as? Bool != false {
                     drained = true
                 }
             }
@@ -138,7 +163,7 @@ extension Duration {
 }
 
 /// One pre-built operation: a request body, a datagram or a frame, and the events it carries.
-struct Op {
+struct Op: Sendable {
     var events: [Event]
     var payload: ByteBuffer
 }
@@ -155,7 +180,7 @@ struct Worker {
     /// Distinct operations built up front; a --duration run cycles through them.
     static let poolSize = 4096
 
-    func buildOps(quota: Int, factory: inout EventFactory) -> [Op] {
+    static func buildOps(_ options: LoadOptions, quota: Int, factory: inout EventFactory) -> [Op] {
         let perOp = options.eventsPerOp
         let count = quota == Int.max ? Self.poolSize : (quota + perOp - 1) / perOp
         var ops: [Op] = []
@@ -188,9 +213,9 @@ struct Worker {
         return ops
     }
 
-    func run(quota: Int, factory: inout EventFactory) async throws -> LoadResult {
+    /// Sends `ops` once each, or round and round until the deadline when `cycle`.
+    func run(ops: [Op], cycle: Bool) async throws -> LoadResult {
         var result = LoadResult(mode: options.mode)
-        let ops = buildOps(quota: quota, factory: &factory)
         var acceptedTimes = [Int](repeating: 0, count: ops.count)
         let clock = ContinuousClock()
         let perOp = options.eventsPerOp
@@ -217,7 +242,7 @@ struct Worker {
         }
 
         var k = 0
-        while quota == Int.max || k < ops.count {
+        while !ops.isEmpty && (cycle || k < ops.count) {
             if let deadline, clock.now >= deadline { break }
             let i = k % ops.count
             let op = ops[i]
@@ -279,8 +304,8 @@ struct Worker {
         await tcp?.close()
         for (i, times) in acceptedTimes.enumerated() where times > 0 {
             result.acceptedEvents += ops[i].events.count * times
-            for _ in 0..<times { for e in ops[i].events { result.ledger.add(e) } }
         }
+        result.acceptedOps = acceptedTimes
         return result
     }
 }
