@@ -12,7 +12,7 @@
 #   BENCH_<MODE>_EVENTS / _CONNECTIONS / _BATCH, MODE = HTTP, HTTP_BATCH, UDP, TCP, TCP_ACK
 #   BENCH_TCP_ACK_WINDOW=32
 #   BENCH_CEILING_EVENTS=2000000   rows for `tally store-ceiling`
-#   BENCH_RATE=30000 BENCH_RATE_DURATION=10 BENCH_RATE_CONNECTIONS=64   fixed-rate HTTP row
+#   BENCH_RATE=6000 BENCH_RATE_DURATION=10 BENCH_RATE_CONNECTIONS=64   fixed-rate HTTP row
 #                               (BENCH_RATE=0 skips it)
 #   BENCH_LOAD_TIMEOUT=600      seconds before a tally-load run counts as hung
 #   BENCH_SHUTDOWN_WAIT=60      seconds to wait for the server to exit after SIGTERM
@@ -48,13 +48,14 @@ scaled() { awk -v n="$1" -v s="$SCALE" -v m="${2:-1}" 'BEGIN { v = int(n * s + 0
 # Per-mode defaults: events connections batch.
 declare -A DEF=(
     [http]="200000 64 1"
-    [http-batch]="2000000 8 200"
-    [udp]="2000000 4 100"
-    [tcp]="2000000 4 200"
-    [tcp-ack]="2000000 4 200"
+    [http-batch]="1000000 8 200"
+    [udp]="1000000 4 100"
+    [tcp]="1000000 4 200"
+    [tcp-ack]="1000000 4 200"
 )
 CEILING_EVENTS=$(scaled "${BENCH_CEILING_EVENTS:-2000000}" 1000)
-RATE=${BENCH_RATE:-30000}
+# Half of what closed-loop HTTP sustains here, so the row measures latency, not a backlog.
+RATE=${BENCH_RATE:-6000}
 RATE_DURATION=${BENCH_RATE_DURATION:-$(scaled 10 2)}
 RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
 
@@ -240,6 +241,15 @@ for mode in $MODES; do
     args=(--mode "$mode" --events "$events" --connections "$conn" --batch "$batch")
     label="$mode (C=$conn"
     [[ $mode == http ]] || label+=", B=$batch"
+    if [[ $mode == udp ]]; then
+        # UDP has no flow control: paced, so the row shows what the server keeps up with
+        # rather than how fast the kernel can drop (BENCH_UDP_RATE=0: unpaced).
+        udp_rate=${BENCH_UDP_RATE:-50000}
+        if [[ $udp_rate != 0 ]]; then
+            args+=(--rate "$udp_rate")
+            label+=", paced $udp_rate/s"
+        fi
+    fi
     if [[ $mode == tcp-ack ]]; then
         window=${BENCH_TCP_ACK_WINDOW:-32}
         args+=(--window "$window")

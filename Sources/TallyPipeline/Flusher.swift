@@ -101,7 +101,7 @@ final class Flusher: @unchecked Sendable {
             let started = DispatchTime.now().uptimeNanoseconds
             do {
                 let bytes = try SpoolFormat.encode(batch, compressor: compressor, scratch: &scratch)
-                try spool.write(batch.id, bytes: bytes)
+                try spool.write(batch.id, bytes: bytes, batch: batch)
                 metrics.spoolWriteSeconds.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
                 metrics.batchesSpooled.increment()
                 metrics.eventsSpooled.increment(by: batch.events.count)

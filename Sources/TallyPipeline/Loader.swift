@@ -3,22 +3,29 @@ import Logging
 import NIOConcurrencyHelpers
 import TallyStore
 
-/// Moves spooled batches into the store, one transaction per batch, in the order they were
-/// written. A batch's file is removed only after its transaction committed, and the store
-/// records the batch id in that transaction, so a crash at any point loads it exactly once.
+/// Moves spooled batches into the store in the order they were written. When the store falls
+/// behind, the batches waiting are loaded together in one transaction (up to a bound): fewer
+/// commits, and rollup rows shared by the batches are written once. A batch's file is removed
+/// only after the transaction that recorded its id committed, so a crash at any point loads
+/// every batch exactly once.
 final class Loader: Sendable {
     let spool: Spool
     let store: any EventStore
     let metrics: PipelineMetrics
     let logger: Logger
-    let stream: AsyncStream<String>
-    let continuation: AsyncStream<String>.Continuation
+    /// Rings once per submit; the work itself waits in `state.pending`.
+    private let doorbell: AsyncStream<Void>
+    private let ring: AsyncStream<Void>.Continuation
     private let state = NIOLockedValueBox(State())
 
+    /// At most this many batch files, or events, per transaction.
+    static let maxGroupFiles = 16
+    static let maxGroupEvents = 131_072
+
     struct State {
+        var pending: [SpooledBatch] = []
         var forceStop = false
         var lastError: String?
-        var loadedBatches = 0
     }
 
     init(spool: Spool, store: any EventStore, metrics: PipelineMetrics, logger: Logger) {
@@ -26,13 +33,16 @@ final class Loader: Sendable {
         self.store = store
         self.metrics = metrics
         self.logger = logger
-        (stream, continuation) = AsyncStream.makeStream(of: String.self)
+        (doorbell, ring) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
-    func submit(_ path: String) { continuation.yield(path) }
+    func submit(_ item: SpooledBatch) {
+        state.withLockedValue { $0.pending.append(item) }
+        ring.yield()
+    }
 
     /// No more files will come; `run` returns after loading what was submitted.
-    func finish() { continuation.finish() }
+    func finish() { ring.finish() }
 
     /// Stop retrying a failing store; unloaded files stay in the spool for the next start.
     func forceStop() { state.withLockedValue { $0.forceStop = true } }
@@ -40,55 +50,86 @@ final class Loader: Sendable {
     var lastError: String? { state.withLockedValue { $0.lastError } }
 
     func run() async {
-        for await path in stream {
-            if state.withLockedValue({ $0.forceStop }) { continue }
-            await load(path)
+        for await _ in doorbell { await drainPending() }
+        await drainPending()
+    }
+
+    private func drainPending() async {
+        while true {
+            let items: [SpooledBatch] = state.withLockedValue { s in
+                if s.forceStop { s.pending.removeAll() }
+                let n = min(s.pending.count, Self.maxGroupFiles)
+                defer { s.pending.removeFirst(n) }
+                return Array(s.pending.prefix(n))
+            }
+            if items.isEmpty { return }
+            var group: [(path: String, batch: StoreBatch)] = []
+            var events = 0
+            for (i, item) in items.enumerated() {
+                // Past the event bound, the rest go back to the front of the line.
+                if events >= Self.maxGroupEvents {
+                    let rest = Array(items[i...])
+                    state.withLockedValue { $0.pending.insert(contentsOf: rest, at: 0) }
+                    break
+                }
+                if let batch = await read(item) {
+                    group.append((item.path, batch))
+                    events += batch.events.count
+                }
+            }
+            if !group.isEmpty { await load(group) }
         }
     }
 
-    private func load(_ path: String) async {
-        var batch: StoreBatch?
+    /// The batch in memory, or read from its file; nil when the file is corrupt (quarantined)
+    /// or gone.
+    private func read(_ item: SpooledBatch) async -> StoreBatch? {
+        if let batch = item.batch { return batch }
+        let path = item.path
         var readDelay: UInt64 = 20_000_000
-        while batch == nil {
+        while true {
             do {
-                batch = try SpoolFormat.decode(try FileOps.read(path))
+                return try SpoolFormat.decode(try FileOps.read(path))
             } catch SpoolError.io(let message) {
-                // A read error may pass (I/O hiccup): retry rather than set the file aside.
                 if access(path, F_OK) != 0 {
                     logger.warning("spool file vanished before loading", metadata: ["file": "\(path)"])
                     spool.remove(path)
-                    return
+                    return nil
                 }
+                // A read error may pass (I/O hiccup): retry rather than set the file aside.
                 logger.warning("cannot read spool file; retrying", metadata: ["file": "\(path)", "error": "\(message)"])
-                if state.withLockedValue({ $0.forceStop }) { return }
+                if state.withLockedValue({ $0.forceStop }) { return nil }
                 try? await Task.sleep(nanoseconds: readDelay)
                 readDelay = min(readDelay * 2, 2_000_000_000)
             } catch {
                 logger.error("quarantining spool file", metadata: ["file": "\(path)", "error": "\(error)"])
                 metrics.batchesQuarantined.increment()
                 spool.quarantine(path)
-                return
+                return nil
             }
         }
-        guard let batch else { return }
+    }
+
+    /// Retries until the store takes the group (or shutdown gives up on it).
+    private func load(_ group: [(path: String, batch: StoreBatch)]) async {
         var delay: UInt64 = 20_000_000
         while true {
             let started = DispatchTime.now().uptimeNanoseconds
             do {
-                switch try await store.load(batch) {
-                case .loaded:
-                    metrics.batchesLoaded.increment()
-                    metrics.eventsLoaded.increment(by: batch.events.count)
-                case .alreadyLoaded:
-                    metrics.batchesDuplicate.increment()
-                    logger.info("batch already loaded; dropping its spool file", metadata: ["batch": "\(batch.id)"])
-                }
+                let outcomes = try await store.load(group.map(\.batch))
                 metrics.loadSeconds.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
-                spool.remove(path)
-                state.withLockedValue {
-                    $0.lastError = nil
-                    $0.loadedBatches += 1
+                for (item, outcome) in zip(group, outcomes) {
+                    switch outcome {
+                    case .loaded:
+                        metrics.batchesLoaded.increment()
+                        metrics.eventsLoaded.increment(by: item.batch.events.count)
+                    case .alreadyLoaded:
+                        metrics.batchesDuplicate.increment()
+                        logger.info("batch already loaded; dropping its spool file", metadata: ["batch": "\(item.batch.id)"])
+                    }
+                    spool.remove(item.path)
                 }
+                state.withLockedValue { $0.lastError = nil }
                 metrics.spoolBacklogFiles.record(spool.backlogFiles)
                 metrics.spoolBacklogBytes.record(spool.backlogBytes)
                 return
@@ -98,7 +139,8 @@ final class Loader: Sendable {
                     $0.lastError = "\(error)"
                     return $0.forceStop
                 }
-                logger.warning("store load failed; batch stays in the spool", metadata: ["batch": "\(batch.id)", "error": "\(error)"])
+                logger.warning("store load failed; batches stay in the spool", metadata: [
+                    "batches": "\(group.count)", "first": "\(group[0].batch.id)", "error": "\(error)"])
                 if stop { return }
                 try? await Task.sleep(nanoseconds: delay)
                 delay = min(delay * 2, 2_000_000_000)

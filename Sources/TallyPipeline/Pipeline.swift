@@ -46,7 +46,7 @@ public final class Pipeline: Sendable {
         let recovered = spool.pendingFiles()
         for path in recovered {
             spool.adopt(path)
-            loader.submit(path)
+            loader.submit(SpooledBatch(path: path, batch: nil))
         }
         if !recovered.isEmpty {
             logger.info("recovering spooled batches", metadata: ["files": "\(recovered.count)"])

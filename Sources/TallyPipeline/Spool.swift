@@ -2,6 +2,13 @@
 import Glibc
 #endif
 import NIOConcurrencyHelpers
+import TallyStore
+
+/// A batch file for the loader, with its decoded contents when still in memory.
+struct SpooledBatch: Sendable {
+    var path: String
+    var batch: StoreBatch?
+}
 
 /// The spool directory: durable batch files waiting for the loader, plus `tmp/` for files
 /// being written and `quarantine/` for files that failed verification.
@@ -16,7 +23,7 @@ final class Spool: @unchecked Sendable {
     private var _writeHealthy = true
     private var _stopping = false
     private var _injectedFault: String?
-    private var onWritten: (@Sendable (String) -> Void)?
+    private var onWritten: (@Sendable (SpooledBatch) -> Void)?
 
     init(directory: String) throws {
         self.directory = directory
@@ -35,7 +42,7 @@ final class Spool: @unchecked Sendable {
         FileOps.list(directory, suffix: ".batch").map { directory + "/" + $0 }
     }
 
-    func setHandoff(_ handoff: @escaping @Sendable (String) -> Void) {
+    func setHandoff(_ handoff: @escaping @Sendable (SpooledBatch) -> Void) {
         lock.withLock { onWritten = handoff }
     }
 
@@ -48,16 +55,21 @@ final class Spool: @unchecked Sendable {
         }
     }
 
-    func write(_ id: String, bytes: [UInt8]) throws {
+    /// While the loader keeps up, it gets the batch itself with the path, so it need not read,
+    /// decompress and decode what was just written; past this backlog it reads from disk, so
+    /// memory stays bounded however far the store falls behind.
+    static let inMemoryBacklog = 8
+
+    func write(_ id: String, bytes: [UInt8], batch: StoreBatch? = nil) throws {
         if let fault = lock.withLock({ _injectedFault }) { throw SpoolError.io(fault) }
         let final = path(of: id)
         try FileOps.writeDurably(bytes, tmp: tmpDirectory + "/" + id + ".tmp", final: final, directory: directory)
-        let handoff = lock.withLock {
+        let (handoff, keep) = lock.withLock {
             _backlogFiles += 1
             _backlogBytes += bytes.count
-            return onWritten
+            return (onWritten, _backlogFiles <= Self.inMemoryBacklog)
         }
-        handoff?(final)
+        handoff?(SpooledBatch(path: final, batch: keep ? batch : nil))
     }
 
     /// The loader is done with `path`: it is in the store (or moved aside).

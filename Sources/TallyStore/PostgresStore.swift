@@ -159,29 +159,33 @@ public final class PostgresStore: EventStore, Sendable {
         old?.cancel()
     }
 
-    public func load(_ batch: StoreBatch) async throws -> LoadOutcome {
+    public func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome] {
         if !prepared.withLockedValue({ $0 }) { try await prepare() }
-        return try await bounded("load") { client in try await self.load(batch, client) }
+        return try await bounded("load") { client in try await self.load(batches, client) }
     }
 
-    func load(_ batch: StoreBatch, _ client: PostgresClient) async throws -> LoadOutcome {
+    func load(_ batches: [StoreBatch], _ client: PostgresClient) async throws -> [LoadOutcome] {
         let known = knownUsers.withLockedValue { $0 }
-        let r = BatchRollup(batch.events, knownDay: known.day, knownSite: known.site)
         let logger = self.logger
-        let outcome: LoadOutcome = try await client.withTransaction(logger: logger) { conn in
-            let count = Int32(batch.events.count)
-            let marked = try await conn.query(
-                "INSERT INTO loaded_batches(batch_id, event_count) VALUES (\(batch.id), \(count)) ON CONFLICT DO NOTHING RETURNING batch_id",
-                logger: logger)
-            var isNew = false
-            for try await _ in marked { isNew = true }
-            guard isNew else { return .alreadyLoaded }
+        let (outcomes, rollup): ([LoadOutcome], BatchRollup?) = try await client.withTransaction(logger: logger) { conn in
+            let marked = try await conn.query("""
+                INSERT INTO loaded_batches(batch_id, event_count)
+                SELECT * FROM unnest(\(batches.map(\.id)), \(batches.map { Int32($0.events.count) }))
+                ON CONFLICT DO NOTHING RETURNING batch_id
+                """, logger: logger)
+            var newIDs: Set<String> = []
+            for try await id in marked.decode(String.self) { newIDs.insert(id) }
+            let outcomes = batches.map { newIDs.contains($0.id) ? LoadOutcome.loaded : .alreadyLoaded }
+            let fresh = batches.filter { newIDs.contains($0.id) }
+            guard !fresh.isEmpty else { return (outcomes, nil) }
+            let r = BatchRollup(fresh.flatMap(\.events), knownDay: known.day, knownSite: known.site)
 
-            let ingested = Self.copyTimestamp(batch.createdAt)
             try await conn.copyFrom(table: "events", columns: ["site_id", "event_type", "path", "user_id", "event_ts", "ingested_at"],
                                     logger: logger) { writer in
                 var buffer = ByteBuffer()
                 buffer.reserveCapacity(1 << 16)
+                for batch in fresh {
+                let ingested = Self.copyTimestamp(batch.createdAt)
                 for e in batch.events {
                     Self.copyField(e.siteID, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
                     Self.copyField(e.eventType, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
@@ -193,6 +197,7 @@ public final class PostgresStore: EventStore, Sendable {
                         try await writer.write(buffer)
                         buffer.clear()
                     }
+                }
                 }
                 if buffer.readableBytes > 0 { try await writer.write(buffer) }
             }
@@ -236,10 +241,10 @@ public final class PostgresStore: EventStore, Sendable {
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
             }
-            return .loaded
+            return (outcomes, r)
         }
-        if outcome == .loaded { knownUsers.withLockedValue { $0.remember(r) } }
-        return outcome
+        if let rollup { knownUsers.withLockedValue { $0.remember(rollup) } }
+        return outcomes
     }
 
     public func isLoaded(batchID: String) async throws -> Bool {

@@ -62,41 +62,57 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         }
     }
 
-    public func load(_ batch: StoreBatch) async throws -> LoadOutcome {
+    public func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome] {
         let knownUsers = self.knownUsers
         return try await onWriter { db in
-            // Users already known to be stored need no INSERT OR IGNORE: returning visitors
-            // are most of the traffic, and each skipped insert is a B-tree seek saved.
-            // Forgetting is always safe: the insert is then done again and ignored.
-            let known = knownUsers.withLockedValue { $0 }
-            let rollup = BatchRollup(batch.events, knownDay: known.day, knownSite: known.site)
-            let outcome = try Self.load(batch, rollup, db)
-            if outcome == .loaded { knownUsers.withLockedValue { $0.remember(rollup) } }
-            return outcome
+            try db.exec("BEGIN IMMEDIATE")
+            do {
+                var outcomes: [LoadOutcome] = []
+                var fresh: [StoreBatch] = []
+                let mark = try db.statement("INSERT INTO loaded_batches(batch_id, event_count, loaded_at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
+                for batch in batches {
+                    mark.bind(1, batch.id)
+                    mark.bind(2, Int64(batch.events.count))
+                    mark.bind(3, Timestamp.now())
+                    try mark.run()
+                    let isNew = sqlite3_changes(db.db) == 1
+                    outcomes.append(isNew ? .loaded : .alreadyLoaded)
+                    if isNew { fresh.append(batch) }
+                }
+                guard !fresh.isEmpty else {
+                    try db.exec("ROLLBACK")
+                    return outcomes
+                }
+                // Users already known to be stored need no INSERT OR IGNORE: returning visitors
+                // are most of the traffic, and each skipped insert is a B-tree seek saved.
+                // Forgetting is always safe: the insert is then done again and ignored.
+                let known = knownUsers.withLockedValue { $0 }
+                let rollup = BatchRollup(fresh.flatMap(\.events), knownDay: known.day, knownSite: known.site)
+                try Self.write(fresh, rollup, db)
+                try db.exec("COMMIT")
+                knownUsers.withLockedValue { $0.remember(rollup) }
+                return outcomes
+            } catch {
+                try? db.exec("ROLLBACK")
+                throw error
+            }
         }
     }
 
-    private static func load(_ batch: StoreBatch, _ r: BatchRollup, _ db: SQLiteConnection) throws -> LoadOutcome {
-        try db.exec("BEGIN IMMEDIATE")
+    /// Rows and rollups of batches whose ids were just recorded (inside the transaction).
+    private static func write(_ batches: [StoreBatch], _ r: BatchRollup, _ db: SQLiteConnection) throws {
         do {
-            let mark = try db.statement("INSERT INTO loaded_batches(batch_id, event_count, loaded_at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
-            mark.bind(1, batch.id)
-            mark.bind(2, Int64(batch.events.count))
-            mark.bind(3, Timestamp.now())
-            try mark.run()
-            if sqlite3_changes(db.db) == 0 {
-                try db.exec("ROLLBACK")
-                return .alreadyLoaded
-            }
             let insert = try db.statement("INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
-            for e in batch.events {
-                insert.bind(1, e.siteID)
-                insert.bind(2, e.eventType)
-                insert.bind(3, e.path)
-                insert.bind(4, e.userID)
-                insert.bind(5, e.timestamp)
-                insert.bind(6, batch.createdAt)
-                try insert.run()
+            for batch in batches {
+                for e in batch.events {
+                    insert.bind(1, e.siteID)
+                    insert.bind(2, e.eventType)
+                    insert.bind(3, e.path)
+                    insert.bind(4, e.userID)
+                    insert.bind(5, e.timestamp)
+                    insert.bind(6, batch.createdAt)
+                    try insert.run()
+                }
             }
             let dv = try db.statement("INSERT INTO daily_views(site_id, day, views) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET views = views + excluded.views")
             for (k, v) in r.dayViews {
@@ -125,11 +141,6 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
                 su.bind(1, k.site); su.bind(2, k.user)
                 try su.run()
             }
-            try db.exec("COMMIT")
-            return .loaded
-        } catch {
-            try? db.exec("ROLLBACK")
-            throw error
         }
     }
 

@@ -49,13 +49,22 @@ public struct PathViews: Sendable, Equatable {
 public protocol EventStore: Sendable {
     /// Creates or migrates the schema; safe to call when it already exists.
     func prepare() async throws
-    func load(_ batch: StoreBatch) async throws -> LoadOutcome
+    /// Loads several batches in one transaction (fewer commits, and rollup rows shared by the
+    /// batches are written once). Each batch id is still recorded, so each batch is loaded
+    /// exactly once; the outcomes are in the order of `batches`.
+    func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome]
     func isLoaded(batchID: String) async throws -> Bool
     /// Stats for one UTC day, or all time when `day` is nil.
     func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats
     /// Total raw events stored (all sites), for health and tests.
     func eventCount() async throws -> Int64
     func close() async throws
+}
+
+extension EventStore {
+    public func load(_ batch: StoreBatch) async throws -> LoadOutcome {
+        try await load([batch])[0]
+    }
 }
 
 /// A store failure with the backend's message.

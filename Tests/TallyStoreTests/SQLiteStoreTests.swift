@@ -100,6 +100,28 @@ enum PostgresTestDatabase {
     }
 
     @Test(arguments: Backend.available)
+    func severalBatchesInOneTransactionStayExactlyOnce(_ backend: Backend) async throws {
+        try await withTempDir { dir in
+            let (store, _) = try await backend.make(dir)
+            try await store.prepare()
+            #expect(try await store.load(StoreBatch(id: "a", createdAt: 1, events: Array(scenario2[0..<2]))) == .loaded)
+            // "a" again (a replay after a crash) beside two new batches: only the new ones count.
+            let outcomes = try await store.load([
+                StoreBatch(id: "b", createdAt: 2, events: Array(scenario2[2..<4])),
+                StoreBatch(id: "a", createdAt: 1, events: Array(scenario2[0..<2])),
+                StoreBatch(id: "c", createdAt: 3, events: [scenario2[4]]),
+            ])
+            #expect(outcomes == [.loaded, .alreadyLoaded, .loaded])
+            #expect(try await store.load([StoreBatch(id: "b", createdAt: 2, events: []), StoreBatch(id: "c", createdAt: 3, events: [])])
+                    == [.alreadyLoaded, .alreadyLoaded])
+            #expect(try await store.eventCount() == 5)
+            let s = try await store.stats(siteID: "demo-site", day: nil, limit: 10)
+            #expect(s.totalViews == 5 && s.uniqueUsers == 3)
+            try await store.close()
+        }
+    }
+
+    @Test(arguments: Backend.available)
     func rollupsAccumulateAcrossBatchesAndDays(_ backend: Backend) async throws {
         try await withTempDir { dir in
             let (store, _) = try await backend.make(dir)
