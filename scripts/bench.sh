@@ -61,6 +61,7 @@ RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
 
 # --- state and cleanup --------------------------------------------------------------------
 SERVER_PID=""
+SERVER_EXTRA=()
 SAMPLER_PID=""
 DATA_DIR=""
 HTTP_PORT=""
@@ -144,7 +145,7 @@ start_server() {
     DATA_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tally-bench.XXXXXX")
     read -r HTTP_PORT WIRE_PORT < <(python3 "$HELPER" ports)
     SERVER_CMD=("$TALLY" serve --data-dir "$DATA_DIR" --http-host 127.0.0.1 --http-port "$HTTP_PORT"
-        --wire-host 127.0.0.1 --wire-port "$WIRE_PORT" --log-level warning)
+        --wire-host 127.0.0.1 --wire-port "$WIRE_PORT" --log-level warning "${SERVER_EXTRA[@]}")
     echo "${SERVER_CMD[*]}" >> "$OUT/commands.txt"
     "${SERVER_CMD[@]}" > "$OUT/$tag.server.log" 2>&1 &
     SERVER_PID=$!
@@ -211,6 +212,12 @@ run_load() {
         load_rc=0
         run_child "$OUT/$tag.json" "$OUT/$tag.load.err" "${cmd[@]}" || load_rc=$?
         stop_sampler
+        if [[ -n "${STATS_PROBE_SITE:-}" ]]; then
+            # /stats latency on the loaded data: 50 sequential all-time queries.
+            for _ in $(seq 50); do
+                curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$HTTP_PORT/stats?site_id=$STATS_PROBE_SITE"
+            done > "$OUT/$tag.stats-latency"
+        fi
         grep -E 'VmHWM|VmRSS' "/proc/$SERVER_PID/status" > "$OUT/$tag.status-before-term" 2>/dev/null || true
     else
         start_ok=0
@@ -275,12 +282,42 @@ if [[ "$RATE" != 0 ]]; then
     done
 fi
 
+# --- 4b. the PostgreSQL store ---------------------------------------------------------------
+# http-batch into a throwaway local PostgreSQL (scripts/pg-test-server.sh; note: it runs with
+# fsync=off), a fresh database per run; /stats latency measured on the loaded data.
+pg_note=""
+if [[ ${BENCH_POSTGRES:-1} != 0 ]] && pg_admin=$(scripts/pg-test-server.sh start 2>/dev/null); then
+    read -r d_events d_conn d_batch <<< "${DEF[http-batch]}"
+    events=$(scaled "${BENCH_PG_EVENTS:-$d_events}" 1000)
+    args=(--mode http-batch --events "$events" --connections "$d_conn" --batch "$d_batch" --run-id bench)
+    printf 'kind\tpg\thttp-batch\thttp-batch into PostgreSQL (C=%s, B=%s)\t0\n' "$d_conn" "$d_batch" >> "$OUT/meta.tsv"
+    printf 'command\t%s\n' "$TALLY serve ... --store postgres://tally@127.0.0.1:PGPORT/DB; $LOAD ${args[*]} --target http://127.0.0.1:P --verify --json" >> "$OUT/meta.tsv"
+    for run in $(seq "$RUNS"); do
+        db="bench_${stamp,,}_$run"
+        psql -q "$pg_admin" -c "CREATE DATABASE $db" >/dev/null
+        SERVER_EXTRA=(--store "${pg_admin%/*}/$db")
+        echo "bench: postgres run $run/$RUNS ($events events)" >&2
+        STATS_PROBE_SITE=load-bench-0 run_load pg "$run" "${args[@]}"
+        SERVER_EXTRA=()
+    done
+    pg_note=$(python3 - "$OUT" <<'PY'
+import glob, statistics, sys
+v = sorted(float(x) * 1000 for f in glob.glob(sys.argv[1] + "/pg-*.stats-latency") for x in open(f) if x.strip())
+if v:
+    p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
+    print(f"PostgreSQL /stats latency (all-time, site with ~1/10 of the events, {len(v)} queries): p50 {p(0.5):.2f} ms, p99 {p(0.99):.2f} ms")
+PY
+)
+    scripts/pg-test-server.sh stop
+fi
+
 elapsed=$((SECONDS - bench_start))
 printf 'wall\t%dm%02ds\n' $((elapsed / 60)) $((elapsed % 60)) >> "$OUT/meta.tsv"
 
 # --- 5. the table -------------------------------------------------------------------------
 table_rc=0
 python3 "$HELPER" table "$OUT" || table_rc=$?
+[[ -z "$pg_note" ]] || echo "$pg_note"
 echo "bench: raw results in $OUT (total ${elapsed}s)" >&2
 if ((failed || table_rc)); then
     exit 1
