@@ -139,6 +139,20 @@ public final class PostgresStore: EventStore, Sendable {
         }
     }
 
+    /// Creates an empty database named `prefix_<random>` on the server at `adminURL` and returns
+    /// its URL (test suites and benchmarks give each run its own database).
+    static func createScratchDatabase(adminURL: String, prefix: String) async throws -> String {
+        let name = prefix + "_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+        let admin = try PostgresStore(url: adminURL)
+        defer { Task { try? await admin.close() } }
+        try await admin.bounded("create database") { client in
+            _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
+        }
+        var parts = URLComponents(string: adminURL)!
+        parts.path = "/" + name
+        return parts.string!
+    }
+
     /// The pool in use now (tests run administrative SQL through it).
     var client: PostgresClient { currentClient() }
 

@@ -9,13 +9,7 @@ import TallyLoad
 struct PostgresEndToEndTests {
     /// A fresh database on the server at `admin`.
     static func database(admin: String) async throws -> String {
-        let name = "e2e_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
-        let store = try PostgresStore(url: admin)
-        try await store.client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-        try await store.close()
-        var parts = URLComponents(string: admin)!
-        parts.path = "/" + name
-        return parts.string!
+        try await PostgresStore.createScratchDatabase(adminURL: admin, prefix: "e2e")
     }
 
     func options(_ s: TestServer, _ mode: LoadMode, runID: String, seed: UInt64, events: Int) -> LoadOptions {

@@ -50,13 +50,7 @@ enum PostgresTestDatabase {
     /// Creates a fresh database on the test server and returns its URL.
     static func create() async throws -> String {
         let admin = try #require(ProcessInfo.processInfo.environment["TALLY_TEST_POSTGRES"])
-        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
-        let store = try PostgresStore(url: admin)
-        try await store.client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-        try await store.close()
-        var parts = URLComponents(string: admin)!
-        parts.path = "/" + name
-        return parts.string!
+        return try await PostgresStore.createScratchDatabase(adminURL: admin, prefix: "t")
     }
 }
 
