@@ -3,6 +3,7 @@ import NIOCore
 import Testing
 import TallyClient
 import TallyCore
+import TallyServer
 import TallyWire
 
 func frames(site: String, count: Int, pathMod: Int = 3, sequence: UInt64 = 0, ack: Bool = false) -> EventsFrame {
@@ -13,6 +14,14 @@ func frames(site: String, count: Int, pathMod: Int = 3, sequence: UInt64 = 0, ac
 }
 
 @Suite(.serialized) struct WireEndToEndTests {
+    /// One shard holding 50 events, cut every 5 ms: any sender outruns it at once.
+    static func tinyQueue(_ c: inout ServerConfiguration) {
+        c.shards = 1
+        c.queueCapacity = 50
+        c.flushEvents = 50
+        c.flushIntervalMilliseconds = 5
+    }
+
     @Test func udpDatagramsWithSeveralFramesReachStats() async throws {
         let s = try await TestServer.start()
         defer { s.removeData() }
@@ -97,12 +106,7 @@ func frames(site: String, count: Int, pathMod: Int = 3, sequence: UInt64 = 0, ac
 
     @Test func tcpBackpressureStopsReadingButLosesNothing() async throws {
         // A queue of 50 events and slow flushes: the sender must be slowed, not dropped.
-        let s = try await TestServer.start {
-            $0.shards = 1
-            $0.queueCapacity = 50
-            $0.flushEvents = 50
-            $0.flushIntervalMilliseconds = 5
-        }
+        let s = try await TestServer.start(configure: Self.tinyQueue)
         defer { s.removeData() }
         let tcp = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
         for seq in 1...200 {
@@ -119,12 +123,7 @@ func frames(site: String, count: Int, pathMod: Int = 3, sequence: UInt64 = 0, ac
     /// Plain TCP has no acks: bytes the server has read are its responsibility, even when the
     /// sender hangs up while they wait for queue space.
     @Test func tcpSenderClosingWhileStalledLosesNothing() async throws {
-        let s = try await TestServer.start {
-            $0.shards = 1
-            $0.queueCapacity = 50
-            $0.flushEvents = 50
-            $0.flushIntervalMilliseconds = 5
-        }
+        let s = try await TestServer.start(configure: Self.tinyQueue)
         defer { s.removeData() }
         let tcp = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
         var b = ByteBuffer()
