@@ -107,6 +107,8 @@ let package = Package(
         .executableTarget(name: "tally-load", dependencies: [
             "TallyLoad",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ], path: "tools/loadgen/tally-load", swiftSettings: strict),
 
         // libFuzzer harness for the wire decoder (scripts/fuzz.sh); a corpus replayer otherwise.

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import TallyLoad
 
-@main
 struct TallyLoadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally-load",
@@ -40,6 +39,12 @@ struct TallyLoadCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() async throws {
+        try await drive()
+    }
+
+    /// The command's body under a name overload resolution cannot confuse with the synchronous
+    /// `run()` (see main.swift).
+    func drive() async throws {
         guard let mode = LoadMode(rawValue: mode) else {
             throw ValidationError("unknown mode \(mode); one of \(LoadMode.allCases.map(\.rawValue).joined(separator: ", "))")
         }
