@@ -91,11 +91,7 @@ public enum Timestamp {
         let frac = micros - secs * 1_000_000
         let day = UTCDay(number: Int32((secs >= 0 ? secs : secs - 86_399) / 86_400))
         let sod = Int(secs - Int64(day.number) * 86_400)
-        func pad(_ v: Int, _ w: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, w - s.count)) + s
-        }
-        return "\(day)T\(pad(sod / 3600, 2)):\(pad(sod / 60 % 60, 2)):\(pad(sod % 60, 2)).\(pad(Int(frac), 6))Z"
+        return "\(day)T\(zeroPadded(sod / 3600, 2)):\(zeroPadded(sod / 60 % 60, 2)):\(zeroPadded(sod % 60, 2)).\(zeroPadded(Int(frac), 6))Z"
     }
 }
 
@@ -152,11 +148,7 @@ public struct UTCDay: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public var description: String {
         let (y, m, d) = civil
-        func pad(_ v: Int, _ w: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, w - s.count)) + s
-        }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
+        return "\(zeroPadded(y, 4))-\(zeroPadded(m, 2))-\(zeroPadded(d, 2))"
     }
 
     /// First microsecond of the day.
@@ -171,4 +163,10 @@ public struct UTCDay: Sendable, Hashable, Comparable, CustomStringConvertible {
         default: return 31
         }
     }
+}
+
+/// `v` in decimal, left-padded with zeros to `width` digits.
+private func zeroPadded(_ v: Int, _ width: Int) -> String {
+    let s = String(v)
+    return String(repeating: "0", count: max(0, width - s.count)) + s
 }

@@ -7,10 +7,16 @@ public final class IngestMetrics: Sendable {
     private let counters = NIOLockedValueBox<[String: Counter]>([:])
 
     private let durableAckSeconds: Timer
+    /// Made up front: `accepted` runs once per request or frame, and must not build a cache
+    /// key and take a lock each time.
+    private let acceptedCounters: [String: Counter]
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
         self.durableAckSeconds = Timer(label: "tally_durable_ack_seconds", factory: factory)
+        self.acceptedCounters = Dictionary(uniqueKeysWithValues: ["http", "tcp", "udp"].map {
+            ($0, Counter(label: "tally_events_accepted_total", dimensions: [("transport", $0)], factory: factory))
+        })
     }
 
     /// Time from enqueue to the spool fsync that made the events durable (HTTP ?ack=durable).
@@ -19,7 +25,7 @@ public final class IngestMetrics: Sendable {
     }
 
     public func accepted(_ transport: String, _ count: Int = 1) {
-        counter("tally_events_accepted_total", [("transport", transport)]).increment(by: count)
+        (acceptedCounters[transport] ?? counter("tally_events_accepted_total", [("transport", transport)])).increment(by: count)
     }
 
     /// Events (or, when the count is unknown, frames/requests) refused for `reason`.
