@@ -125,6 +125,7 @@ let package = Package(
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         .testTarget(name: "TallyPipelineTests", dependencies: ["TallyPipeline", "TallyStore", "TallyCore", "TallyWire"], swiftSettings: strict),
+        .testTarget(name: "TallyIngestTests", dependencies: ["TallyIngest", "TallyCore"], swiftSettings: strict),
         .testTarget(name: "TallyLoadTests", dependencies: ["TallyLoad"], swiftSettings: strict),
         .testTarget(name: "TallyEndToEndTests", dependencies: [
             "TallyServer", "TallyClient", "TallyLoad", "TallyCore", "TallyWire", "TallyStore", "TallyPipeline", "CSQLite",

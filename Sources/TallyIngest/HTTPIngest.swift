@@ -53,9 +53,10 @@ public struct HTTPIngest: Sendable {
                 throw EventBodyParser.Rejection(status: 413, body: JSONText.error("Payload too large", details: ["body exceeds \(limit) bytes"]),
                                                 reason: "too_large")
             }
-            let data = Data(body.readableBytesView)
-            let events = single ? [try EventBodyParser.single(data, receivedAt: receivedAt)]
-                                : try EventBodyParser.batch(data, receivedAt: receivedAt)
+            let events = try body.withUnsafeReadableBytes { bytes in
+                single ? [try EventBodyParser.single(bytes, receivedAt: receivedAt)]
+                       : try EventBodyParser.batch(bytes, receivedAt: receivedAt)
+            }
             return try await enqueue(events, ack: ack, single: single)
         } catch let r as EventBodyParser.Rejection {
             metrics.rejected("http", reason: r.reason)

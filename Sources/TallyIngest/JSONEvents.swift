@@ -7,6 +7,8 @@ struct JSONEvent: Decodable {
     var raw = RawEvent()
     var isObject = true
 
+    init(raw: RawEvent) { self.raw = raw }
+
     private struct Key: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }
@@ -48,6 +50,37 @@ enum EventBodyParser {
 
     static let maxBatchEvents = 10_000
 
+    /// The body of `POST /event`, straight from the request buffer.
+    static func single(_ bytes: UnsafeRawBufferPointer, receivedAt: Int64) throws(Rejection) -> Event {
+        guard let raw = FastEventJSON.object(bytes) else { return try single(Data(bytes), receivedAt: receivedAt) }
+        return try validated(raw, receivedAt: receivedAt)
+    }
+
+    /// The body of `POST /events`, straight from the request buffer.
+    static func batch(_ bytes: UnsafeRawBufferPointer, receivedAt: Int64) throws(Rejection) -> [Event] {
+        guard let raws = FastEventJSON.array(bytes), !raws.isEmpty, raws.count <= maxBatchEvents else {
+            return try batch(Data(bytes), receivedAt: receivedAt)
+        }
+        var events: [Event] = []
+        events.reserveCapacity(raws.count)
+        for raw in raws {
+            guard case .success(let e) = raw.validate(receivedAt: receivedAt) else {
+                // The slow path names every problem of every event.
+                return try batch(Data(bytes), receivedAt: receivedAt)
+            }
+            events.append(e)
+        }
+        return events
+    }
+
+    private static func validated(_ raw: RawEvent, receivedAt: Int64) throws(Rejection) -> Event {
+        switch raw.validate(receivedAt: receivedAt) {
+        case .success(let e): return e
+        case .failure(let v):
+            throw Rejection(status: 400, body: JSONText.error("Invalid payload", details: v.problems), reason: "invalid_payload")
+        }
+    }
+
     static func single(_ data: Data, receivedAt: Int64) throws(Rejection) -> Event {
         let decoded: JSONEvent
         do {
@@ -82,6 +115,10 @@ enum EventBodyParser {
             for line in data.split(separator: 0x0A, omittingEmptySubsequences: false) {
                 lineNumber += 1
                 if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
+                if let raw = line.withUnsafeBytes({ FastEventJSON.object($0) }) {
+                    items.append(JSONEvent(raw: raw))
+                    continue
+                }
                 do {
                     items.append(try decoder.decode(JSONEvent.self, from: Data(line)))
                 } catch {

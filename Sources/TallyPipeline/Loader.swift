@@ -54,7 +54,23 @@ final class Loader: Sendable {
         await drainPending()
     }
 
+    /// Loads what is pending, group by group. The next group's files are read and decoded
+    /// while the store writes the current one: reading is CPU work (zstd, decoding) that would
+    /// otherwise sit on the store's critical path whenever the loader is behind.
     private func drainPending() async {
+        var group = await nextGroup()
+        while !group.isEmpty {
+            if state.withLockedValue({ $0.forceStop }) { return }
+            let prefetch = Task { await self.nextGroup() }
+            await load(group)
+            group = await prefetch.value
+            if group.isEmpty { group = await nextGroup() }
+        }
+    }
+
+    /// Takes up to ``maxGroupFiles`` pending files (and about ``maxGroupEvents`` events) in
+    /// order and reads them; empty when nothing is pending.
+    private func nextGroup() async -> [(path: String, batch: StoreBatch)] {
         while true {
             let items: [SpooledBatch] = state.withLockedValue { s in
                 if s.forceStop { s.pending.removeAll() }
@@ -62,7 +78,7 @@ final class Loader: Sendable {
                 defer { s.pending.removeFirst(n) }
                 return Array(s.pending.prefix(n))
             }
-            if items.isEmpty { return }
+            if items.isEmpty { return [] }
             var group: [(path: String, batch: StoreBatch)] = []
             var events = 0
             for (i, item) in items.enumerated() {
@@ -77,7 +93,8 @@ final class Loader: Sendable {
                     events += batch.events.count
                 }
             }
-            if !group.isEmpty { await load(group) }
+            // Every file of this take was corrupt or gone: look again.
+            if !group.isEmpty { return group }
         }
     }
 

@@ -4,6 +4,8 @@ import CSQLite
 final class SQLiteConnection {
     let db: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
+    /// Multi-row INSERT texts by prefix and row count (see `insertRows`).
+    private var bulkSQL: [String: [Int: String]] = [:]
 
     init(path: String, readOnly: Bool = false) throws {
         var handle: OpaquePointer?
@@ -103,8 +105,38 @@ struct Statement {
 
     func int(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
+    var columnCount: Int32 { sqlite3_column_count(handle) }
+
     func text(_ column: Int32) -> String {
         guard let p = sqlite3_column_text(handle, column) else { return "" }
         return String(cString: p)
+    }
+}
+
+extension SQLiteConnection {
+    /// Inserts `count` rows with multi-row `VALUES` lists of up to `rowsPerStatement` rows:
+    /// one statement execution (cursor open, halt, reset) per chunk instead of per row.
+    /// `bind(statement, firstParameter, row)` binds one row's `columns` values from
+    /// `firstParameter` on. `sql` is the statement up to and including `VALUES`, and
+    /// `suffix` (e.g. an `ON CONFLICT` clause) follows the value lists.
+    func insertRows(_ sql: String, columns: Int, count: Int, suffix: String = "", rowsPerStatement: Int = 128,
+                    bind: (Statement, Int32, Int) -> Void) throws {
+        var row = 0
+        while row < count {
+            let n = min(rowsPerStatement, count - row)
+            let statement = try self.statement(bulkText(sql, columns: columns, rows: n, suffix: suffix))
+            for i in 0..<n { bind(statement, Int32(i * columns + 1), row + i) }
+            try statement.run()
+            row += n
+        }
+    }
+
+    private func bulkText(_ sql: String, columns: Int, rows: Int, suffix: String) -> String {
+        let key = sql + suffix
+        if let text = bulkSQL[key]?[rows] { return text }
+        let tuple = "(" + Array(repeating: "?", count: columns).joined(separator: ",") + ")"
+        let text = sql + " " + Array(repeating: tuple, count: rows).joined(separator: ",") + " " + suffix
+        bulkSQL[key, default: [:]][rows] = text
+        return text
     }
 }

@@ -13,6 +13,8 @@ struct StoreCeiling: ParsableCommand {
 
     @Option(help: "Rows to insert.") var events: Int = 1_000_000
     @Option(help: "Rows per transaction.") var batch: Int = 8192
+    @Option(help: "Spread the rows' timestamps over this many UTC days (more distinct user-day rows).") var days: Int = 1
+    @Flag(help: "Measure only the store's batch loads.") var storeOnly = false
     @Option(help: "Directory for the scratch databases (removed afterwards).") var dir: String = NSTemporaryDirectory()
     @Flag(help: "Print JSON.") var json = false
 
@@ -25,7 +27,8 @@ struct StoreCeiling: ParsableCommand {
             let type: String = i % 10 == 0 ? "click" : "page_view"
             let path = "/page/\(Int.random(in: 0..<200, using: &rng))"
             let user: String? = i % 5 == 0 ? nil : "user-\(Int.random(in: 0..<10_000, using: &rng))"
-            rows.append(Event(siteID: "site-\(i % 10)", eventType: type, path: path, userID: user, timestamp: now - Int64(i)))
+            let ts = days > 1 ? now - Int64.random(in: 0..<Int64(days) * 86_400_000_000, using: &rng) : now - Int64(i)
+            rows.append(Event(siteID: "site-\(i % 10)", eventType: type, path: path, userID: user, timestamp: ts))
         }
         let base = dir + "/tally-ceiling-\(UUID().uuidString)"
         defer {
@@ -34,7 +37,7 @@ struct StoreCeiling: ParsableCommand {
                 try? FileManager.default.removeItem(atPath: base + "-store.sqlite" + suffix)
             }
         }
-        let raw = try AppendCeiling.measure(path: base + "-raw.sqlite", events: rows, batch: batch)
+        let raw = storeOnly ? 1 : try AppendCeiling.measure(path: base + "-raw.sqlite", events: rows, batch: batch)
         let store = try StoreLoadRate.measure(path: base + "-store.sqlite", events: rows, batch: batch)
         if json {
             print("{\"append_rows_per_s\":\(Int(raw)),\"store_load_rows_per_s\":\(Int(store))}")

@@ -1,0 +1,51 @@
+import CSQLite
+
+/// Interns the names of one dictionary table (`sites`, `paths`, …) as integer ids, with an
+/// in-memory cache in front of it. Used only on the writer connection, inside a transaction.
+///
+/// Ids handed out during a transaction are staged, and join the cache only when it commits:
+/// after a rollback they may not exist. Dictionary rows are never changed or deleted, so a
+/// cached id stays right even if another process writes the same file.
+final class SQLiteNames {
+    private let lookup: String
+    private let insert: String
+    private let limit: Int
+    private var cached: [String: Int64] = [:]
+    private var staged: [String: Int64] = [:]
+
+    /// `limit`: entries kept in memory; past it the cache starts again empty (a miss costs
+    /// one B-tree lookup, so forgetting is only slower, never wrong).
+    init(table: String, limit: Int) {
+        lookup = "SELECT id FROM \(table) WHERE name = ?1"
+        insert = "INSERT INTO \(table)(name) VALUES(?1) ON CONFLICT DO NOTHING"
+        self.limit = limit
+    }
+
+    func id(_ name: String, _ db: SQLiteConnection) throws -> Int64 {
+        if let id = cached[name] ?? staged[name] { return id }
+        let add = try db.statement(insert)
+        add.bind(1, name)
+        try add.run()
+        let id: Int64
+        if sqlite3_changes(db.db) == 1 {
+            id = sqlite3_last_insert_rowid(db.db)
+        } else {
+            let find = try db.statement(lookup)
+            find.bind(1, name)
+            guard try find.step() else { throw StoreError("name \(name) neither inserted nor found") }
+            id = find.int(0)
+            sqlite3_reset(find.handle)
+        }
+        staged[name] = id
+        return id
+    }
+
+    func commit() {
+        guard !staged.isEmpty else { return }
+        if cached.count + staged.count > limit { cached.removeAll(keepingCapacity: true) }
+        cached.merge(staged) { old, _ in old }
+        staged.removeAll(keepingCapacity: true)
+    }
+
+    func rollback() { staged.removeAll(keepingCapacity: true) }
+}

@@ -1,0 +1,127 @@
+/// The SQLite schema (version 2) and the migration from version 1.
+///
+/// Names (sites, event types, paths, users) are interned once in dictionary tables and every
+/// row and rollup key refers to them by integer id: an integer row is a third of the bytes of
+/// a text row, and integer keys compare with one instruction, so appends and rollup upserts
+/// cost far less than with text. The `events` view gives back the text columns of version 1,
+/// so `SELECT … FROM events` keeps working for your own queries.
+enum SQLiteSchema {
+    static let version = 2
+
+    static let tables = """
+        CREATE TABLE IF NOT EXISTS sites(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE IF NOT EXISTS event_types(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE IF NOT EXISTS paths(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE IF NOT EXISTS event_rows(
+            id INTEGER PRIMARY KEY,
+            site INTEGER NOT NULL,
+            type INTEGER NOT NULL,
+            path INTEGER,
+            user INTEGER,
+            event_ts INTEGER NOT NULL,
+            ingested_at INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS loaded_batches(
+            batch_id TEXT PRIMARY KEY, event_count INTEGER NOT NULL, loaded_at INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS daily_views(
+            site INTEGER NOT NULL, day INTEGER NOT NULL, views INTEGER NOT NULL,
+            PRIMARY KEY(site, day)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS daily_path_views(
+            site INTEGER NOT NULL, day INTEGER NOT NULL, path INTEGER NOT NULL, views INTEGER NOT NULL,
+            PRIMARY KEY(site, day, path)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS site_path_views(
+            site INTEGER NOT NULL, path INTEGER NOT NULL, views INTEGER NOT NULL,
+            PRIMARY KEY(site, path)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS daily_users(
+            site INTEGER NOT NULL, day INTEGER NOT NULL, user INTEGER NOT NULL,
+            PRIMARY KEY(site, day, user)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS site_users(
+            site INTEGER NOT NULL, user INTEGER NOT NULL,
+            PRIMARY KEY(site, user)) WITHOUT ROWID;
+        CREATE VIEW IF NOT EXISTS events AS
+            SELECT e.id, s.name AS site_id, t.name AS event_type, p.name AS path, u.name AS user_id,
+                   e.event_ts, e.ingested_at
+            FROM event_rows e
+            JOIN sites s ON s.id = e.site
+            JOIN event_types t ON t.id = e.type
+            LEFT JOIN paths p ON p.id = e.path
+            LEFT JOIN users u ON u.id = e.user;
+        """
+
+    static let microsPerDay: Int64 = 86_400_000_000
+
+    /// Rebuilds every rollup from `event_rows`: the definition the incremental upserts must
+    /// agree with (used by the migration, and by tests as the oracle).
+    static let rebuildRollups = """
+        DELETE FROM daily_views; DELETE FROM daily_path_views; DELETE FROM site_path_views;
+        DELETE FROM daily_users; DELETE FROM site_users;
+        INSERT INTO daily_views(site, day, views)
+            SELECT site, event_ts / \(microsPerDay), count(*) FROM event_rows
+            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') GROUP BY 1, 2;
+        INSERT INTO daily_path_views(site, day, path, views)
+            SELECT site, event_ts / \(microsPerDay), path, count(*) FROM event_rows
+            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') AND path IS NOT NULL GROUP BY 1, 2, 3;
+        INSERT INTO site_path_views(site, path, views)
+            SELECT site, path, count(*) FROM event_rows
+            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') AND path IS NOT NULL GROUP BY 1, 2;
+        INSERT INTO daily_users(site, day, user)
+            SELECT DISTINCT site, event_ts / \(microsPerDay), user FROM event_rows
+            WHERE user IS NOT NULL AND user <> (SELECT coalesce((SELECT id FROM users WHERE name = ''), -1));
+        INSERT INTO site_users(site, user)
+            SELECT DISTINCT site, user FROM event_rows
+            WHERE user IS NOT NULL AND user <> (SELECT coalesce((SELECT id FROM users WHERE name = ''), -1));
+        """
+
+    /// Version 1 kept text in every row and rollup key. Its raw `events` rows are interned into
+    /// the version 2 tables and the rollups are rebuilt from them (rollups are a function of the
+    /// raw rows); `loaded_batches` is kept as it is, so exactly-once holds across the upgrade.
+    static let migrateFromV1 = """
+        ALTER TABLE events RENAME TO v1_events;
+        DROP TABLE daily_views; DROP TABLE daily_path_views; DROP TABLE site_path_views;
+        DROP TABLE daily_users; DROP TABLE site_users;
+        \(tables)
+        INSERT INTO sites(name) SELECT DISTINCT site_id FROM v1_events;
+        INSERT INTO event_types(name) SELECT DISTINCT event_type FROM v1_events;
+        INSERT INTO paths(name) SELECT DISTINCT path FROM v1_events WHERE path IS NOT NULL;
+        INSERT INTO users(name) SELECT DISTINCT user_id FROM v1_events WHERE user_id IS NOT NULL;
+        INSERT INTO event_rows(id, site, type, path, user, event_ts, ingested_at)
+            SELECT e.id, s.id, t.id, p.id, u.id, e.event_ts, e.ingested_at FROM v1_events e
+            JOIN sites s ON s.name = e.site_id
+            JOIN event_types t ON t.name = e.event_type
+            LEFT JOIN paths p ON p.name = e.path
+            LEFT JOIN users u ON u.name = e.user_id
+            ORDER BY e.id;
+        DROP TABLE v1_events;
+        \(rebuildRollups)
+        """
+
+    /// Creates the schema, or upgrades an older one, inside one write transaction.
+    static func prepare(_ db: SQLiteConnection) throws {
+        try db.exec("BEGIN IMMEDIATE")
+        do {
+            let current = try db.statement("PRAGMA user_version")
+            let version = try current.step() ? current.int(0) : 0
+            db.resetAll()
+            if version == 0, try isVersion1(db) {
+                try db.exec(migrateFromV1)
+            } else if version > Self.version {
+                throw StoreError("the SQLite file has schema version \(version); this tally knows up to \(Self.version)")
+            } else {
+                try db.exec(tables)
+            }
+            try db.exec("PRAGMA user_version = \(Self.version)")
+            try db.exec("COMMIT")
+        } catch {
+            db.resetAll()
+            try? db.exec("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Version 1 had no user_version and a table (not a view) named `events`.
+    private static func isVersion1(_ db: SQLiteConnection) throws -> Bool {
+        let s = try db.statement("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'")
+        defer { db.resetAll() }
+        return try s.step()
+    }
+}

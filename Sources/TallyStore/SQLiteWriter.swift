@@ -1,0 +1,220 @@
+import CSQLite
+import Dispatch
+import TallyCore
+
+/// The writer connection and what it remembers between loads: interned names, and user rollup
+/// rows known to be committed. Not thread-safe: ``SQLiteStore`` holds its lock around every use.
+final class SQLiteWriter {
+    let db: SQLiteConnection
+    private let sites = SQLiteNames(table: "sites", limit: 1 << 16)
+    private let types = SQLiteNames(table: "event_types", limit: 1 << 12)
+    private let paths = SQLiteNames(table: "paths", limit: 1 << 20)
+    private let users = SQLiteNames(table: "users", limit: 1 << 20)
+    /// Returning visitors are most of the traffic: a user row known to be stored needs no
+    /// insert at all. Bounded; forgetting only costs an `INSERT OR IGNORE` that ignores.
+    private var knownDayUsers = IDPairTable()
+    private var knownSiteUsers = IDPairTable()
+    static let knownUsersLimit = 1 << 20
+
+    init(_ db: SQLiteConnection) { self.db = db }
+
+    /// Loads the batches not loaded before, in one transaction.
+    func load(_ batches: [StoreBatch]) throws -> [LoadOutcome] {
+        try db.exec("BEGIN IMMEDIATE")
+        do {
+            var outcomes: [LoadOutcome] = []
+            var fresh: [StoreBatch] = []
+            let mark = try db.statement("INSERT INTO loaded_batches(batch_id, event_count, loaded_at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
+            for batch in batches {
+                mark.bind(1, batch.id)
+                mark.bind(2, Int64(batch.events.count))
+                mark.bind(3, Timestamp.now())
+                try mark.run()
+                let isNew = sqlite3_changes(db.db) == 1
+                outcomes.append(isNew ? .loaded : .alreadyLoaded)
+                if isNew { fresh.append(batch) }
+            }
+            guard !fresh.isEmpty else {
+                try db.exec("ROLLBACK")
+                return outcomes
+            }
+            let rows = try intern(fresh)
+            // Adding up the rollup is pure Swift work and appending the rows is SQLite's: on
+            // a large load they run on two cores (this connection stays on this thread).
+            var rollup = SQLiteRollup()
+            var appendError: (any Error)?
+            if rows.count >= 8192 {
+                let known = (day: knownDayUsers, site: knownSiteUsers)
+                let result = UnsafeTransfer((rollup: SQLiteRollup(), error: (any Error)?.none))
+                let writer = UnsafeTransfer(self)
+                DispatchQueue.concurrentPerform(iterations: 2) { i in
+                    if i == 0 {
+                        do { try writer.value.append(rows) } catch { result.value.error = error }
+                    } else {
+                        result.value.rollup = SQLiteRollup(rows, knownDay: known.day, knownSite: known.site)
+                    }
+                }
+                rollup = result.value.rollup
+                appendError = result.value.error
+            } else {
+                try append(rows)
+                rollup = SQLiteRollup(rows, knownDay: knownDayUsers, knownSite: knownSiteUsers)
+            }
+            if let appendError { throw appendError }
+            try upsert(rollup)
+            try db.exec("COMMIT")
+            for n in [sites, types, paths, users] { n.commit() }
+            remember(rollup)
+            return outcomes
+        } catch {
+            db.resetAll()
+            try? db.exec("ROLLBACK")
+            for n in [sites, types, paths, users] { n.rollback() }
+            throw error
+        }
+    }
+
+    /// Maps each event's names to their ids (adding new names inside the transaction).
+    private func intern(_ batches: [StoreBatch]) throws -> [SQLiteRow] {
+        var rows: [SQLiteRow] = []
+        rows.reserveCapacity(batches.reduce(0) { $0 + $1.events.count })
+        // Events arrive in runs of one site and mostly one type: remember the last of each.
+        var lastSite = "", lastSiteID: Int64 = -1
+        var lastType = "", lastTypeID: Int64 = -1, lastIsView = false
+        for batch in batches {
+            for e in batch.events {
+                if lastSiteID < 0 || e.siteID != lastSite {
+                    lastSite = e.siteID
+                    lastSiteID = try sites.id(e.siteID, db)
+                    // Rollup keys pack the site id beside the day in one word.
+                    guard lastSiteID < Int64(Int32.max) else { throw StoreError("more than 2^31 sites") }
+                }
+                if lastTypeID < 0 || e.eventType != lastType {
+                    lastType = e.eventType
+                    lastTypeID = try types.id(e.eventType, db)
+                    lastIsView = e.isPageView
+                }
+                var user: Int64 = -1, countsAsUser = false
+                if let u = e.userID {
+                    user = try users.id(u, db)
+                    countsAsUser = !u.isEmpty
+                }
+                rows.append(SQLiteRow(site: lastSiteID, type: lastTypeID, path: try e.path.map { try paths.id($0, db) } ?? -1,
+                                      user: user, timestamp: e.timestamp, ingestedAt: batch.createdAt,
+                                      day: UTCDay(containing: e.timestamp).number, isView: lastIsView, countsAsUser: countsAsUser))
+            }
+        }
+        return rows
+    }
+
+    private func append(_ rows: [SQLiteRow]) throws {
+        try rows.withUnsafeBufferPointer { rows in
+            try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES", columns: 6, count: rows.count) { s, p, i in
+                let row = rows[i]
+                let h = s.handle
+                sqlite3_bind_int64(h, p, row.site)
+                sqlite3_bind_int64(h, p + 1, row.type)
+                if row.path >= 0 { sqlite3_bind_int64(h, p + 2, row.path) } else { sqlite3_bind_null(h, p + 2) }
+                if row.user >= 0 { sqlite3_bind_int64(h, p + 3, row.user) } else { sqlite3_bind_null(h, p + 3) }
+                sqlite3_bind_int64(h, p + 4, row.timestamp)
+                sqlite3_bind_int64(h, p + 5, row.ingestedAt)
+            }
+        }
+    }
+
+    /// Upserts the rollup with keys in primary-key order: each B-tree page is visited once, in
+    /// order, instead of at random.
+    private func upsert(_ r: SQLiteRollup) throws {
+        let dv = try db.statement("INSERT INTO daily_views(site, day, views) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET views = views + excluded.views")
+        for k in r.dayViews {
+            dv.bind(1, SQLiteRollup.site(k.a)); dv.bind(2, SQLiteRollup.day(k.a)); dv.bind(3, k.value)
+            try dv.run()
+        }
+        let dpv = try db.statement("INSERT INTO daily_path_views(site, day, path, views) VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET views = views + excluded.views")
+        for k in r.dayPathViews {
+            dpv.bind(1, SQLiteRollup.site(k.a)); dpv.bind(2, SQLiteRollup.day(k.a)); dpv.bind(3, Int64(k.b)); dpv.bind(4, k.value)
+            try dpv.run()
+        }
+        let spv = try db.statement("INSERT INTO site_path_views(site, path, views) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET views = views + excluded.views")
+        for k in r.sitePathViews {
+            spv.bind(1, Int64(k.a)); spv.bind(2, Int64(k.b)); spv.bind(3, k.value)
+            try spv.run()
+        }
+        let dayUsers = r.dayUsers
+        try db.insertRows("INSERT OR IGNORE INTO daily_users(site, day, user) VALUES", columns: 3, count: dayUsers.count) { s, p, i in
+            let k = dayUsers[i]
+            s.bind(p, SQLiteRollup.site(k.a)); s.bind(p + 1, SQLiteRollup.day(k.a)); s.bind(p + 2, Int64(k.b))
+        }
+        let siteUsers = r.siteUsers
+        try db.insertRows("INSERT OR IGNORE INTO site_users(site, user) VALUES", columns: 2, count: siteUsers.count) { s, p, i in
+            let k = siteUsers[i]
+            s.bind(p, Int64(k.a)); s.bind(p + 1, Int64(k.b))
+        }
+    }
+
+    private func remember(_ r: SQLiteRollup) {
+        if knownDayUsers.count + r.dayUsers.count > Self.knownUsersLimit { knownDayUsers.removeAll() }
+        if knownSiteUsers.count + r.siteUsers.count > Self.knownUsersLimit { knownSiteUsers.removeAll() }
+        for k in r.dayUsers { knownDayUsers.add(k.a, k.b) }
+        for k in r.siteUsers { knownSiteUsers.add(k.a, k.b) }
+    }
+}
+
+/// Hands a value to the other iteration of `concurrentPerform`, which the join orders.
+private final class UnsafeTransfer<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// One `event_rows` row before it is bound (-1 stands for NULL), with what the rollup needs.
+struct SQLiteRow {
+    var site: Int64, type: Int64, path: Int64, user: Int64, timestamp: Int64, ingestedAt: Int64
+    var day: Int32
+    var isView: Bool
+    /// Has a non-empty user id.
+    var countsAsUser: Bool
+}
+
+/// One load's rollup deltas, each sorted in its table's primary-key order so the upserts visit
+/// B-tree pages in order. Keys: `a` is the site id, or site and day packed by
+/// ``IDPairTable/word(_:_:)``; `b` is the path or user id (0 for `dayViews`).
+struct SQLiteRollup {
+    typealias Entries = [(a: UInt64, b: UInt64, value: Int64)]
+    var dayViews: Entries = []
+    var dayPathViews: Entries = []
+    var sitePathViews: Entries = []
+    var dayUsers: Entries = []
+    var siteUsers: Entries = []
+
+    init() {}
+
+    /// Adds up `rows`, leaving out user rows in `knownDay`/`knownSite` (known to be stored).
+    init(_ rows: [SQLiteRow], knownDay: IDPairTable, knownSite: IDPairTable) {
+        let capacity = min(rows.count, 1 << 16)
+        var dv = IDPairTable(), dpv = IDPairTable(capacity: capacity / 4), spv = IDPairTable(capacity: capacity / 4)
+        var du = IDPairTable(capacity: capacity), su = IDPairTable(capacity: capacity / 4)
+        for r in rows {
+            let siteDay = IDPairTable.word(r.site, r.day)
+            let site = UInt64(r.site)
+            if r.countsAsUser {
+                let u = UInt64(r.user)
+                if !knownDay.contains(siteDay, u) { du.add(siteDay, u) }
+                if !knownSite.contains(site, u) { su.add(site, u) }
+            }
+            guard r.isView else { continue }
+            dv.add(siteDay, 0)
+            if r.path >= 0 {
+                dpv.add(siteDay, UInt64(r.path))
+                spv.add(site, UInt64(r.path))
+            }
+        }
+        dayViews = dv.sorted()
+        dayPathViews = dpv.sorted()
+        sitePathViews = spv.sorted()
+        dayUsers = du.sorted()
+        siteUsers = su.sorted()
+    }
+
+    static func site(_ word: UInt64) -> Int64 { Int64(word >> 32) }
+    static func day(_ word: UInt64) -> Int64 { Int64(Int32(bitPattern: UInt32(truncatingIfNeeded: word))) }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Testing
+import TallyCore
+@testable import TallyStore
+
+/// The interned SQLite schema: rollups agree with the raw rows however loads are split, the
+/// `events` view gives the text back, and a version 1 file is upgraded in place.
+@Suite struct SQLiteSchemaTests {
+    /// Random events over a few sites, days, paths and users, with every optional field missing
+    /// sometimes and an empty user id (which is not a user).
+    static func randomEvents(_ n: Int, seed: UInt64) -> [Event] {
+        var rng = SeededRandom(seed)
+        let day0 = ts("2025-11-10T00:00:00Z")
+        return (0..<n).map { _ in
+            let site = "site-\(rng.next() % 5)"
+            let type = rng.next() % 8 == 0 ? "click" : "page_view"
+            let path: String? = rng.next() % 10 == 0 ? nil : "/p/\(rng.next() % 300)"
+            let r = rng.next() % 20
+            let user: String? = r == 0 ? nil : r == 1 ? "" : "u\(rng.next() % 2000)"
+            let t = day0 + Int64(rng.next() % (4 * 86_400)) * 1_000_000
+            return Event(siteID: site, eventType: type, path: path, userID: user, timestamp: t)
+        }
+    }
+
+    /// /stats computed straight from the events.
+    static func expected(_ events: [Event], site: String, day: UTCDay?) -> SiteStats {
+        let mine = events.filter { $0.siteID == site && (day == nil || $0.day == day) }
+        let views = mine.filter(\.isPageView)
+        var byPath: [String: Int64] = [:]
+        for e in views { if let p = e.path { byPath[p, default: 0] += 1 } }
+        let users = Set(mine.compactMap { $0.userID }.filter { !$0.isEmpty })
+        let top = byPath.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(10).map { PathViews(path: $0.key, views: $0.value) }
+        return SiteStats(totalViews: Int64(views.count), uniqueUsers: Int64(users.count), topPaths: Array(top))
+    }
+
+    @Test func rollupsMatchTheRawEventsAcrossLoadsAndRestarts() async throws {
+        try await withTempDir { dir in
+            let path = dir + "/t.sqlite"
+            let events = Self.randomEvents(40_000, seed: 7)
+            var store = SQLiteStore(path: path)
+            try await store.prepare()
+            // Small loads, one large load (rollup and append run in parallel past 8192 rows),
+            // a group of batches in one call, and a restart (empty in-memory caches) between.
+            _ = try await store.load(StoreBatch(id: "a", createdAt: 1, events: Array(events[0..<100])))
+            _ = try await store.load(StoreBatch(id: "b", createdAt: 2, events: Array(events[100..<20_000])))
+            try await store.close()
+            store = SQLiteStore(path: path)
+            try await store.prepare()
+            _ = try await store.load([StoreBatch(id: "c", createdAt: 3, events: Array(events[20_000..<30_000])),
+                                      StoreBatch(id: "b", createdAt: 2, events: Array(events[100..<20_000])),
+                                      StoreBatch(id: "d", createdAt: 4, events: Array(events[30_000...]))])
+            #expect(try await store.eventCount() == 40_000)
+            for site in (0..<5).map({ "site-\($0)" }) {
+                #expect(try await store.stats(siteID: site, day: nil, limit: 10) == Self.expected(events, site: site, day: nil))
+                for d in 0..<5 {
+                    let day = UTCDay(number: UTCDay(containing: ts("2025-11-10T00:00:00Z")).number + Int32(d))
+                    #expect(try await store.stats(siteID: site, day: day, limit: 10) == Self.expected(events, site: site, day: day))
+                }
+            }
+            try await store.close()
+
+            // The incremental rollups equal a rebuild from event_rows, row for row.
+            let db = try SQLiteConnection(path: path)
+            let tables = ["daily_views", "daily_path_views", "site_path_views", "daily_users", "site_users"]
+            let before = try tables.map { try Self.dump(db, $0) }
+            try db.exec("BEGIN; \(SQLiteSchema.rebuildRollups)")
+            let after = try tables.map { try Self.dump(db, $0) }
+            try db.exec("ROLLBACK")
+            #expect(before == after)
+            #expect(before[3].count > 1000)
+        }
+    }
+
+    @Test func eventsViewGivesTheTextBack() async throws {
+        try await withTempDir { dir in
+            let store = SQLiteStore(path: dir + "/t.sqlite")
+            try await store.prepare()
+            _ = try await store.load(StoreBatch(id: "x", createdAt: 42, events: scenario2))
+            try await store.close()
+            let db = try SQLiteConnection(path: dir + "/t.sqlite")
+            let s = try db.statement("SELECT site_id, event_type, coalesce(path, '-'), coalesce(user_id, '-'), event_ts, ingested_at FROM events ORDER BY id")
+            var got: [String] = []
+            while try s.step() {
+                got.append("\(s.text(0)) \(s.text(1)) \(s.text(2)) \(s.text(3)) \(s.int(4)) \(s.int(5))")
+            }
+            #expect(got == scenario2.map { "\($0.siteID) \($0.eventType) \($0.path ?? "-") \($0.userID ?? "-") \($0.timestamp) 42" })
+        }
+    }
+
+    @Test func version1FileIsUpgradedInPlace() async throws {
+        try await withTempDir { dir in
+            let path = dir + "/v1.sqlite"
+            // A file as the version 1 store left it: text rows, text rollups, a loaded batch.
+            let db = try SQLiteConnection(path: path)
+            try db.exec(Self.version1Schema)
+            let insert = try db.statement("INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at) VALUES(?1, ?2, ?3, ?4, ?5, 7)")
+            for e in scenario2 {
+                insert.bind(1, e.siteID); insert.bind(2, e.eventType); insert.bind(3, e.path); insert.bind(4, e.userID); insert.bind(5, e.timestamp)
+                try insert.run()
+            }
+            try db.exec("""
+                INSERT INTO loaded_batches VALUES('old-batch', 5, 1);
+                INSERT INTO daily_views VALUES('demo-site', 20406, 5);
+                """)
+            let store = SQLiteStore(path: path)
+            try await store.prepare()
+            let expected = SiteStats(totalViews: 5, uniqueUsers: 3, topPaths: [
+                PathViews(path: "/home", views: 2), PathViews(path: "/products", views: 2), PathViews(path: "/about", views: 1)])
+            #expect(try await store.stats(siteID: "demo-site", day: nil, limit: 10) == expected)
+            #expect(try await store.stats(siteID: "demo-site", day: UTCDay(parsing: "2025-11-14"), limit: 10) == expected)
+            #expect(try await store.eventCount() == 5)
+            // Exactly-once survives the upgrade, and loading goes on.
+            #expect(try await store.load(StoreBatch(id: "old-batch", createdAt: 1, events: scenario2)) == .alreadyLoaded)
+            #expect(try await store.load(StoreBatch(id: "new-batch", createdAt: 1, events: [scenario2[0]])) == .loaded)
+            #expect(try await store.stats(siteID: "demo-site", day: nil, limit: 1) ==
+                    SiteStats(totalViews: 6, uniqueUsers: 3, topPaths: [PathViews(path: "/home", views: 3)]))
+            try await store.close()
+            let v = try db.statement("PRAGMA user_version")
+            #expect(try v.step() && v.int(0) == Int64(SQLiteSchema.version))
+        }
+    }
+
+    @Test func newerSchemaVersionIsRefused() async throws {
+        try await withTempDir { dir in
+            let db = try SQLiteConnection(path: dir + "/t.sqlite")
+            try db.exec("PRAGMA user_version = 99")
+            let store = SQLiteStore(path: dir + "/t.sqlite")
+            await #expect(throws: StoreError.self) { try await store.prepare() }
+            try await store.close()
+        }
+    }
+
+    static func dump(_ db: SQLiteConnection, _ table: String) throws -> [String] {
+        let s = try db.statement("SELECT * FROM \(table)")
+        var rows: [String] = []
+        let columns = s.columnCount
+        while try s.step() { rows.append((0..<columns).map { String(s.int(Int32($0))) }.joined(separator: ",")) }
+        db.resetAll()
+        return rows.sorted()
+    }
+
+    static let version1Schema = """
+        CREATE TABLE events(id INTEGER PRIMARY KEY, site_id TEXT NOT NULL, event_type TEXT NOT NULL, path TEXT,
+            user_id TEXT, event_ts INTEGER NOT NULL, ingested_at INTEGER NOT NULL);
+        CREATE TABLE loaded_batches(batch_id TEXT PRIMARY KEY, event_count INTEGER NOT NULL, loaded_at INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE daily_views(site_id TEXT NOT NULL, day INTEGER NOT NULL, views INTEGER NOT NULL, PRIMARY KEY(site_id, day)) WITHOUT ROWID;
+        CREATE TABLE daily_path_views(site_id TEXT NOT NULL, day INTEGER NOT NULL, path TEXT NOT NULL, views INTEGER NOT NULL,
+            PRIMARY KEY(site_id, day, path)) WITHOUT ROWID;
+        CREATE TABLE site_path_views(site_id TEXT NOT NULL, path TEXT NOT NULL, views INTEGER NOT NULL, PRIMARY KEY(site_id, path)) WITHOUT ROWID;
+        CREATE TABLE daily_users(site_id TEXT NOT NULL, day INTEGER NOT NULL, user_id TEXT NOT NULL,
+            PRIMARY KEY(site_id, day, user_id)) WITHOUT ROWID;
+        CREATE TABLE site_users(site_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY(site_id, user_id)) WITHOUT ROWID;
+        """
+}
+
+@Suite struct IDPairTableTests {
+    @Test func agreesWithADictionaryIncludingTableToTableCopies() {
+        var rng = SeededRandom(3)
+        var table = IDPairTable()
+        var oracle: [String: Int64] = [:]
+        for _ in 0..<50_000 {
+            let a = IDPairTable.word(Int64(rng.next() % 50), Int32(rng.next() % 30)), b = rng.next() % 500
+            let isNew = table.add(a, b, 2)
+            #expect(isNew == (oracle["\(a) \(b)"] == nil))
+            oracle["\(a) \(b)", default: 0] += 2
+        }
+        #expect(table.count == oracle.count)
+        let entries = table.sorted()
+        #expect(entries.map { "\($0.a) \($0.b)" } == entries.sorted { ($0.a, $0.b) < ($1.a, $1.b) }.map { "\($0.a) \($0.b)" })
+        #expect(entries.allSatisfy { oracle["\($0.a) \($0.b)"] == $0.value })
+        // Copying in slot order into a small table that grows must neither lose keys nor stall.
+        var copy = IDPairTable()
+        table.forEach { a, b, v in copy.add(a, b, v) }
+        #expect(copy.sorted().map { "\($0.a) \($0.b) \($0.value)" } == entries.map { "\($0.a) \($0.b) \($0.value)" })
+        #expect(!copy.contains(IDPairTable.word(999, 0), 1))
+        copy.removeAll()
+        #expect(copy.count == 0 && !copy.contains(entries[0].a, entries[0].b))
+        #expect(SQLiteRollup.site(IDPairTable.word(12, 345)) == 12 && SQLiteRollup.day(IDPairTable.word(12, 345)) == 345)
+    }
+}
+
+/// SplitMix64, so the random data is the same on every run.
+struct SeededRandom {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
