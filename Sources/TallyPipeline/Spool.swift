@@ -57,8 +57,7 @@ final class Spool: @unchecked Sendable {
 
     /// While the loader keeps up, it gets the batch itself with the path, so it need not read,
     /// decompress and decode what was just written; past this backlog it reads from disk, so
-    /// memory stays bounded however far the store falls behind (64 batches of the default
-    /// 8192 events are about 40 MiB; reading a batch back costs the loader ~1 µs per event).
+    /// memory stays bounded however far the store falls behind.
     static let inMemoryBacklog = 8
 
     func write(_ id: String, bytes: [UInt8], batch: StoreBatch? = nil) throws {
