@@ -99,6 +99,13 @@ extension Event {
     /// Checks an event built by a decoder other than JSON (the wire protocol) against the same
     /// rules; returns the problems, empty when valid.
     public func problems() -> [String] {
+        // The common case, a valid event, without building the problem list.
+        if !siteID.isEmpty, siteID.utf8.count <= EventLimits.maxSiteIDBytes,
+           !eventType.isEmpty, eventType.utf8.count <= EventLimits.maxEventTypeBytes,
+           (path?.utf8.count ?? 0) <= EventLimits.maxPathBytes, (userID?.utf8.count ?? 0) <= EventLimits.maxUserIDBytes,
+           timestamp >= EventLimits.minTimestamp, timestamp < EventLimits.maxTimestamp {
+            return []
+        }
         let raw = RawEvent(siteID: .string(siteID), eventType: .string(eventType),
                            path: path.map(RawField.string) ?? .absent,
                            userID: userID.map(RawField.string) ?? .absent)
