@@ -88,6 +88,12 @@ struct Statement {
         sqlite3_bind_int64(handle, index, value)
     }
 
+    func bind(_ index: Int32, blob: [UInt8]) {
+        blob.withUnsafeBytes { b in
+            _ = sqlite3_bind_blob(handle, index, b.baseAddress, Int32(b.count), transient)
+        }
+    }
+
     /// Steps a statement that returns no rows.
     func run() throws {
         let rc = sqlite3_step(handle)
@@ -106,6 +112,13 @@ struct Statement {
     func int(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
 
     var columnCount: Int32 { sqlite3_column_count(handle) }
+
+    /// The column's bytes, valid until the statement steps or is reset.
+    func blob(_ column: Int32) -> UnsafeRawBufferPointer {
+        let n = Int(sqlite3_column_bytes(handle, column))
+        guard n > 0, let p = sqlite3_column_blob(handle, column) else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        return UnsafeRawBufferPointer(start: p, count: n)
+    }
 
     func text(_ column: Int32) -> String {
         guard let p = sqlite3_column_text(handle, column) else { return "" }

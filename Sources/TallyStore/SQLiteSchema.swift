@@ -32,12 +32,14 @@ enum SQLiteSchema {
         CREATE TABLE IF NOT EXISTS site_path_views(
             site INTEGER NOT NULL, path INTEGER NOT NULL, views INTEGER NOT NULL,
             PRIMARY KEY(site, path)) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS daily_users(
-            site INTEGER NOT NULL, day INTEGER NOT NULL, user INTEGER NOT NULL,
-            PRIMARY KEY(site, day, user)) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS site_users(
-            site INTEGER NOT NULL, user INTEGER NOT NULL,
-            PRIMARY KEY(site, user)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS daily_user_sets(
+            site INTEGER NOT NULL, day INTEGER NOT NULL, chunk INTEGER NOT NULL,
+            members INTEGER NOT NULL, bits BLOB NOT NULL,
+            PRIMARY KEY(site, day, chunk)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS site_user_sets(
+            site INTEGER NOT NULL, chunk INTEGER NOT NULL,
+            members INTEGER NOT NULL, bits BLOB NOT NULL,
+            PRIMARY KEY(site, chunk)) WITHOUT ROWID;
         CREATE VIEW IF NOT EXISTS events AS
             SELECT e.id, s.name AS site_id, t.name AS event_type, p.name AS path, u.name AS user_id,
                    e.event_ts, e.ingested_at
@@ -50,11 +52,11 @@ enum SQLiteSchema {
 
     static let microsPerDay: Int64 = 86_400_000_000
 
-    /// Rebuilds every rollup from `event_rows`: the definition the incremental upserts must
-    /// agree with (used by the migration, and by tests as the oracle).
-    static let rebuildRollups = """
+    /// Rebuilds the view rollups from `event_rows`: the definition the incremental upserts must
+    /// agree with (used by the migration, and by tests as the oracle). The user sets are
+    /// rebuilt by ``SQLiteUserSets/rebuild()``.
+    static let rebuildViewRollups = """
         DELETE FROM daily_views; DELETE FROM daily_path_views; DELETE FROM site_path_views;
-        DELETE FROM daily_users; DELETE FROM site_users;
         INSERT INTO daily_views(site, day, views)
             SELECT site, event_ts / \(microsPerDay), count(*) FROM event_rows
             WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') GROUP BY 1, 2;
@@ -64,12 +66,6 @@ enum SQLiteSchema {
         INSERT INTO site_path_views(site, path, views)
             SELECT site, path, count(*) FROM event_rows
             WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') AND path IS NOT NULL GROUP BY 1, 2;
-        INSERT INTO daily_users(site, day, user)
-            SELECT DISTINCT site, event_ts / \(microsPerDay), user FROM event_rows
-            WHERE user IS NOT NULL AND user <> (SELECT coalesce((SELECT id FROM users WHERE name = ''), -1));
-        INSERT INTO site_users(site, user)
-            SELECT DISTINCT site, user FROM event_rows
-            WHERE user IS NOT NULL AND user <> (SELECT coalesce((SELECT id FROM users WHERE name = ''), -1));
         """
 
     /// Version 1 kept text in every row and rollup key. Its raw `events` rows are interned into
@@ -92,7 +88,7 @@ enum SQLiteSchema {
             LEFT JOIN users u ON u.name = e.user_id
             ORDER BY e.id;
         DROP TABLE v1_events;
-        \(rebuildRollups)
+        \(rebuildViewRollups)
         """
 
     /// Creates the schema, or upgrades an older one, inside one write transaction.
@@ -104,6 +100,7 @@ enum SQLiteSchema {
             db.resetAll()
             if version == 0, try isVersion1(db) {
                 try db.exec(migrateFromV1)
+                try SQLiteUserSets(db: db).rebuild()
             } else if version > Self.version {
                 throw StoreError("the SQLite file has schema version \(version); this tally knows up to \(Self.version)")
             } else {

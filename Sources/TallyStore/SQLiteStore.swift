@@ -65,7 +65,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
                 let v = try db.statement("SELECT views FROM daily_views WHERE site = ?1 AND day = ?2")
                 v.bind(1, site); v.bind(2, d)
                 if try v.step() { views = v.int(0) }
-                let u = try db.statement("SELECT count(*) FROM daily_users WHERE site = ?1 AND day = ?2")
+                let u = try db.statement("SELECT coalesce(sum(members), 0) FROM daily_user_sets WHERE site = ?1 AND day = ?2")
                 u.bind(1, site); u.bind(2, d)
                 if try u.step() { users = u.int(0) }
                 let t = try db.statement("""
@@ -78,7 +78,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
                 let v = try db.statement("SELECT coalesce(sum(views), 0) FROM daily_views WHERE site = ?1")
                 v.bind(1, site)
                 if try v.step() { views = v.int(0) }
-                let u = try db.statement("SELECT count(*) FROM site_users WHERE site = ?1")
+                let u = try db.statement("SELECT coalesce(sum(members), 0) FROM site_user_sets WHERE site = ?1")
                 u.bind(1, site)
                 if try u.step() { users = u.int(0) }
                 let t = try db.statement("""

@@ -2,19 +2,14 @@ import CSQLite
 import Dispatch
 import TallyCore
 
-/// The writer connection and what it remembers between loads: interned names, and user rollup
-/// rows known to be committed. Not thread-safe: ``SQLiteStore`` holds its lock around every use.
+/// The writer connection and what it remembers between loads: interned names. Not
+/// thread-safe: ``SQLiteStore`` holds its lock around every use.
 final class SQLiteWriter {
     let db: SQLiteConnection
     private let sites = SQLiteNames(table: "sites", limit: 1 << 16)
     private let types = SQLiteNames(table: "event_types", limit: 1 << 12)
     private let paths = SQLiteNames(table: "paths", limit: 1 << 20)
     private let users = SQLiteNames(table: "users", limit: 1 << 20)
-    /// Returning visitors are most of the traffic: a user row known to be stored needs no
-    /// insert at all. Bounded; forgetting only costs an `INSERT OR IGNORE` that ignores.
-    private var knownDayUsers = IDPairTable()
-    private var knownSiteUsers = IDPairTable()
-    static let knownUsersLimit = 1 << 20
 
     init(_ db: SQLiteConnection) { self.db = db }
 
@@ -44,27 +39,25 @@ final class SQLiteWriter {
             var rollup = SQLiteRollup()
             var appendError: (any Error)?
             if rows.count >= 8192 {
-                let known = (day: knownDayUsers, site: knownSiteUsers)
                 let result = UnsafeTransfer((rollup: SQLiteRollup(), error: (any Error)?.none))
                 let writer = UnsafeTransfer(self)
                 DispatchQueue.concurrentPerform(iterations: 2) { i in
                     if i == 0 {
                         do { try writer.value.append(rows) } catch { result.value.error = error }
                     } else {
-                        result.value.rollup = SQLiteRollup(rows, knownDay: known.day, knownSite: known.site)
+                        result.value.rollup = SQLiteRollup(rows)
                     }
                 }
                 rollup = result.value.rollup
                 appendError = result.value.error
             } else {
                 try append(rows)
-                rollup = SQLiteRollup(rows, knownDay: knownDayUsers, knownSite: knownSiteUsers)
+                rollup = SQLiteRollup(rows)
             }
             if let appendError { throw appendError }
             try upsert(rollup)
             try db.exec("COMMIT")
             for n in [sites, types, paths, users] { n.commit() }
-            remember(rollup)
             return outcomes
         } catch {
             db.resetAll()
@@ -140,24 +133,11 @@ final class SQLiteWriter {
             spv.bind(1, Int64(k.a)); spv.bind(2, Int64(k.b)); spv.bind(3, k.value)
             try spv.run()
         }
-        let dayUsers = r.dayUsers
-        try db.insertRows("INSERT OR IGNORE INTO daily_users(site, day, user) VALUES", columns: 3, count: dayUsers.count) { s, p, i in
-            let k = dayUsers[i]
-            s.bind(p, SQLiteRollup.site(k.a)); s.bind(p + 1, SQLiteRollup.day(k.a)); s.bind(p + 2, Int64(k.b))
-        }
-        let siteUsers = r.siteUsers
-        try db.insertRows("INSERT OR IGNORE INTO site_users(site, user) VALUES", columns: 2, count: siteUsers.count) { s, p, i in
-            let k = siteUsers[i]
-            s.bind(p, Int64(k.a)); s.bind(p + 1, Int64(k.b))
-        }
+        let sets = SQLiteUserSets(db: db)
+        try sets.add(r.dayUsers, daily: true)
+        try sets.add(r.siteUsers, daily: false)
     }
 
-    private func remember(_ r: SQLiteRollup) {
-        if knownDayUsers.count + r.dayUsers.count > Self.knownUsersLimit { knownDayUsers.removeAll() }
-        if knownSiteUsers.count + r.siteUsers.count > Self.knownUsersLimit { knownSiteUsers.removeAll() }
-        for k in r.dayUsers { knownDayUsers.add(k.a, k.b) }
-        for k in r.siteUsers { knownSiteUsers.add(k.a, k.b) }
-    }
 }
 
 /// Hands a value to the other iteration of `concurrentPerform`, which the join orders.
@@ -177,7 +157,8 @@ struct SQLiteRow {
 
 /// One load's rollup deltas, each sorted in its table's primary-key order so the upserts visit
 /// B-tree pages in order. Keys: `a` is the site id, or site and day packed by
-/// ``IDPairTable/word(_:_:)``; `b` is the path or user id (0 for `dayViews`).
+/// ``IDPairTable/word(_:_:)``; `b` is the path or user id (0 for `dayViews`). The user
+/// entries are distinct (site-day or site, user) pairs, merged into ``SQLiteUserSets``.
 struct SQLiteRollup {
     typealias Entries = [(a: UInt64, b: UInt64, value: Int64)]
     var dayViews: Entries = []
@@ -188,8 +169,8 @@ struct SQLiteRollup {
 
     init() {}
 
-    /// Adds up `rows`, leaving out user rows in `knownDay`/`knownSite` (known to be stored).
-    init(_ rows: [SQLiteRow], knownDay: IDPairTable, knownSite: IDPairTable) {
+    /// Adds up `rows`.
+    init(_ rows: [SQLiteRow]) {
         let capacity = min(rows.count, 1 << 16)
         var dv = IDPairTable(), dpv = IDPairTable(capacity: capacity / 4), spv = IDPairTable(capacity: capacity / 4)
         var du = IDPairTable(capacity: capacity), su = IDPairTable(capacity: capacity / 4)
@@ -197,9 +178,8 @@ struct SQLiteRollup {
             let siteDay = IDPairTable.word(r.site, r.day)
             let site = UInt64(r.site)
             if r.countsAsUser {
-                let u = UInt64(r.user)
-                if !knownDay.contains(siteDay, u) { du.add(siteDay, u) }
-                if !knownSite.contains(site, u) { su.add(site, u) }
+                du.add(siteDay, UInt64(r.user))
+                su.add(site, UInt64(r.user))
             }
             guard r.isView else { continue }
             dv.add(siteDay, 0)

@@ -59,15 +59,26 @@ import TallyCore
             }
             try await store.close()
 
-            // The incremental rollups equal a rebuild from event_rows, row for row.
+            // The incremental rollups equal a rebuild from event_rows, row for row, and the user
+            // sets hold exactly the distinct (site, day, user) of the raw rows.
             let db = try SQLiteConnection(path: path)
-            let tables = ["daily_views", "daily_path_views", "site_path_views", "daily_users", "site_users"]
+            let tables = ["daily_views", "daily_path_views", "site_path_views"]
             let before = try tables.map { try Self.dump(db, $0) }
-            try db.exec("BEGIN; \(SQLiteSchema.rebuildRollups)")
+            let sets = try Self.userSets(db)
+            try db.exec("BEGIN; \(SQLiteSchema.rebuildViewRollups)")
+            try SQLiteUserSets(db: db).rebuild()
             let after = try tables.map { try Self.dump(db, $0) }
+            let rebuiltSets = try Self.userSets(db)
             try db.exec("ROLLBACK")
             #expect(before == after)
-            #expect(before[3].count > 1000)
+            #expect(sets == rebuiltSets)
+            let raw = try Self.strings(db, """
+                SELECT DISTINCT e.site || ',' || (e.event_ts / 86400000000) || ',' || e.user FROM event_rows e
+                JOIN users u ON u.id = e.user WHERE u.name <> ''
+                UNION ALL SELECT DISTINCT e.site || ',all,' || e.user FROM event_rows e JOIN users u ON u.id = e.user WHERE u.name <> ''
+                """)
+            #expect(sets == Set(raw))
+            #expect(sets.count > 1000)
         }
     }
 
@@ -130,6 +141,34 @@ import TallyCore
         }
     }
 
+    /// Every member of every stored user set, as "site,day,user" ("site,all,user" for all time).
+    static func userSets(_ db: SQLiteConnection) throws -> Set<String> {
+        var out = Set<String>()
+        let d = try db.statement("SELECT site, day, chunk, members, bits FROM daily_user_sets")
+        while try d.step() {
+            for m in try UserChunk.members(d.blob(4), count: Int(d.int(3))) {
+                out.insert("\(d.int(0)),\(d.int(1)),\(d.int(2) << 12 + Int64(m))")
+            }
+        }
+        db.resetAll()
+        let s = try db.statement("SELECT site, chunk, members, bits FROM site_user_sets")
+        while try s.step() {
+            for m in try UserChunk.members(s.blob(3), count: Int(s.int(2))) {
+                out.insert("\(s.int(0)),all,\(s.int(1) << 12 + Int64(m))")
+            }
+        }
+        db.resetAll()
+        return out
+    }
+
+    static func strings(_ db: SQLiteConnection, _ sql: String) throws -> [String] {
+        let s = try db.statement(sql)
+        var out: [String] = []
+        while try s.step() { out.append(s.text(0)) }
+        db.resetAll()
+        return out
+    }
+
     static func dump(_ db: SQLiteConnection, _ table: String) throws -> [String] {
         let s = try db.statement("SELECT * FROM \(table)")
         var rows: [String] = []
@@ -151,6 +190,39 @@ import TallyCore
             PRIMARY KEY(site_id, day, user_id)) WITHOUT ROWID;
         CREATE TABLE site_users(site_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY(site_id, user_id)) WITHOUT ROWID;
         """
+}
+
+@Suite struct UserChunkTests {
+    @Test func growsFromArrayToBitmapAndMergesExactly() throws {
+        var blob: [UInt8]? = nil
+        var count = 0
+        var oracle = Set<UInt16>()
+        var rng = SeededRandom(11)
+        for round in 0..<40 {
+            let adding = Array(Set((0..<20).map { _ in UInt16(rng.next() % 4096) })).sorted()
+            let merged = try blob.map { b in try b.withUnsafeBytes { try UserChunk.merge($0, count: count, adding: adding[...]) } }
+                ?? UserChunk.merge(nil, count: 0, adding: adding[...])
+            let before = oracle.count
+            oracle.formUnion(adding)
+            if let merged {
+                blob = merged.blob
+                count = merged.count
+            }
+            #expect((merged == nil) == (oracle.count == before), "round \(round)")
+            #expect(count == oracle.count)
+            #expect(blob!.count == (count < UserChunk.arrayLimit ? 2 * count : UserChunk.bitmapBytes))
+            #expect(try blob!.withUnsafeBytes { try UserChunk.members($0, count: count) } == oracle.sorted())
+        }
+        #expect(count >= UserChunk.arrayLimit)
+        // Adding members that are all present changes nothing.
+        let again = try blob!.withUnsafeBytes { try UserChunk.merge($0, count: count, adding: oracle.sorted().prefix(5)) }
+        #expect(again == nil)
+    }
+
+    @Test func blobThatDoesNotFitItsCountIsAnError() {
+        #expect(throws: StoreError.self) { try [UInt8](repeating: 0, count: 5).withUnsafeBytes { try UserChunk.members($0, count: 3) } }
+        #expect(throws: StoreError.self) { try [UInt8](repeating: 0, count: 512).withUnsafeBytes { try UserChunk.members($0, count: 300) } }
+    }
 }
 
 @Suite struct IDPairTableTests {
