@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import TallyCore
 
 /// A fast path for the JSON that nearly every sender posts: a flat object whose values are
@@ -40,6 +43,10 @@ enum FastEventJSON {
     private struct Reader {
         let b: UnsafeRawBufferPointer
         var i = 0
+        /// The last value of each field (byte range and string): the events of one batch mostly
+        /// repeat the site and the type, and a repeat costs a byte compare instead of UTF-8
+        /// validation and an allocation.
+        var last: [(range: Range<Int>, value: String)?] = Array(repeating: nil, count: 5)
 
         init(_ b: UnsafeRawBufferPointer) { self.b = b }
 
@@ -72,16 +79,22 @@ enum FastEventJSON {
                 skipSpace()
                 guard take(UInt8(ascii: ":")) else { return nil }
                 skipSpace()
+                let field = Self.field(UnsafeRawBufferPointer(rebasing: b[key]))
                 let value: RawField
                 if let v = stringRange() {
-                    guard let s = String(validating: UnsafeRawBufferPointer(rebasing: b[v]), as: UTF8.self) else { return nil }
-                    value = .string(s)
+                    let slot = field.trailingZeroBitCount
+                    if field != 0, let prev = last[slot], same(prev.range, v) {
+                        value = .string(prev.value)
+                    } else {
+                        guard let s = String(validating: UnsafeRawBufferPointer(rebasing: b[v]), as: UTF8.self) else { return nil }
+                        value = .string(s)
+                        if field != 0 { last[slot] = (v, s) }
+                    }
                 } else if literal("null") {
                     value = .null
                 } else {
                     return nil
                 }
-                let field = Self.field(UnsafeRawBufferPointer(rebasing: b[key]))
                 if field != 0 {
                     // A repeated key: leave the choice of value to JSONDecoder.
                     guard seen & field == 0 else { return nil }
@@ -115,6 +128,11 @@ enum FastEventJSON {
                 i += 1
             }
             return nil
+        }
+
+        func same(_ x: Range<Int>, _ y: Range<Int>) -> Bool {
+            guard x.count == y.count else { return false }
+            return memcmp(b.baseAddress! + x.lowerBound, b.baseAddress! + y.lowerBound, x.count) == 0
         }
 
         mutating func literal(_ word: StaticString) -> Bool {

@@ -57,8 +57,10 @@ final class Spool: @unchecked Sendable {
 
     /// While the loader keeps up, it gets the batch itself with the path, so it need not read,
     /// decompress and decode what was just written; past this backlog it reads from disk, so
-    /// memory stays bounded however far the store falls behind.
-    static let inMemoryBacklog = 8
+    /// memory stays bounded however far the store falls behind (32 batches of the default 8192
+    /// events are about 25 MiB). Reading a batch back costs about a microsecond per event, so a
+    /// short burst should not push the loader onto the disk path.
+    static let inMemoryBacklog = 32
 
     func write(_ id: String, bytes: [UInt8], batch: StoreBatch? = nil) throws {
         if let fault = lock.withLock({ _injectedFault }) { throw SpoolError.io(fault) }

@@ -45,7 +45,10 @@ import TallyCore
     @Test func batchAgreesWithJSONDecoder() {
         var batches = Self.bodies.map { "[\($0)]" }
         batches += ["[]", "[" + Self.bodies[0] + "," + Self.bodies[1] + "]", "[" + Self.bodies[0] + "," + Self.bodies[10] + "]",
-                    Self.bodies[0] + "\n" + Self.bodies[2] + "\n", Self.bodies[0] + "\n" + Self.bodies[5]]
+                    Self.bodies[0] + "\n" + Self.bodies[2] + "\n", Self.bodies[0] + "\n" + Self.bodies[5],
+                    // Repeated values are reused only when their bytes are the same.
+                    #"[{"site_id":"site-a","event_type":"page_view","path":"/x"},{"site_id":"site-b","event_type":"page_view","path":"/y"},"#
+                        + #"{"site_id":"site-a","event_type":"click","path":"/x","user_id":"/x"},{"site_id":"site-b","event_type":"page_view"}]"#]
         for body in batches {
             let data = Data(body.utf8)
             let fast = Self.outcome {
