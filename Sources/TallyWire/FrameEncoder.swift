@@ -5,29 +5,76 @@ import TallyCore
 public enum FrameEncoder {
     /// Writes an EVENTS frame. Consecutive events of the same type use the repeat flag.
     public static func writeEvents(_ frame: EventsFrame, into buffer: inout ByteBuffer) {
-        let lengthIndex = writeHeader(.events, into: &buffer)
-        let payloadStart = buffer.writerIndex
-        buffer.writeInteger(frame.ackRequested ? FrameFlag.ackRequested : 0)
-        buffer.writeInteger(frame.sequence)
-        writeString(frame.siteID, into: &buffer)
-        buffer.writeInteger(UInt16(frame.events.count))
-        var previousType: String?
+        // Every flusher batch and client send goes through here: size the frame once and
+        // write it with plain stores instead of a checked ByteBuffer call per field.
+        var bound = 8 + 1 + 8 + 2 + frame.siteID.utf8.count + 2
         for e in frame.events {
-            var flags: UInt8 = 0
-            if e.path != nil { flags |= EventFlag.path }
-            if e.userID != nil { flags |= EventFlag.user }
-            if e.timestamp != nil { flags |= EventFlag.timestamp }
-            // Byte-wise: String == is Unicode-canonical, and the receiver must get the same bytes.
-            let same = previousType.map { $0.utf8.elementsEqual(e.eventType.utf8) } ?? false
-            if same { flags |= EventFlag.sameType }
-            buffer.writeInteger(flags)
-            if !same { writeString(e.eventType, into: &buffer) }
-            if let p = e.path { writeString(p, into: &buffer) }
-            if let u = e.userID { writeString(u, into: &buffer) }
-            if let t = e.timestamp { buffer.writeInteger(t) }
-            previousType = e.eventType
+            bound += 1 + 2 + e.eventType.utf8.count + (e.path.map { 2 + $0.utf8.count } ?? 0)
+                + (e.userID.map { 2 + $0.utf8.count } ?? 0) + 8
         }
-        buffer.setInteger(UInt32(buffer.writerIndex - payloadStart), at: lengthIndex)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { out in
+            var w = RawWriter(base: out.baseAddress!)
+            w.integer(Wire.magic)
+            w.integer(Wire.version)
+            w.integer(FrameType.events.rawValue)
+            let lengthAt = w.offset
+            w.integer(UInt32(0))
+            w.integer(frame.ackRequested ? FrameFlag.ackRequested : 0)
+            w.integer(frame.sequence)
+            w.string(frame.siteID)
+            w.integer(UInt16(truncatingIfNeeded: frame.events.count))
+            var previousType: String?
+            for e in frame.events {
+                var flags: UInt8 = 0
+                if e.path != nil { flags |= EventFlag.path }
+                if e.userID != nil { flags |= EventFlag.user }
+                if e.timestamp != nil { flags |= EventFlag.timestamp }
+                // Byte-wise: String == is Unicode-canonical, and the receiver must get the same bytes.
+                let same = previousType.map { sameBytes($0, e.eventType) } ?? false
+                if same { flags |= EventFlag.sameType }
+                w.integer(flags)
+                if !same { w.string(e.eventType) }
+                if let p = e.path { w.string(p) }
+                if let u = e.userID { w.string(u) }
+                if let t = e.timestamp { w.integer(t) }
+                previousType = e.eventType
+            }
+            w.set(UInt32(w.offset - lengthAt - 4), at: lengthAt)
+            return w.offset
+        }
+    }
+
+    static func sameBytes(_ a: String, _ b: String) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        var a = a, b = b
+        return a.withUTF8 { x in b.withUTF8 { y in x.elementsEqual(y) } }
+    }
+
+    /// Big-endian stores into memory the caller sized.
+    struct RawWriter {
+        let base: UnsafeMutableRawPointer
+        var offset = 0
+
+        init(base: UnsafeMutableRawPointer) { self.base = base }
+
+        mutating func integer<T: FixedWidthInteger>(_ v: T) {
+            base.storeBytes(of: v.bigEndian, toByteOffset: offset, as: T.self)
+            offset += MemoryLayout<T>.size
+        }
+
+        func set<T: FixedWidthInteger>(_ v: T, at index: Int) {
+            base.storeBytes(of: v.bigEndian, toByteOffset: index, as: T.self)
+        }
+
+        /// A u16 length and the UTF-8 bytes.
+        mutating func string(_ s: String) {
+            var s = s
+            s.withUTF8 { b in
+                integer(UInt16(truncatingIfNeeded: b.count))
+                if b.count > 0 { (base + offset).copyMemory(from: b.baseAddress!, byteCount: b.count) }
+                offset += b.count
+            }
+        }
     }
 
     public static func writeAck(_ sequence: UInt64, into buffer: inout ByteBuffer) {
