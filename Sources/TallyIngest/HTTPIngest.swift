@@ -42,68 +42,109 @@ public struct HTTPIngest: Sendable {
     func handle(_ request: Request, single: Bool) async -> Response {
         let receivedAt = Timestamp.now()
         do {
-            let ack = try Self.ackLevel(request)
-            try Self.checkContentType(request)
+            let ack = try Self.ackLevel(request.uri.queryParameters.get("ack"))
+            try Self.checkContentType(request.headers[.contentType])
             let limit = single ? Self.maxEventBody : Self.maxBatchBody
             var request = request
             let body: ByteBuffer
             do {
                 body = try await request.collectBody(upTo: limit)
             } catch is NIOTooManyBytesError {
-                throw EventBodyParser.Rejection(status: 413, body: JSONText.error("Payload too large", details: ["body exceeds \(limit) bytes"]),
-                                                reason: "too_large")
+                throw Self.tooLarge(limit)
             }
-            let events = try body.withUnsafeReadableBytes { bytes in
-                single ? [try EventBodyParser.single(bytes, receivedAt: receivedAt)]
-                       : try EventBodyParser.batch(bytes, receivedAt: receivedAt)
+            let events = try Self.parse(body, single: single, receivedAt: receivedAt)
+            switch ack {
+            case .queued: return Self.json(202, try enqueueQueued(events, single: single))
+            case .durable: return Self.json(202, try await enqueueDurable(events, single: single))
             }
-            return try await enqueue(events, ack: ack, single: single)
         } catch let r as EventBodyParser.Rejection {
-            metrics.rejected("http", reason: r.reason)
-            var headers: HTTPFields = [.contentType: "application/json"]
-            if r.status == 503 { headers[.retryAfter] = "1" }
-            return Response(status: .init(code: r.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: r.body)))
+            return Self.response(rejected(r))
         } catch {
             metrics.rejected("http", reason: "internal")
             return Self.json(500, JSONText.error("Internal error", details: ["\(error)"]))
         }
     }
 
-    private func enqueue(_ events: [Event], ack: AckLevel, single: Bool) async throws -> Response {
+    /// Counts a refusal and says how to answer it.
+    func rejected(_ r: EventBodyParser.Rejection) -> EventBodyParser.Rejection {
+        metrics.rejected("http", reason: r.reason)
+        return r
+    }
+
+    static func response(_ r: EventBodyParser.Rejection) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if r.status == 503 { headers[.retryAfter] = "1" }
+        return Response(status: .init(code: r.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: r.body)))
+    }
+
+    static func tooLarge(_ limit: Int) -> EventBodyParser.Rejection {
+        EventBodyParser.Rejection(status: 413, body: JSONText.error("Payload too large", details: ["body exceeds \(limit) bytes"]),
+                                  reason: "too_large")
+    }
+
+    static func parse(_ body: ByteBuffer, single: Bool, receivedAt: Int64) throws(EventBodyParser.Rejection) -> [Event] {
+        do {
+            return try body.withUnsafeReadableBytes { bytes in
+                single ? [try EventBodyParser.single(bytes, receivedAt: receivedAt)]
+                       : try EventBodyParser.batch(bytes, receivedAt: receivedAt)
+            }
+        } catch let r as EventBodyParser.Rejection {
+            throw r
+        } catch {
+            throw EventBodyParser.Rejection(status: 500, body: JSONText.error("Internal error", details: ["\(error)"]), reason: "internal")
+        }
+    }
+
+    /// Enqueues with the default acknowledgement (the events are in the queue); the 202 body.
+    func enqueueQueued(_ events: [Event], single: Bool) throws(EventBodyParser.Rejection) -> String {
+        do {
+            try queue.enqueue(events)
+        } catch {
+            throw Self.refusal(error)
+        }
+        return accepted(events.count, single: single, ack: .queued)
+    }
+
+    /// Enqueues and waits until the events are durable in the spool; the 202 body.
+    func enqueueDurable(_ events: [Event], single: Bool) async throws(EventBodyParser.Rejection) -> String {
+        guard spoolWritable() else {
+            throw EventBodyParser.Rejection(status: 503, body: JSONText.error("Spool not writable, durable acknowledgements suspended; retry later"),
+                                            reason: "spool_unavailable")
+        }
+        let started = ContinuousClock.now
         let ok: Bool
         do {
-            switch ack {
-            case .queued:
-                try queue.enqueue(events)
-                ok = true
-            case .durable:
-                guard spoolWritable() else {
-                    throw EventBodyParser.Rejection(status: 503, body: JSONText.error("Spool not writable, durable acknowledgements suspended; retry later"),
-                                                    reason: "spool_unavailable")
-                }
-                let started = ContinuousClock.now
-                ok = try await DurableWait.enqueue(events, on: queue, timeout: durableTimeout)
-                metrics.durableAck(ContinuousClock.now - started)
-            }
+            ok = try await DurableWait.enqueue(events, on: queue, timeout: durableTimeout)
         } catch let refusal as EnqueueRefusal {
-            throw EventBodyParser.Rejection(
-                status: 503,
-                body: JSONText.error(refusal == .full ? "Queue full, retry later" : "Server shutting down"),
-                reason: refusal == .full ? "queue_full" : "shutting_down")
+            throw Self.refusal(refusal)
+        } catch {
+            throw EventBodyParser.Rejection(status: 500, body: JSONText.error("Internal error", details: ["\(error)"]), reason: "internal")
         }
+        metrics.durableAck(ContinuousClock.now - started)
         guard ok else {
             // Queued but not confirmed durable in time: the event may still be stored; the
             // client retries (at-least-once), as it would after any lost response.
             throw EventBodyParser.Rejection(status: 503, body: JSONText.error("Spool not confirmed durable in time, retry later"),
                                             reason: "durable_timeout")
         }
-        metrics.accepted("http", events.count)
-        let message = single ? "Event accepted for processing" : "Events accepted for processing"
-        return Self.json(202, "{\"message\":\(JSONText.quote(message)),\"accepted\":\(events.count),\"ack\":\"\(ack.rawValue)\"}")
+        return accepted(events.count, single: single, ack: .durable)
     }
 
-    static func ackLevel(_ request: Request) throws -> AckLevel {
-        guard let v = request.uri.queryParameters.get("ack") else { return .queued }
+    private func accepted(_ count: Int, single: Bool, ack: AckLevel) -> String {
+        metrics.accepted("http", count)
+        let message = single ? "Event accepted for processing" : "Events accepted for processing"
+        return "{\"message\":\(JSONText.quote(message)),\"accepted\":\(count),\"ack\":\"\(ack.rawValue)\"}"
+    }
+
+    private static func refusal(_ refusal: EnqueueRefusal) -> EventBodyParser.Rejection {
+        EventBodyParser.Rejection(
+            status: 503,
+            body: JSONText.error(refusal == .full ? "Queue full, retry later" : "Server shutting down"),
+            reason: refusal == .full ? "queue_full" : "shutting_down")
+    }
+
+    static func ackLevel(_ value: String?) throws(EventBodyParser.Rejection) -> AckLevel {
+        guard let v = value else { return .queued }
         guard let level = AckLevel(rawValue: v) else {
             throw EventBodyParser.Rejection(status: 400, body: JSONText.error("Invalid payload", details: ["ack must be \"queued\" or \"durable\""]),
                                             reason: "invalid_payload")
@@ -112,8 +153,8 @@ public struct HTTPIngest: Sendable {
     }
 
     /// JSON, plain text (navigator.sendBeacon) and NDJSON are all parsed as JSON.
-    static func checkContentType(_ request: Request) throws {
-        guard let ct = request.headers[.contentType] else { return }
+    static func checkContentType(_ ct: String?) throws(EventBodyParser.Rejection) {
+        guard let ct else { return }
         if ct == "application/json" { return }  // the common case, without allocating
         let media = ct.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
         let accepted = ["application/json", "text/plain", "application/x-ndjson", "application/ndjson", ""]

@@ -91,9 +91,10 @@ public final class TallyServer: Service, Sendable {
 
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
         let router = Router()
-        HTTPIngest(queue: pipeline.queue, metrics: ingestMetrics,
-                   durableTimeout: .milliseconds(c.durableTimeoutMilliseconds),
-                   spoolWritable: { pipeline.spoolWritable }).addRoutes(to: router)
+        let ingest = HTTPIngest(queue: pipeline.queue, metrics: ingestMetrics,
+                                durableTimeout: .milliseconds(c.durableTimeoutMilliseconds),
+                                spoolWritable: { pipeline.spoolWritable })
+        ingest.addRoutes(to: router)
         ReportRoutes(store: store, registry: registry,
                      health: { await Self.health(pipeline: pipeline, store: store) },
                      beforeScrape: {
@@ -103,6 +104,8 @@ public final class TallyServer: Service, Sendable {
         let ready = self.ready
         let app = Application(
             router: router,
+            // Plain ingest requests are answered in the channel pipeline; the rest reach the router.
+            server: .http1(configuration: .init(additionalChannelHandlers: [HTTPIngestHandler(ingest: ingest, serverName: "tally")])),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally"),
             onServerRunning: { channel in
                 ready.succeed(Endpoints(httpPort: channel.localAddress?.port ?? c.httpPort, wirePort: wirePort))

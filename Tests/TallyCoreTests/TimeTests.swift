@@ -57,3 +57,11 @@ import Testing
         #expect(UTCDay(containing: -1).description == "1969-12-31")
     }
 }
+
+@Suite struct HTTPDateTests {
+    @Test func formatsIMFFixdate() {
+        #expect(Timestamp.httpDate(seconds: 784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(Timestamp.httpDate(seconds: 0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(Timestamp.httpDate(seconds: 951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
+    }
+}

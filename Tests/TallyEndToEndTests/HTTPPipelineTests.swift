@@ -1,0 +1,88 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// `POST /event` and `/events` are answered in the channel pipeline (HTTPIngestHandler), the
+/// rest by the router: on one connection, with requests pipelined, the answers must still come
+/// back in request order, and `Connection: close` must close.
+@Suite struct HTTPPipelineTests {
+    @Test func pipelinedRequestsAreAnsweredInOrderAcrossBothPaths() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        func post(_ target: String, _ body: String, close: Bool = false) -> String {
+            "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
+                + (close ? "Connection: close\r\n" : "") + "\r\n" + body
+        }
+        let requests = [
+            post("/event", eventJSON(site: "pipe", path: "/a")),
+            "GET /stats?site_id=nobody HTTP/1.1\r\nHost: x\r\n\r\n",
+            post("/event", eventJSON(site: "pipe", path: "/b")),              // behind a routed request
+            post("/event?ack=durable", eventJSON(site: "pipe", path: "/c")),  // routed: waits for the spool
+            post("/event", #"{"site_id":""}"#),
+            post("/events?ack=queued", "[" + eventJSON(site: "pipe", path: "/d") + "]"),
+            post("/event?ack=maybe", eventJSON(site: "pipe")),
+            post("/event", eventJSON(site: "pipe", path: "/e"), close: true),
+        ]
+        let responses = try rawExchange(port: s.endpoints.httpPort, requests.joined())
+        #expect(responses.map(\.status) == [202, 200, 202, 202, 400, 202, 400, 202])
+        #expect(responses[0].body == #"{"message":"Event accepted for processing","accepted":1,"ack":"queued"}"#)
+        #expect(responses[1].body.contains(#""site_id":"nobody""#))
+        #expect(responses[3].body.contains(#""ack":"durable""#))
+        #expect(responses[4].body.contains("site_id must be a non-empty string") && responses[4].body.contains("event_type is required"))
+        #expect(responses[5].body.contains(#""accepted":1"#))
+        #expect(responses[6].body.contains(#"ack must be"#))
+        #expect(responses.allSatisfy { $0.headers["content-type"] == "application/json" && $0.headers["date"] != nil })
+        let c = try await s.http()
+        _ = try await s.waitForStats(c, "site_id=pipe") { $0["total_views"] as? Int == 5 }
+        await c.close()
+        try await s.stop()
+    }
+}
+
+/// Writes `request` on a fresh connection and reads responses until the server closes it.
+func rawExchange(port: Int, _ request: String) throws -> [(status: Int, headers: [String: String], body: String)] {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 20, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
+    let bytes = Array(request.utf8)
+    var sent = 0
+    while sent < bytes.count {
+        let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { throw POSIXError(.EIO) }
+        sent += n
+    }
+    var received: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }  // closed (Connection: close), or the timeout
+        received += chunk[0..<n]
+    }
+    var out: [(status: Int, headers: [String: String], body: String)] = []
+    var at = 0
+    let separator = Array("\r\n\r\n".utf8)
+    while at < received.count {
+        guard let end = (at...(received.count - 4)).first(where: { Array(received[$0..<$0 + 4]) == separator }) else { break }
+        let lines = String(decoding: received[at..<end], as: UTF8.self).components(separatedBy: "\r\n")
+        let status = Int(lines[0].split(separator: " ")[1]) ?? 0
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let length = Int(headers["content-length"] ?? "0") ?? 0
+        out.append((status, headers, String(decoding: received[(end + 4)..<min(received.count, end + 4 + length)], as: UTF8.self)))
+        at = end + 4 + length
+    }
+    return out
+}
