@@ -12,7 +12,7 @@
 #   BENCH_<MODE>_EVENTS / _CONNECTIONS / _BATCH, MODE = HTTP, HTTP_BATCH, UDP, TCP, TCP_ACK
 #   BENCH_TCP_ACK_WINDOW=32
 #   BENCH_CEILING_EVENTS=2000000   rows for `tally store-ceiling`
-#   BENCH_RATE=6000 BENCH_RATE_DURATION=10 BENCH_RATE_CONNECTIONS=64   fixed-rate HTTP row
+#   BENCH_RATE=11000 BENCH_RATE_DURATION=10 BENCH_RATE_CONNECTIONS=16   fixed-rate HTTP row
 #                               (BENCH_RATE=0 skips it)
 #   BENCH_LOAD_TIMEOUT=600      seconds before a tally-load run counts as hung
 #   BENCH_SHUTDOWN_WAIT=60      seconds to wait for the server to exit after SIGTERM
@@ -55,9 +55,9 @@ declare -A DEF=(
 )
 CEILING_EVENTS=$(scaled "${BENCH_CEILING_EVENTS:-2000000}" 1000)
 # Half of what closed-loop HTTP sustains here, so the row measures latency, not a backlog.
-RATE=${BENCH_RATE:-6000}
+RATE=${BENCH_RATE:-11000}
 RATE_DURATION=${BENCH_RATE_DURATION:-$(scaled 10 2)}
-RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-64}
+RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-16}
 
 # --- state and cleanup --------------------------------------------------------------------
 SERVER_PID=""
