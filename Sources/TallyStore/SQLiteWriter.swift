@@ -35,26 +35,26 @@ final class SQLiteWriter {
             }
             let rows = try intern(fresh)
             // Adding up the rollup is pure Swift work and appending the rows is SQLite's: on
-            // a large load they run on two cores (this connection stays on this thread).
-            var rollup = SQLiteRollup()
-            var appendError: (any Error)?
+            // a large load they run on two cores. Only the append touches the connection, and
+            // the caller waits for both, so the connection is never used by two threads at once.
+            let rollup: SQLiteRollup
             if rows.count >= 8192 {
-                let result = UnsafeTransfer((rollup: SQLiteRollup(), error: (any Error)?.none))
+                let appended = UnsafeTransfer((any Error)?.none)
+                let added = UnsafeTransfer(SQLiteRollup())
                 let writer = UnsafeTransfer(self)
                 DispatchQueue.concurrentPerform(iterations: 2) { i in
                     if i == 0 {
-                        do { try writer.value.append(rows) } catch { result.value.error = error }
+                        do { try writer.value.append(rows) } catch { appended.value = error }
                     } else {
-                        result.value.rollup = SQLiteRollup(rows)
+                        added.value = SQLiteRollup(rows)
                     }
                 }
-                rollup = result.value.rollup
-                appendError = result.value.error
+                if let error = appended.value { throw error }
+                rollup = added.value
             } else {
                 try append(rows)
                 rollup = SQLiteRollup(rows)
             }
-            if let appendError { throw appendError }
             try upsert(rollup)
             try db.exec("COMMIT")
             for n in [sites, types, paths, users] { n.commit() }
