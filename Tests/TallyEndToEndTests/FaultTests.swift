@@ -62,7 +62,11 @@ import TallyLoad
     }
 
     @Test func tenfoldOverloadGets503sAndStaysResponsive() async throws {
-        let s = try await TestServer.start { $0.queueCapacity = 2000; $0.shards = 1; $0.flushEvents = 500; $0.flushIntervalMilliseconds = 20 }
+        // A small queue in front of a spool that holds one batch for the loader at a time: the
+        // flusher waits on every load, so 16 senders of 500-event batches overrun the queue.
+        let s = try await TestServer.start {
+            $0.queueCapacity = 1000; $0.shards = 1; $0.flushEvents = 500; $0.flushIntervalMilliseconds = 20; $0.maxSpoolFiles = 1
+        }
         defer { s.removeData() }
         var o = LoadOptions()
         o.mode = .httpBatch

@@ -131,6 +131,32 @@ import TallyCore
         }
     }
 
+    /// Names interned by a load that rolls back must not be used afterwards: their ids may by
+    /// then belong to other names.
+    @Test func namesFromARolledBackLoadAreForgotten() async throws {
+        try await withTempDir { dir in
+            let path = dir + "/t.sqlite"
+            let store = SQLiteStore(path: path)
+            try await store.prepare()
+            _ = try await store.load(StoreBatch(id: "a", createdAt: 1, events: [scenario2[0]]))
+            // Another connection breaks the next load after its names are interned ...
+            let other = try SQLiteConnection(path: path)
+            try other.exec("DROP TABLE daily_user_sets")
+            let fresh = Event(siteID: "new-site", eventType: "page_view", path: "/new", userID: "new-user", timestamp: scenario2[0].timestamp)
+            await #expect(throws: StoreError.self) { try await store.load(StoreBatch(id: "b", createdAt: 2, events: [fresh])) }
+            // ... then repairs the schema and takes the rowids the rolled-back names had.
+            try other.exec(SQLiteSchema.tables)
+            try other.exec("INSERT INTO sites(name) VALUES('other-site'); INSERT INTO paths(name) VALUES('/other'); INSERT INTO users(name) VALUES('other-user')")
+            #expect(try await store.load(StoreBatch(id: "b", createdAt: 2, events: [fresh])) == .loaded)
+            #expect(try await store.stats(siteID: "new-site", day: nil, limit: 10) ==
+                    SiteStats(totalViews: 1, uniqueUsers: 1, topPaths: [PathViews(path: "/new", views: 1)]))
+            #expect(try await store.stats(siteID: "other-site", day: nil, limit: 10) == SiteStats(totalViews: 0, uniqueUsers: 0, topPaths: []))
+            try await store.close()
+            let rows = try Self.strings(other, "SELECT site_id || ' ' || path || ' ' || user_id FROM events ORDER BY id")
+            #expect(rows == ["demo-site /home user-001", "new-site /new new-user"])
+        }
+    }
+
     @Test func newerSchemaVersionIsRefused() async throws {
         try await withTempDir { dir in
             let db = try SQLiteConnection(path: dir + "/t.sqlite")
