@@ -1,5 +1,5 @@
-/// A hash table keyed by a pair of integer ids, with a counter per key: the rollup keys of one
-/// load and the user rows known to be stored. The loader touches it several times per event,
+/// A hash table keyed by a pair of integer ids, with a counter per key: the rollup keys and
+/// distinct users of one SQLite load. The loader touches it several times per event,
 /// and Swift's `Set`/`Dictionary` spend most of that in SipHash; a multiply-shift hash over
 /// two words with linear probing costs a fraction of it. Keys must not be `UInt64.max` in
 /// `a` (the empty-slot marker); ids from SQLite rowids never are.

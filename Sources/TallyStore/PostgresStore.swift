@@ -347,7 +347,9 @@ public final class PostgresStore: EventStore, Sendable {
     }
 }
 
-/// A bounded memory of committed user rows (see ``SQLiteStore``).
+/// A bounded memory of committed user rows: returning visitors are most of the traffic, and a
+/// row known to be stored needs no upsert. Past `limit` it starts again empty (forgetting only
+/// costs an upsert that finds the row).
 struct KnownUserRows: Sendable {
     static let limit = 1 << 20
     var day: Set<BatchRollup.DayUserKey> = []
