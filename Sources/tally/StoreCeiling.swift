@@ -37,13 +37,15 @@ struct StoreCeiling: ParsableCommand {
                 try? FileManager.default.removeItem(atPath: base + "-store.sqlite" + suffix)
             }
         }
-        let raw = storeOnly ? 1 : try AppendCeiling.measure(path: base + "-raw.sqlite", events: rows, batch: batch)
+        let raw = storeOnly ? nil : try AppendCeiling.measure(path: base + "-raw.sqlite", events: rows, batch: batch)
         let store = try StoreLoadRate.measure(path: base + "-store.sqlite", events: rows, batch: batch)
         if json {
-            print("{\"append_rows_per_s\":\(Int(raw)),\"store_load_rows_per_s\":\(Int(store))}")
-        } else {
+            print("{" + (raw.map { "\"append_rows_per_s\":\(Int($0))," } ?? "") + "\"store_load_rows_per_s\":\(Int(store))}")
+        } else if let raw {
             print("plain SQLite appends   \(Int(raw)) rows/s")
             print("store batch loads      \(Int(store)) rows/s (rollups included, \(String(format: "%.2f", store / raw)) of plain)")
+        } else {
+            print("store batch loads      \(Int(store)) rows/s (rollups included)")
         }
     }
 }
