@@ -44,7 +44,7 @@ public struct HTTPIngest: Sendable {
         do {
             let ack = try Self.ackLevel(request.uri.queryParameters.get("ack"))
             try Self.checkContentType(request.headers[.contentType])
-            let limit = single ? Self.maxEventBody : Self.maxBatchBody
+            let limit = Self.bodyLimit(single: single)
             var request = request
             let body: ByteBuffer
             do {
@@ -71,11 +71,16 @@ public struct HTTPIngest: Sendable {
         return r
     }
 
-    static func response(_ r: EventBodyParser.Rejection) -> Response {
+    static func response(_ r: EventBodyParser.Rejection) -> Response { json(r.status, r.body) }
+
+    /// The headers every ingest answer has: JSON, and `Retry-After` on a 503.
+    static func headers(status: Int) -> HTTPFields {
         var headers: HTTPFields = [.contentType: "application/json"]
-        if r.status == 503 { headers[.retryAfter] = "1" }
-        return Response(status: .init(code: r.status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: r.body)))
+        if status == 503 { headers[.retryAfter] = "1" }
+        return headers
     }
+
+    static func bodyLimit(single: Bool) -> Int { single ? maxEventBody : maxBatchBody }
 
     static func tooLarge(_ limit: Int) -> EventBodyParser.Rejection {
         EventBodyParser.Rejection(status: 413, body: JSONText.error("Payload too large", details: ["body exceeds \(limit) bytes"]),
@@ -165,8 +170,7 @@ public struct HTTPIngest: Sendable {
     }
 
     static func json(_ status: Int, _ body: String) -> Response {
-        Response(status: .init(code: status), headers: [.contentType: "application/json"],
-                 body: .init(byteBuffer: ByteBuffer(string: body)))
+        Response(status: .init(code: status), headers: headers(status: status), body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }
 

@@ -57,9 +57,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                 context.fireChannelRead(data)
             }
         case (.body(var chunk), .collecting(let single, let close, let contentType, let ack, var body, var tooLarge)):
-            let limit = single ? HTTPIngest.maxEventBody : HTTPIngest.maxBatchBody
             if !tooLarge {
-                if body.readableBytes + chunk.readableBytes > limit {
+                if body.readableBytes + chunk.readableBytes > HTTPIngest.bodyLimit(single: single) {
                     tooLarge = true
                     body.clear()
                 } else if body.readableBytes == 0 {
@@ -93,7 +92,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         do throws(EventBodyParser.Rejection) {
             _ = try HTTPIngest.ackLevel(ack)
             try HTTPIngest.checkContentType(contentType)
-            if tooLarge { throw HTTPIngest.tooLarge(single ? HTTPIngest.maxEventBody : HTTPIngest.maxBatchBody) }
+            if tooLarge { throw HTTPIngest.tooLarge(HTTPIngest.bodyLimit(single: single)) }
             let events = try HTTPIngest.parse(body, single: single, receivedAt: receivedAt)
             return (202, try ingest.enqueueQueued(events, single: single))
         } catch {
@@ -103,8 +102,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     private func respond(context: ChannelHandlerContext, close: Bool, _ answer: (status: Int, body: String)) {
-        var fields: HTTPFields = [.contentType: "application/json", .contentLength: String(answer.body.utf8.count)]
-        if answer.status == 503 { fields[.retryAfter] = "1" }
+        var fields = HTTPIngest.headers(status: answer.status)
+        fields[.contentLength] = String(answer.body.utf8.count)
         let second = Timestamp.now() / 1_000_000
         if second != date.second { date = (second, Timestamp.httpDate(seconds: second)) }
         fields[.date] = date.value
