@@ -1,6 +1,7 @@
 import Foundation
 import Histogram
 import NIOCore
+import NIOPosix
 import TallyClient
 import TallyCore
 import TallyWire
@@ -95,12 +96,15 @@ public enum LoadRunner {
         let deadline = o.duration.map { start + .milliseconds(Int($0 * 1000)) }
         var total = LoadResult(mode: o.mode)
         var workerOutcomes: [(Int, [Int])] = []
+        let loops = MultiThreadedEventLoopGroup.singleton
         try await withThrowingTaskGroup(of: (Int, LoadResult).self) { group in
             for w in 0..<o.connections {
                 let ops = plans[w]
                 let quota = quotas[w]
-                group.addTask {
-                    (w, try await Worker(options: o, index: w, start: start, deadline: deadline).run(ops: ops, cycle: quota == Int.max))
+                let loop = loops.next()
+                group.addTask(executorPreference: EventLoopTaskExecutor(loop)) {
+                    let worker = Worker(options: o, index: w, loop: loop, start: start, deadline: deadline)
+                    return (w, try await worker.run(ops: ops, cycle: quota == Int.max))
                 }
             }
             for try await (w, r) in group {
@@ -174,6 +178,8 @@ struct Op: Sendable {
 struct Worker {
     let options: LoadOptions
     let index: Int
+    /// The loop the connection and this worker's task run on (see ``EventLoopTaskExecutor``).
+    let loop: any EventLoop
     let start: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant?
 
@@ -228,9 +234,9 @@ struct Worker {
         var udp: WireUDPClient?
         var tcp: WireTCPClient?
         switch options.mode {
-        case .http, .httpBatch: http = try await HTTPClientConnection.connect(host: options.httpHost, port: options.httpPort)
-        case .udp: udp = try await WireUDPClient.connect(host: options.wireHost, port: options.wirePort)
-        case .tcp, .tcpAck: tcp = try await WireTCPClient.connect(host: options.wireHost, port: options.wirePort)
+        case .http, .httpBatch: http = try await HTTPClientConnection.connect(host: options.httpHost, port: options.httpPort, group: loop)
+        case .udp: udp = try await WireUDPClient.connect(host: options.wireHost, port: options.wirePort, group: loop)
+        case .tcp, .tcpAck: tcp = try await WireTCPClient.connect(host: options.wireHost, port: options.wirePort, group: loop)
         }
         var sequence: UInt64 = 0
         var inflight: [(seq: UInt64, due: ContinuousClock.Instant, op: Int)] = []
@@ -249,7 +255,7 @@ struct Worker {
             var due = clock.now
             if let interval {
                 due = start + interval * k
-                if due > clock.now { try await Task.sleep(until: due, clock: clock) }
+                if due > clock.now { try await loop.sleep(until: due) }
             }
             k += 1
             result.sentEvents += op.events.count
