@@ -137,9 +137,13 @@ public struct HTTPIngest: Sendable {
 
     private func accepted(_ count: Int, single: Bool, ack: AckLevel) -> String {
         metrics.accepted("http", count)
+        if single && ack == .queued { return Self.acceptedOneQueued }
         let message = single ? "Event accepted for processing" : "Events accepted for processing"
         return "{\"message\":\(JSONText.quote(message)),\"accepted\":\(count),\"ack\":\"\(ack.rawValue)\"}"
     }
+
+    /// The answer to nearly every request, made once.
+    private static let acceptedOneQueued = #"{"message":"Event accepted for processing","accepted":1,"ack":"queued"}"#
 
     private static func refusal(_ refusal: EnqueueRefusal) -> EventBodyParser.Rejection {
         EventBodyParser.Rejection(

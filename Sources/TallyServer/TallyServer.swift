@@ -105,7 +105,7 @@ public final class TallyServer: Service, Sendable {
         let app = Application(
             router: router,
             // Plain ingest requests are answered in the channel pipeline; the rest reach the router.
-            server: .http1(configuration: .init(additionalChannelHandlers: [HTTPIngestHandler(ingest: ingest, serverName: "tally")])),
+            server: .http1(ingest: ingest, serverName: "tally"),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally"),
             onServerRunning: { channel in
                 ready.succeed(Endpoints(httpPort: channel.localAddress?.port ?? c.httpPort, wirePort: wirePort))

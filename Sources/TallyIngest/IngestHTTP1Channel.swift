@@ -1,0 +1,42 @@
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Hummingbird's HTTP/1 child channel with an ``HTTPIngestHandler`` placed directly behind
+/// NIO's request decoder, ahead of the HTTPTypes conversion and the router.
+///
+/// Hummingbird's `additionalChannelHandlers` sit after that conversion; the ingest handler
+/// wants the decoder's own parts and the response encoder's context, so it is added here once
+/// Hummingbird has built the pipeline.
+public struct IngestHTTP1Channel: ServerChildChannel {
+    public typealias Value = HTTP1Channel.Value
+
+    let inner: HTTP1Channel
+    let makeHandler: @Sendable () -> HTTPIngestHandler
+
+    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let ops = channel.pipeline.syncOperations
+            let decoder = try ops.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try ops.addHandler(makeHandler(), position: .after(decoder))
+            return value
+        }
+    }
+
+    public func handle(value: Value, logger: Logger) async {
+        await inner.handle(value: value, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1 with `POST /event` and `POST /events` answered by ``HTTPIngestHandler``.
+    public static func http1(ingest: HTTPIngest, serverName: String?,
+                             configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+        .init { responder in
+            IngestHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration),
+                               makeHandler: { HTTPIngestHandler(ingest: ingest, serverName: serverName) })
+        }
+    }
+}
