@@ -29,8 +29,10 @@ public final class HTTPClientConnection: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(ResponseCollector())
+                    let ops = channel.pipeline.syncOperations
+                    try ops.addHandler(PreEncodedRequestWriter())
+                    try ops.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    try ops.addHandler(ResponseCollector())
                 }
             }
             .connect(host: host, port: port).get()
@@ -42,6 +44,20 @@ public final class HTTPClientConnection: Sendable {
         self.host = host
     }
 
+    /// The complete bytes of a request (head and body), to send with ``request(preEncoded:method:)``.
+    public static func encode(_ method: HTTPMethod, _ uri: String, host: String, body: ByteBuffer?,
+                              contentType: String = "application/json") -> ByteBuffer {
+        var b = ByteBuffer()
+        b.writeString("\(method.rawValue) \(uri) HTTP/1.1\r\nHost: \(host)\r\n")
+        if let body {
+            b.writeString("Content-Type: \(contentType)\r\nContent-Length: \(body.readableBytes)\r\n\r\n")
+            b.writeImmutableBuffer(body)
+        } else {
+            b.writeString("\r\n")
+        }
+        return b
+    }
+
     public func request(_ method: HTTPMethod, _ uri: String, body: String? = nil,
                         contentType: String = "application/json") async throws -> HTTPClientResponse {
         try await request(method, uri, body: body.map { ByteBuffer(string: $0) }, contentType: contentType)
@@ -49,14 +65,14 @@ public final class HTTPClientConnection: Sendable {
 
     public func request(_ method: HTTPMethod, _ uri: String, body: ByteBuffer?,
                         contentType: String = "application/json") async throws -> HTTPClientResponse {
-        var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri)
-        head.headers.add(name: "Host", value: host)
-        if let body {
-            head.headers.add(name: "Content-Type", value: contentType)
-            head.headers.add(name: "Content-Length", value: String(body.readableBytes))
-        }
+        try await request(preEncoded: Self.encode(method, uri, host: host, body: body, contentType: contentType), method: method)
+    }
+
+    /// Sends a request encoded by ``encode(_:_:host:body:contentType:)``: a load generator
+    /// builds them before its clock starts.
+    public func request(preEncoded bytes: ByteBuffer, method: HTTPMethod) async throws -> HTTPClientResponse {
         let promise = channel.eventLoop.makePromise(of: HTTPClientResponse.self)
-        channel.writeAndFlush(OutboundRequest(head: head, body: body, promise: promise), promise: nil)
+        channel.writeAndFlush(OutboundRequest(method: method, bytes: bytes, promise: promise), promise: nil)
         return try await promise.futureResult.get()
     }
 
@@ -74,9 +90,28 @@ public final class HTTPClientConnection: Sendable {
 }
 
 struct OutboundRequest: Sendable {
-    var head: HTTPRequestHead
-    var body: ByteBuffer?
+    var method: HTTPMethod
+    var bytes: ByteBuffer
     var promise: EventLoopPromise<HTTPClientResponse>
+}
+
+/// Writes pre-encoded requests to the socket. The response decoder in front of it must still
+/// see each request's head (it needs the method to frame the response), so requests travel as
+/// a head, whose bytes are already in the body, then the body, then the end.
+final class PreEncodedRequestWriter: ChannelOutboundHandler {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .body(.byteBuffer(let bytes)):
+            context.write(wrapOutboundOut(bytes), promise: promise)
+        case .body(.fileRegion):
+            promise?.fail(HTTPClientError(description: "file regions are not supported"))
+        case .head, .end:
+            promise?.succeed(())
+        }
+    }
 }
 
 /// Matches responses to requests in FIFO order.
@@ -92,9 +127,9 @@ final class ResponseCollector: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let req = unwrapOutboundIn(data)
         waiting.append(req.promise)
-        context.write(wrapOutboundOut(.head(req.head)), promise: nil)
-        if let b = req.body { context.write(wrapOutboundOut(.body(.byteBuffer(b))), promise: nil) }
-        context.write(wrapOutboundOut(.end(nil)), promise: promise)
+        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: req.method, uri: ""))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(req.bytes))), promise: promise)
+        context.write(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -166,7 +166,7 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }
 
-/// One pre-built operation: a request body, a datagram or a frame, and the events it carries.
+/// One pre-built operation: a whole HTTP request, a datagram or a frame, and the events it carries.
 struct Op: Sendable {
     var events: [Event]
     var payload: ByteBuffer
@@ -203,7 +203,9 @@ struct Worker {
                 for _ in 0..<n { events.append(factory.next()) }
                 let body = options.mode == .http ? EventFactory.json(events[0])
                     : "[" + events.map(EventFactory.json).joined(separator: ",") + "]"
-                b.writeString(body)
+                // The whole request, so sending costs no encoding.
+                b = HTTPClientConnection.encode(.POST, options.mode == .http ? "/event" : "/events",
+                                                host: options.httpHost, body: ByteBuffer(string: body))
             case .udp, .tcp, .tcpAck:
                 // One site per frame, as an edge proxy batching per site would send.
                 let site = factory.nextSite()
@@ -240,7 +242,6 @@ struct Worker {
         }
         var sequence: UInt64 = 0
         var inflight: [(seq: UInt64, due: ContinuousClock.Instant, op: Int)] = []
-        let uri = options.mode == .http ? "/event" : "/events"
 
         func record(_ due: ContinuousClock.Instant, _ result: inout LoadResult) {
             let us = (clock.now - due).seconds * 1e6
@@ -262,7 +263,7 @@ struct Worker {
             do {
                 switch options.mode {
                 case .http, .httpBatch:
-                    let r = try await http!.request(.POST, uri, body: op.payload)
+                    let r = try await http!.request(preEncoded: op.payload, method: .POST)
                     if r.status == 202 {
                         acceptedTimes[i] += 1
                     } else {
