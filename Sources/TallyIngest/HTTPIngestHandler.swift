@@ -7,17 +7,19 @@ import TallyCore
 /// NIO's HTTP/1 request decoder, in front of Hummingbird.
 ///
 /// Hummingbird converts each request to HTTPTypes, runs it through an async task, a router
-/// and an async writer, and encodes the response through two more handlers: several times
-/// what parsing and queueing one event costs, and single-event requests are most of an
-/// analytics collector's traffic. This handler takes the decoded request parts, and writes
-/// the whole response as one pre-encoded buffer straight to the socket (on the response
-/// encoder's context, so past the encoder). The checks, bodies and metrics are
-/// ``HTTPIngest``'s own (it calls them), so both paths answer alike.
+/// and an async writer: several times what parsing and queueing one event costs, and
+/// single-event requests are most of an analytics collector's traffic. This handler takes the
+/// decoded request parts and writes NIO response parts itself, reusing the response head while
+/// status, length and `Date` second repeat. The checks, bodies and metrics are
+/// ``HTTPIngest``'s own (it calls them), so both paths answer alike. Responses go through
+/// NIO's response encoder like the router's, so the encoder's per-request bookkeeping (it
+/// frames HEAD responses without a body) stays in step.
 ///
 /// Everything else passes through to Hummingbird unchanged: other routes, `?ack=durable`
 /// (which waits asynchronously), queries it does not read as plain text, and any request that
 /// arrives while a request it passed on is still being answered, so pipelined responses keep
-/// their order. Install it with ``IngestHTTP1Channel``.
+/// their order. (Requests behind one that ends the connection never get here: NIO's decoder
+/// refuses them.) Install it with ``IngestHTTP1Channel``.
 public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = HTTPServerRequestPart
     public typealias InboundOut = HTTPServerRequestPart
@@ -27,6 +29,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     private struct Collecting {
         var single: Bool
         var close: Bool
+        /// HTTP/1.0 with `Connection: keep-alive`, which must be confirmed in the response.
+        var keepAlive10: Bool
         var contentType: String?
         var ack: String?
         var body: ByteBuffer?
@@ -46,12 +50,12 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     private var mode = Mode.idle
     /// Requests passed on whose response has not ended yet.
     private var forwardedInFlight = 0
-    /// The response encoder's context: what is written on it goes to the socket as is.
-    private var socket: ChannelHandlerContext?
     private var needsFlush = false
+    /// A read held back while the socket's send buffer is full (see `read`).
+    private var readPending = false
     /// The last keep-alive response, reused while its status, body and `Date` second repeat
-    /// (nearly every 202 of a busy connection is the same bytes).
-    private var last: (second: Int64, status: Int, body: String, bytes: ByteBuffer)?
+    /// (nearly every 202 of a busy connection is the same).
+    private var last: (second: Int64, status: Int, body: String, keepAlive10: Bool, head: HTTPResponseHead, bytes: ByteBuffer)?
     /// The `Date` header value, made again when the second changes.
     private var date: (second: Int64, value: String) = (-1, "")
 
@@ -60,27 +64,20 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         self.serverName = serverName
     }
 
-    public func handlerAdded(context: ChannelHandlerContext) {
-        // Without the encoder to write past, every request goes the router's way.
-        socket = try? context.pipeline.syncOperations.context(handlerType: HTTPResponseEncoder.self)
-    }
-
-    public func handlerRemoved(context: ChannelHandlerContext) {
-        socket = nil
-    }
-
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         switch (part, mode) {
         case (.head(let head), _):
-            if forwardedInFlight == 0, let socket, head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+            if forwardedInFlight == 0, head.version != .http1_0,
+               head.headers.first(name: "expect")?.lowercased() == "100-continue" {
                 // curl and others wait for this before sending a body over 1 KiB. Only when no
-                // earlier response is pending, so it cannot overtake one.
-                socket.write(NIOAny(Self.continueResponse), promise: nil)
+                // earlier response is pending, so it cannot overtake one; HTTP/1.0 has no 1xx.
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
                 needsFlush = true
             }
-            if forwardedInFlight == 0, socket != nil, let route = Self.route(head) {
+            if forwardedInFlight == 0, let route = Self.route(head) {
                 mode = .collecting(Collecting(single: route.single, close: !head.isKeepAlive,
+                                              keepAlive10: head.version == .http1_0 && head.isKeepAlive,
                                               contentType: head.headers.first(name: "content-type"), ack: route.ack))
             } else {
                 mode = .forwarding
@@ -104,7 +101,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
             mode = .collecting(c)
         case (.end, .collecting(let c)):
             mode = .idle
-            respond(context: context, close: c.close, answer(c))
+            respond(context: context, c, answer(c))
         case (.end, _):
             mode = .idle
             context.fireChannelRead(data)
@@ -117,13 +114,32 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         // Responses to everything read in one go leave in one write.
         if needsFlush {
             needsFlush = false
-            socket?.flush()
+            context.flush()
         }
         context.fireChannelReadComplete()
     }
 
+    /// Holds reads while the socket cannot take more: a client that sends requests without
+    /// reading the answers must not make the server buffer answers without bound.
+    public func read(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if readPending && context.channel.isWritable {
+            readPending = false
+            context.read()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { forwardedInFlight -= 1 }
+        // Hummingbird may answer a request it could not parse without having been passed it.
+        if case .end = unwrapOutboundIn(data), forwardedInFlight > 0 { forwardedInFlight -= 1 }
         context.write(data, promise: promise)
     }
 
@@ -143,50 +159,37 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         }
     }
 
-    private func respond(context: ChannelHandlerContext, close: Bool, _ answer: (status: Int, body: String)) {
-        guard let socket else { return }
+    private func respond(context: ChannelHandlerContext, _ c: Collecting, _ answer: (status: Int, body: String)) {
         let second = Timestamp.now() / 1_000_000
-        let bytes: ByteBuffer
-        if !close, let l = last, l.second == second, l.status == answer.status, l.body == answer.body {
-            bytes = l.bytes
+        let head: HTTPResponseHead, bytes: ByteBuffer
+        if !c.close, let l = last, l.second == second, l.status == answer.status, l.keepAlive10 == c.keepAlive10,
+           l.body == answer.body {
+            (head, bytes) = (l.head, l.bytes)
         } else {
             if second != date.second { date = (second, Timestamp.httpDate(seconds: second)) }
-            bytes = encode(answer, close: close, allocator: context.channel.allocator)
-            if !close { last = (second, answer.status, answer.body, bytes) }
+            var fields = HTTPHeaders()
+            for field in HTTPIngest.headers(status: answer.status) { fields.add(name: field.name.rawName, value: field.value) }
+            fields.add(name: "Content-Length", value: String(answer.body.utf8.count))
+            fields.add(name: "Date", value: date.value)
+            if let serverName { fields.add(name: "Server", value: serverName) }
+            if c.close { fields.add(name: "Connection", value: "close") }
+            if c.keepAlive10 { fields.add(name: "Connection", value: "keep-alive") }
+            head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: answer.status), headers: fields)
+            bytes = context.channel.allocator.buffer(string: answer.body)
+            if !c.close { last = (second, answer.status, answer.body, c.keepAlive10, head, bytes) }
         }
-        if close {
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
+        if c.close {
             let channel = context.channel
-            socket.writeAndFlush(NIOAny(bytes)).whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
             needsFlush = false
         } else {
-            socket.write(NIOAny(bytes), promise: nil)
+            context.write(wrapOutboundOut(.end(nil)), promise: nil)
             needsFlush = true
         }
     }
 
-    /// The whole response, with the same header fields the router path sends.
-    private func encode(_ answer: (status: Int, body: String), close: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let reason = HTTPResponseStatus(statusCode: answer.status).reasonPhrase
-        var b = allocator.buffer(capacity: 192 + answer.body.utf8.count)
-        b.writeString("HTTP/1.1 \(answer.status) \(reason)\r\n")
-        for field in HTTPIngest.headers(status: answer.status) {
-            b.writeString(field.name.rawName)
-            b.writeString(": ")
-            b.writeString(field.value)
-            b.writeString("\r\n")
-        }
-        b.writeString("Content-Length: \(answer.body.utf8.count)\r\nDate: ")
-        b.writeString(date.value)
-        if let serverName {
-            b.writeString("\r\nServer: ")
-            b.writeString(serverName)
-        }
-        b.writeString(close ? "\r\nConnection: close\r\n\r\n" : "\r\n\r\n")
-        b.writeString(answer.body)
-        return b
-    }
-
-    private static let continueResponse = ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")
 
     /// The ingest route of a request this handler answers itself, with its `ack` value.
     static func route(_ head: HTTPRequestHead) -> (single: Bool, ack: String?)? {

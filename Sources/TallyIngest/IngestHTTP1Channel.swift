@@ -8,8 +8,8 @@ import NIOHTTP1
 /// NIO's request decoder, ahead of the HTTPTypes conversion and the router.
 ///
 /// Hummingbird's `additionalChannelHandlers` sit after that conversion; the ingest handler
-/// wants the decoder's own parts and the response encoder's context, so it is added here once
-/// Hummingbird has built the pipeline.
+/// works on NIO's own request and response parts, so it is added here once Hummingbird has
+/// built the pipeline.
 public struct IngestHTTP1Channel: ServerChildChannel {
     public typealias Value = HTTP1Channel.Value
 

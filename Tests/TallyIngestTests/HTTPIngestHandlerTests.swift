@@ -6,20 +6,31 @@ import Testing
 import TallyPipeline
 @testable import TallyIngest
 
-/// The handler on its own, in the pipeline it is installed in (response encoder, request
-/// decoder, handler), fed raw bytes: what it answers itself, what it passes on, and in which
-/// order.
+/// The handler on its own, in the pipeline Hummingbird builds (NIO's server pipeline, whose
+/// request decoder tells the response encoder each request's method), fed raw bytes: what it
+/// answers itself, what it passes on, and in which order.
 @Suite struct HTTPIngestHandlerTests {
     static let event = #"{"site_id":"s","event_type":"page_view","path":"/a"}"#
 
-    func makeChannel(_ queue: ShardedQueue, encoder: Bool = true) throws -> EmbeddedChannel {
+    func makeChannel(_ queue: ShardedQueue) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         let ops = channel.pipeline.syncOperations
-        if encoder { try ops.addHandler(HTTPResponseEncoder()) }
-        try ops.addHandler(ByteToMessageHandler(HTTPRequestDecoder()))
+        try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
         let ingest = HTTPIngest(queue: queue, metrics: IngestMetrics(factory: NOOPMetricsHandler.instance))
-        try ops.addHandler(HTTPIngestHandler(ingest: ingest, serverName: "t"))
+        let decoder = try ops.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+        try ops.addHandler(HTTPIngestHandler(ingest: ingest, serverName: "t"), position: .after(decoder))
+        // Active, as an accepted connection is, so closing it is observable.
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        #expect(channel.isActive)
         return channel
+    }
+
+    /// Writes a response as the router would, from the pipeline's tail.
+    func routerAnswers(_ channel: EmbeddedChannel, status: HTTPResponseStatus = .ok, body: String = "") throws {
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: ["content-length": String(body.utf8.count)])
+        try channel.writeOutbound(HTTPServerResponsePart.head(head))
+        if !body.isEmpty { try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: body)))) }
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
     }
 
     func post(_ target: String, _ body: String, extra: String = "") -> String {
@@ -80,10 +91,8 @@ import TallyPipeline
         #expect(try written(channel).isEmpty)
         #expect(try forwardedTargets(channel) == ["/stats?site_id=s", "/event"])
         // The router answers both; after that the handler answers again.
-        for _ in 0..<2 {
-            try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "0"])))
-            try channel.writeOutbound(HTTPServerResponsePart.end(nil))
-        }
+        try routerAnswers(channel)
+        try routerAnswers(channel)
         #expect(try written(channel).components(separatedBy: "HTTP/1.1 200 OK").count == 3)
         try channel.writeInbound(ByteBuffer(string: post("/event", Self.event)))
         #expect(try written(channel).hasPrefix("HTTP/1.1 202 Accepted"))
@@ -97,11 +106,69 @@ import TallyPipeline
         #expect(try forwardedTargets(channel) == ["/event?ack=durable"])
         #expect(try written(channel).isEmpty)
         _ = try channel.finish()
-        // Without the encoder to write past, the handler answers nothing itself.
-        let bare = try makeChannel(ShardedQueue(shards: 1, capacity: 10), encoder: false)
-        try bare.writeInbound(ByteBuffer(string: post("/event", Self.event)))
-        #expect(try forwardedTargets(bare) == ["/event"])
-        _ = try bare.finish()
+    }
+
+    /// The response encoder frames each response by its request's method (no body for HEAD):
+    /// answering a request here must keep that bookkeeping in step for the router's answers.
+    @Test func routerResponsesAfterDirectOnesKeepTheirFraming() throws {
+        let channel = try makeChannel(ShardedQueue(shards: 1, capacity: 10))
+        try channel.writeInbound(ByteBuffer(string: post("/event", Self.event)))
+        #expect(try written(channel).hasPrefix("HTTP/1.1 202 Accepted"))
+        try channel.writeInbound(ByteBuffer(string: "HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+        try routerAnswers(channel, body: "")
+        try channel.writeInbound(ByteBuffer(string: "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+        try routerAnswers(channel, body: "hello")
+        #expect(try forwardedTargets(channel) == ["/health", "/health"])
+        #expect(try written(channel).hasSuffix("\r\n\r\nhello"))
+        _ = try channel.finish()
+    }
+
+    /// After a request that closes the connection, requests behind it are not processed (the
+    /// decoder refuses them), whichever path answered it.
+    @Test func nothingIsProcessedAfterAClosingRequest() throws {
+        for first in ["GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                      post("/event", Self.event, extra: "Connection: close\r\n")] {
+            let queue = ShardedQueue(shards: 1, capacity: 10)
+            let channel = try makeChannel(queue)
+            #expect(throws: (any Error).self) { try channel.writeInbound(ByteBuffer(string: first + post("/event", Self.event))) }
+            if first.hasPrefix("GET") {
+                #expect(try forwardedTargets(channel) == ["/health"])
+                #expect(queue.depths == [0])
+            } else {
+                #expect(try written(channel).components(separatedBy: "HTTP/1.1 202").count == 2)
+                #expect(queue.depths == [1])
+            }
+            _ = try? channel.finish()
+        }
+    }
+
+    /// A client that sends requests without reading the answers: once the socket cannot take
+    /// more, the handler stops asking for input until it can.
+    @Test func readsPauseWhileTheSocketIsFull() throws {
+        let channel = try makeChannel(ShardedQueue(shards: 1, capacity: 10))
+        let reads = ReadCounter()
+        try channel.pipeline.syncOperations.addHandler(reads, position: .first)
+        channel.read()
+        #expect(reads.count == 1)
+        channel.isWritable = false
+        channel.read()
+        #expect(reads.count == 1)
+        channel.isWritable = true
+        channel.pipeline.fireChannelWritabilityChanged()
+        #expect(reads.count == 2)
+        _ = try channel.finish()
+    }
+
+    /// HTTP/1.0 keep-alive is confirmed; HTTP/1.0 never gets a 100 (it has no 1xx).
+    @Test func http10KeepAliveIsConfirmed() throws {
+        let channel = try makeChannel(ShardedQueue(shards: 1, capacity: 10))
+        try channel.writeInbound(ByteBuffer(string: "POST /event HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\n"
+            + "Content-Length: \(Self.event.utf8.count)\r\n\r\n" + Self.event))
+        let out = try written(channel)
+        #expect(out.hasPrefix("HTTP/1.1 202 Accepted"))
+        #expect(out.contains("Connection: keep-alive\r\n"))
+        #expect(channel.isActive)
+        _ = try channel.finish()
     }
 
     @Test func expectContinueAndConnectionClose() throws {
@@ -113,5 +180,16 @@ import TallyPipeline
         let out = try written(channel)
         #expect(out.hasPrefix("HTTP/1.1 202 Accepted") && out.contains("Connection: close\r\n\r\n"))
         #expect(!channel.isActive)
+    }
+}
+
+/// Counts the reads that reach the socket end of the pipeline.
+final class ReadCounter: ChannelOutboundHandler {
+    typealias OutboundIn = NIOAny
+    var count = 0
+
+    func read(context: ChannelHandlerContext) {
+        count += 1
+        context.read()
     }
 }
