@@ -44,9 +44,9 @@ public final class HTTPClientConnection: Sendable {
         self.host = host
     }
 
-    /// The complete bytes of a request (head and body), to send with ``request(preEncoded:method:)``.
+    /// The complete bytes of a request (head and body), to send with ``request(_:)``.
     public static func encode(_ method: HTTPMethod, _ uri: String, host: String, body: ByteBuffer?,
-                              contentType: String = "application/json") -> ByteBuffer {
+                              contentType: String = "application/json") -> PreEncodedRequest {
         var b = ByteBuffer()
         b.writeString("\(method.rawValue) \(uri) HTTP/1.1\r\nHost: \(host)\r\n")
         if let body {
@@ -55,7 +55,7 @@ public final class HTTPClientConnection: Sendable {
         } else {
             b.writeString("\r\n")
         }
-        return b
+        return PreEncodedRequest(method: method, bytes: b)
     }
 
     public func request(_ method: HTTPMethod, _ uri: String, body: String? = nil,
@@ -65,14 +65,14 @@ public final class HTTPClientConnection: Sendable {
 
     public func request(_ method: HTTPMethod, _ uri: String, body: ByteBuffer?,
                         contentType: String = "application/json") async throws -> HTTPClientResponse {
-        try await request(preEncoded: Self.encode(method, uri, host: host, body: body, contentType: contentType), method: method)
+        try await request(Self.encode(method, uri, host: host, body: body, contentType: contentType))
     }
 
     /// Sends a request encoded by ``encode(_:_:host:body:contentType:)``: a load generator
     /// builds them before its clock starts.
-    public func request(preEncoded bytes: ByteBuffer, method: HTTPMethod) async throws -> HTTPClientResponse {
+    public func request(_ r: PreEncodedRequest) async throws -> HTTPClientResponse {
         let promise = channel.eventLoop.makePromise(of: HTTPClientResponse.self)
-        channel.writeAndFlush(OutboundRequest(method: method, bytes: bytes, promise: promise), promise: nil)
+        channel.writeAndFlush(OutboundRequest(method: r.method, bytes: r.bytes, promise: promise), promise: nil)
         return try await promise.futureResult.get()
     }
 
@@ -87,6 +87,12 @@ public final class HTTPClientConnection: Sendable {
     public func close() async {
         try? await channel.close()
     }
+}
+
+/// A request's bytes, with the method the response decoder needs to frame its answer.
+public struct PreEncodedRequest: Sendable {
+    public let method: HTTPMethod
+    public let bytes: ByteBuffer
 }
 
 struct OutboundRequest: Sendable {

@@ -166,10 +166,13 @@ extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }
 
-/// One pre-built operation: a whole HTTP request, a datagram or a frame, and the events it carries.
+/// One pre-built operation: a whole HTTP request, or a datagram or frames, and the events it carries.
 struct Op: Sendable {
     var events: [Event]
+    /// The datagram or frames (UDP, TCP).
     var payload: ByteBuffer
+    /// The whole request (HTTP).
+    var request: PreEncodedRequest?
 }
 
 /// One connection's closed (or fixed-rate) loop. Payloads are built before the clock starts
@@ -196,6 +199,7 @@ struct Worker {
             let n = min(perOp, remaining)
             remaining -= n
             var b = ByteBuffer()
+            var request: PreEncodedRequest?
             var events: [Event] = []
             events.reserveCapacity(n)
             switch options.mode {
@@ -204,8 +208,8 @@ struct Worker {
                 let body = options.mode == .http ? EventFactory.json(events[0])
                     : "[" + events.map(EventFactory.json).joined(separator: ",") + "]"
                 // The whole request, so sending costs no encoding.
-                b = HTTPClientConnection.encode(.POST, options.mode == .http ? "/event" : "/events",
-                                                host: options.httpHost, body: ByteBuffer(string: body))
+                request = HTTPClientConnection.encode(.POST, options.mode == .http ? "/event" : "/events",
+                                                      host: options.httpHost, body: ByteBuffer(string: body))
             case .udp, .tcp, .tcpAck:
                 // One site per frame, as an edge proxy batching per site would send.
                 let site = factory.nextSite()
@@ -216,7 +220,7 @@ struct Worker {
                     FrameEncoder.writeEvents(f, into: &b)
                 }
             }
-            ops.append(Op(events: events, payload: b))
+            ops.append(Op(events: events, payload: b, request: request))
         }
         return ops
     }
@@ -251,6 +255,8 @@ struct Worker {
         var k = 0
         while !ops.isEmpty && (cycle || k < ops.count) {
             if let deadline, clock.now >= deadline { break }
+            // Another worker failed: stop rather than run to the end.
+            try Task.checkCancellation()
             let i = k % ops.count
             let op = ops[i]
             var due = clock.now
@@ -263,7 +269,7 @@ struct Worker {
             do {
                 switch options.mode {
                 case .http, .httpBatch:
-                    let r = try await http!.request(preEncoded: op.payload, method: .POST)
+                    let r = try await http!.request(op.request!)
                     if r.status == 202 {
                         acceptedTimes[i] += 1
                     } else {
