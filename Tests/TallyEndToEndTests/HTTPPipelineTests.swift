@@ -34,10 +34,15 @@ import Testing
         #expect(responses[5].body.contains(#""accepted":1"#))
         #expect(responses[6].body.contains(#"ack must be"#))
         #expect(responses.allSatisfy { $0.headers["content-type"] == "application/json" && $0.headers["date"] != nil })
-        let c = try await s.http()
-        _ = try await s.waitForStats(c, "site_id=pipe") { $0["total_views"] as? Int == 5 }
-        await c.close()
+        try await Self.expectViews(s, site: "pipe", 5)
         try await s.stop()
+    }
+
+    /// Waits until /stats of `site` shows `views` page views.
+    static func expectViews(_ s: TestServer, site: String, _ views: Int) async throws {
+        let c = try await s.http()
+        _ = try await s.waitForStats(c, "site_id=\(site)") { $0["total_views"] as? Int == views }
+        await c.close()
     }
 
     /// Clients such as curl send `Expect: 100-continue` and wait for the interim answer before
@@ -56,9 +61,7 @@ import Testing
         #expect(answer.map(\.status) == [202])
         #expect(answer.first?.headers["server"] == "tally")
         #expect(answer.first?.headers["content-length"] == String(answer.first?.body.utf8.count ?? -1))
-        let c = try await s.http()
-        _ = try await s.waitForStats(c, "site_id=expect") { $0["total_views"] as? Int == 1 }
-        await c.close()
+        try await Self.expectViews(s, site: "expect", 1)
         try await s.stop()
     }
 
