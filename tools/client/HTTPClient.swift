@@ -72,7 +72,7 @@ public final class HTTPClientConnection: Sendable {
     /// builds them before its clock starts.
     public func request(_ r: PreEncodedRequest) async throws -> HTTPClientResponse {
         let promise = channel.eventLoop.makePromise(of: HTTPClientResponse.self)
-        channel.writeAndFlush(OutboundRequest(method: r.method, bytes: r.bytes, promise: promise), promise: nil)
+        channel.writeAndFlush(OutboundRequest(request: r, promise: promise), promise: nil)
         return try await promise.futureResult.get()
     }
 
@@ -96,8 +96,7 @@ public struct PreEncodedRequest: Sendable {
 }
 
 struct OutboundRequest: Sendable {
-    var method: HTTPMethod
-    var bytes: ByteBuffer
+    var request: PreEncodedRequest
     var promise: EventLoopPromise<HTTPClientResponse>
 }
 
@@ -133,8 +132,8 @@ final class ResponseCollector: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let req = unwrapOutboundIn(data)
         waiting.append(req.promise)
-        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: req.method, uri: ""))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(req.bytes))), promise: promise)
+        context.write(wrapOutboundOut(.head(HTTPRequestHead(version: .http1_1, method: req.request.method, uri: ""))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(req.request.bytes))), promise: promise)
         context.write(wrapOutboundOut(.end(nil)), promise: nil)
     }
 

@@ -23,8 +23,6 @@ extension EventLoop {
     func sleep(until instant: ContinuousClock.Instant) async throws {
         let wait = ContinuousClock.now.duration(to: instant)
         guard wait > .zero else { return }
-        let c = wait.components
-        let ns = c.seconds * 1_000_000_000 + c.attoseconds / 1_000_000_000
-        try await scheduleTask(in: .nanoseconds(ns)) {}.futureResult.get()
+        try await scheduleTask(in: TimeAmount(wait)) {}.futureResult.get()
     }
 }

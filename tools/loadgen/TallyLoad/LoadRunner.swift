@@ -262,7 +262,7 @@ struct Worker {
             var due = clock.now
             if let interval {
                 due = start + interval * k
-                if due > clock.now { try await loop.sleep(until: due) }
+                try await loop.sleep(until: due)
             }
             k += 1
             result.sentEvents += op.events.count
