@@ -25,13 +25,22 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0", traits: []),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
-        // Pure values: the event, its validation, days and times.
+        // Pure values: the event, its validation, days and times; the EventSink protocol.
         .target(name: "TallyCore", swiftSettings: strict),
+        // HTTP concerns shared by ingest and reports: JSON error bodies, the Date header.
+        .target(name: "TallyHTTP", dependencies: [
+            "TallyCore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strict),
         // Binary protocol codec over ByteBuffer; no sockets.
         .target(name: "TallyWire", dependencies: [
             "TallyCore",
@@ -47,16 +56,19 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
-        // Sharded bounded queue, flusher, zstd spool, loader into the store.
+        // Sharded bounded queue, flusher, zstd spool, loader into the store: the EventSink.
         .target(name: "TallyPipeline", dependencies: [
             "TallyCore", "TallyWire", "TallyStore", "CZstd",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], swiftSettings: strict),
-        // HTTP routes, UDP and TCP handlers feeding the queue.
+        // The HTTP ingest path and the UDP/TCP listeners, feeding any EventSink.
         .target(name: "TallyIngest", dependencies: [
-            "TallyCore", "TallyWire", "TallyPipeline",
+            "TallyCore", "TallyWire", "TallyHTTP",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -69,8 +81,9 @@ let package = Package(
         ], swiftSettings: strict),
         // /stats, /health, /metrics reading the store.
         .target(name: "TallyReport", dependencies: [
-            "TallyCore", "TallyStore",
+            "TallyCore", "TallyStore", "TallyHTTP",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: strict),
         // Wiring and service lifecycle, shared by the CLI and the end-to-end tests.
@@ -79,19 +92,28 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
+        // The `tally` commands: serve (flags, TALLY_* variables, config file) and store-ceiling.
+        .target(name: "TallyCLI", dependencies: [
+            "TallyServer", "TallyStore", "TallyCore", "CSQLite",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Configuration", package: "swift-configuration"),
+            .product(name: "SystemPackage", package: "swift-system"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ], swiftSettings: strict),
         .executableTarget(name: "tally", dependencies: [
-            "TallyServer", "TallyStore",
+            "TallyCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: strict),
 
         // Clients for HTTP and the wire protocol: used by tally-load and the tests.
@@ -121,24 +143,40 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ], path: "Tests/Fuzz", swiftSettings: strict),
 
-        .testTarget(name: "TallyCoreTests", dependencies: ["TallyCore"], swiftSettings: strict),
-        .testTarget(name: "TallyWireTests", dependencies: ["TallyWire", "TallyCore"],
-                    swiftSettings: strict),
+        // Helpers shared by the test targets (never linked into the product).
+        .target(name: "TallyTestSupport", dependencies: [
+            "TallyCore",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/Support", swiftSettings: strict),
+
+        .testTarget(name: "TallyCoreTests", dependencies: ["TallyCore", "TallyHTTP"], swiftSettings: strict),
+        .testTarget(name: "TallyWireTests", dependencies: [
+            "TallyWire", "TallyCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOTestUtils", package: "swift-nio"),
+        ], swiftSettings: strict),
         .testTarget(name: "TallyStoreTests", dependencies: [
-            "TallyStore", "TallyCore",
+            "TallyStore", "TallyCore", "TallyTestSupport",
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         .testTarget(name: "TallyPipelineTests", dependencies: ["TallyPipeline", "TallyStore", "TallyCore", "TallyWire"], swiftSettings: strict),
         .testTarget(name: "TallyIngestTests", dependencies: [
-            "TallyIngest", "TallyCore", "TallyPipeline",
+            "TallyIngest", "TallyCore", "TallyWire",
             .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ], swiftSettings: strict),
+        .testTarget(name: "TallyCLITests", dependencies: [
+            "TallyCLI", "TallyServer", "TallyCore", "CSQLite",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: strict),
         .testTarget(name: "TallyLoadTests", dependencies: ["TallyLoad"], swiftSettings: strict),
         .testTarget(name: "TallyEndToEndTests", dependencies: [
-            "TallyServer", "TallyClient", "TallyLoad", "TallyCore", "TallyWire", "TallyStore", "TallyPipeline", "CSQLite",
+            "TallyServer", "TallyClient", "TallyTestSupport", "TallyLoad", "TallyCore", "TallyWire", "TallyStore", "TallyPipeline", "CSQLite",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -21,10 +21,4 @@ public enum JSONText {
         out += "\""
         return out
     }
-
-    /// `{"error": message}` or, with details, `{"error": message, "details": [...]}`.
-    public static func error(_ message: String, details: [String]? = nil) -> String {
-        guard let details else { return "{\"error\":\(quote(message))}" }
-        return "{\"error\":\(quote(message)),\"details\":[\(details.map(quote).joined(separator: ","))]}"
-    }
 }

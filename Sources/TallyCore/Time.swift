@@ -95,19 +95,6 @@ public enum Timestamp {
     }
 }
 
-extension Timestamp {
-    /// An HTTP `Date` header value (IMF-fixdate), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
-    public static func httpDate(seconds: Int64) -> String {
-        let day = UTCDay(number: Int32((seconds >= 0 ? seconds : seconds - 86_399) / 86_400))
-        let sod = Int(seconds - Int64(day.number) * 86_400)
-        let (y, m, d) = day.civil
-        // 1970-01-01 was a Thursday.
-        let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][Int(((Int64(day.number) % 7) + 7) % 7)]
-        let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][m - 1]
-        return "\(weekday), \(zeroPadded(d, 2)) \(month) \(y) \(zeroPadded(sod / 3600, 2)):\(zeroPadded(sod / 60 % 60, 2)):\(zeroPadded(sod % 60, 2)) GMT"
-    }
-}
-
 /// A calendar day in UTC, as days since 1970-01-01.
 public struct UTCDay: Sendable, Hashable, Comparable, CustomStringConvertible {
     public var number: Int32
@@ -164,9 +151,6 @@ public struct UTCDay: Sendable, Hashable, Comparable, CustomStringConvertible {
         return "\(zeroPadded(y, 4))-\(zeroPadded(m, 2))-\(zeroPadded(d, 2))"
     }
 
-    /// First microsecond of the day.
-    public var startMicros: Int64 { Int64(number) * 86_400_000_000 }
-
     public static func < (a: UTCDay, b: UTCDay) -> Bool { a.number < b.number }
 
     public static func daysInMonth(year: Int, month: Int) -> Int {
@@ -179,7 +163,7 @@ public struct UTCDay: Sendable, Hashable, Comparable, CustomStringConvertible {
 }
 
 /// `v` in decimal, left-padded with zeros to `width` digits.
-private func zeroPadded(_ v: Int, _ width: Int) -> String {
+public func zeroPadded(_ v: Int, _ width: Int) -> String {
     let s = String(v)
     return String(repeating: "0", count: max(0, width - s.count)) + s
 }

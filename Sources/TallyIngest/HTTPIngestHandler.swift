@@ -1,224 +1,390 @@
-import HTTPTypes
 import NIOCore
 import NIOHTTP1
 import TallyCore
+import TallyHTTP
 
-/// Answers `POST /event` and `POST /events` with the default acknowledgement right behind
-/// NIO's HTTP/1 request decoder, in front of Hummingbird.
+/// The only HTTP ingest path: answers every `POST /event` and `POST /events`, right behind
+/// NIO's HTTP/1 request decoder, in front of Hummingbird (which answers every other request).
 ///
-/// Hummingbird converts each request to HTTPTypes, runs it through an async task, a router
-/// and an async writer: several times what parsing and queueing one event costs, and
-/// single-event requests are most of an analytics collector's traffic. This handler takes the
-/// decoded request parts and writes NIO response parts itself, reusing the response head while
-/// status, length and `Date` second repeat. The checks, bodies and metrics are
-/// ``HTTPIngest``'s own (it calls them), so both paths answer alike. Responses go through
-/// NIO's response encoder like the router's, so the encoder's per-request bookkeeping (it
-/// frames HEAD responses without a body) stays in step.
+/// Why here and not in the router: Hummingbird converts each request to HTTPTypes and runs it
+/// through an async task, a router and an async writer, several times what parsing and
+/// queueing one event costs, and single-event requests are most of a collector's traffic.
 ///
-/// Everything else passes through to Hummingbird unchanged: other routes, `?ack=durable`
-/// (which waits asynchronously), queries it does not read as plain text, and any request that
-/// arrives while a request it passed on is still being answered, so pipelined responses keep
-/// their order. (Requests behind one that ends the connection never get here: NIO's decoder
-/// refuses them.) Install it with ``IngestHTTP1Channel``.
+/// Invariants:
+/// - **Order.** Every request gets a slot in arrival order, answered here (`direct`) or passed
+///   on (`forwarded`). Responses leave in slot order: a direct answer waits for the responses
+///   ahead of it, and Hummingbird's writes for a later request are held until the slots ahead
+///   of them are answered. NIO's response encoder therefore sees response heads in request
+///   order (it frames HEAD responses by the method it recorded per request).
+/// - **Durable acks** (`?ack=durable`) complete on this channel's event loop when the sink
+///   reports the events durable, or answer 503 after `durableTimeout`.
+/// - **Graceful shutdown.** Hummingbird closes a connection on `ChannelShouldQuiesceEvent` once
+///   the requests *it* saw are answered; it never sees direct ones. The event is held here
+///   until every slot is answered and no request is half read, so a request whose head has
+///   arrived is still read, answered and stored, and no response is cut off.
+/// - **Lingering close.** A connection closed during a shutdown (by this handler or by
+///   Hummingbird) is half-closed: the peer gets every response written so far and then FIN,
+///   and whatever it still sends is read and dropped until it closes (at most
+///   ``lingerTimeout``). A plain close with unread requests in the socket would send a reset,
+///   which can destroy responses the peer has not read yet.
+/// - **Backpressure.** Reads stop while the socket cannot take more, so a client that sends
+///   without reading cannot grow the outbound buffer without bound.
+///
+/// Install it with ``IngestHTTP1Channel``. Costs: one slot append and removal per request;
+/// the response head is reused while status, body and the `Date` second repeat.
 public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public typealias InboundIn = HTTPServerRequestPart
     public typealias InboundOut = HTTPServerRequestPart
     public typealias OutboundIn = HTTPServerResponsePart
     public typealias OutboundOut = HTTPServerResponsePart
 
-    private struct Collecting {
-        var single: Bool
+    /// A direct request's answer once known.
+    struct Answer {
+        var status: Int
+        var body: String
+    }
+
+    enum Slot {
+        case forwarded
+        case direct(id: UInt64, answer: Answer?, head: RequestFacts)
+    }
+
+    /// What the answer to a request depends on besides its body.
+    struct RequestFacts {
         var close: Bool
         /// HTTP/1.0 with `Connection: keep-alive`, which must be confirmed in the response.
         var keepAlive10: Bool
-        var contentType: String?
-        var ack: String?
-        var body: ByteBuffer?
-        var tooLarge = false
+        /// `Expect: 100-continue` on HTTP/1.1, not yet answered with a 100.
+        var expectsContinue: Bool
     }
 
-    private enum Mode {
-        case idle
-        /// Passing the current request on to Hummingbird.
-        case forwarding
-        /// Reading the body of a request this handler answers.
-        case collecting(Collecting)
+    /// The direct request whose body is being read.
+    private struct Collecting {
+        var id: UInt64
+        var request: HTTPIngest.Request
     }
 
-    private let ingest: HTTPIngest
-    private let serverName: String?
-    private var mode = Mode.idle
-    /// Requests passed on whose response has not ended yet.
-    private var forwardedInFlight = 0
+    private let context: IngestContext
+    private var slots = CircularBuffer<Slot>(initialCapacity: 4)
+    /// Hummingbird's writes for a forwarded slot that is not at the front yet.
+    private var held = CircularBuffer<(part: NIOAny, promise: EventLoopPromise<Void>?)>()
+    private var collecting: Collecting?
+    private var nextID: UInt64 = 0
+    /// Inside `channelRead`: writes are flushed once in `channelReadComplete`.
+    private var reading = false
     private var needsFlush = false
     /// A read held back while the socket's send buffer is full (see `read`).
     private var readPending = false
+    /// A graceful shutdown began; the event is passed on once this connection is idle.
+    private var heldQuiesce: Any?
+    private var quiescing = false
+    /// Half-closed after a shutdown; reads are dropped until the peer closes.
+    private var lingering = false
+    static let lingerTimeout = TimeAmount.seconds(2)
     /// The last keep-alive response, reused while its status, body and `Date` second repeat
     /// (nearly every 202 of a busy connection is the same).
-    private var last: (second: Int64, status: Int, body: String, keepAlive10: Bool, head: HTTPResponseHead, bytes: ByteBuffer)?
+    private var last: (second: Int64, answer: Answer, keepAlive10: Bool, head: HTTPResponseHead, bytes: ByteBuffer)?
     /// The `Date` header value, made again when the second changes.
     private var date: (second: Int64, value: String) = (-1, "")
 
-    public init(ingest: HTTPIngest, serverName: String? = nil) {
-        self.ingest = ingest
-        self.serverName = serverName
+    public init(context: IngestContext) {
+        self.context = context
     }
 
-    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        switch (part, mode) {
-        case (.head(let head), _):
-            if forwardedInFlight == 0, head.version != .http1_0,
-               head.headers.first(name: "expect")?.lowercased() == "100-continue" {
-                // curl and others wait for this before sending a body over 1 KiB. Only when no
-                // earlier response is pending, so it cannot overtake one; HTTP/1.0 has no 1xx.
-                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
-                needsFlush = true
-            }
-            if forwardedInFlight == 0, let route = Self.route(head) {
-                mode = .collecting(Collecting(single: route.single, close: !head.isKeepAlive,
-                                              keepAlive10: head.version == .http1_0 && head.isKeepAlive,
-                                              contentType: head.headers.first(name: "content-type"), ack: route.ack))
+    // MARK: Inbound
+
+    public func channelRead(context ctx: ChannelHandlerContext, data: NIOAny) {
+        guard !lingering else { return }
+        reading = true
+        defer { reading = false }
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            if let (route, ack) = HTTPIngest.route(method: head.method.rawValue, target: head.uri) {
+                let id = nextID
+                nextID &+= 1
+                let facts = RequestFacts(
+                    close: !head.isKeepAlive, keepAlive10: head.version == .http1_0 && head.isKeepAlive,
+                    expectsContinue: head.version != .http1_0 && head.headers.first(name: "expect")?.lowercased() == "100-continue")
+                slots.append(.direct(id: id, answer: nil, head: facts))
+                collecting = Collecting(id: id, request: HTTPIngest.Request(
+                    route: route, ack: ack, contentType: head.headers.first(name: "content-type"), body: nil, bodyTooLarge: false))
+                sendContinueIfFront(ctx)
             } else {
-                mode = .forwarding
-                forwardedInFlight += 1
-                context.fireChannelRead(data)
+                slots.append(.forwarded)
+                ctx.fireChannelRead(data)
             }
-        case (.body(var chunk), .collecting(var c)):
-            // Release the enum's copy first so appending does not copy the buffer.
-            mode = .idle
-            if !c.tooLarge {
-                let have = c.body?.readableBytes ?? 0
-                if have + chunk.readableBytes > HTTPIngest.bodyLimit(single: c.single) {
-                    c.tooLarge = true
-                    c.body = nil
-                } else if c.body == nil {
-                    c.body = chunk
+        case .body(var chunk):
+            guard var c = collecting else { return ctx.fireChannelRead(data) }
+            // Release the stored copy first so appending does not copy the buffer.
+            collecting = nil
+            if !c.request.bodyTooLarge {
+                let have = c.request.body?.readableBytes ?? 0
+                if have + chunk.readableBytes > c.request.route.bodyLimit {
+                    c.request.bodyTooLarge = true
+                    c.request.body = nil
+                } else if c.request.body == nil {
+                    c.request.body = chunk
                 } else {
-                    c.body!.writeBuffer(&chunk)
+                    c.request.body!.writeBuffer(&chunk)
                 }
             }
-            mode = .collecting(c)
-        case (.end, .collecting(let c)):
-            mode = .idle
-            respond(context: context, c, answer(c))
-        case (.end, _):
-            mode = .idle
-            context.fireChannelRead(data)
-        default:
-            context.fireChannelRead(data)
+            collecting = c
+        case .end:
+            guard let c = collecting else { return ctx.fireChannelRead(data) }
+            collecting = nil
+            handle(c, ctx)
         }
     }
 
-    public func channelReadComplete(context: ChannelHandlerContext) {
+    public func channelReadComplete(context ctx: ChannelHandlerContext) {
         // Responses to everything read in one go leave in one write.
         if needsFlush {
             needsFlush = false
-            context.flush()
+            ctx.flush()
         }
-        context.fireChannelReadComplete()
+        ctx.fireChannelReadComplete()
     }
 
-    /// Holds reads while the socket cannot take more: a client that sends requests without
-    /// reading the answers must not make the server buffer answers without bound.
-    public func read(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            context.read()
+    public func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else { return ctx.fireUserInboundEventTriggered(event) }
+        quiescing = true
+        heldQuiesce = event
+        passQuiesceIfIdle(ctx)
+    }
+
+    // MARK: Answering
+
+    /// Decodes and enqueues a complete request; answers now (queued) or when durable.
+    private func handle(_ c: Collecting, _ ctx: ChannelHandlerContext) {
+        let ingest = context
+        let decoded: (events: [Event], ack: HTTPIngest.AckLevel)
+        do {
+            decoded = try HTTPIngest.decode(c.request, receivedAt: Timestamp.now())
+        } catch {
+            return answer(c.id, refusal: error, ctx)
+        }
+        let (events, ack) = decoded
+        switch ack {
+        case .queued:
+            do {
+                try ingest.sink.enqueue(events, onDurable: nil)
+            } catch {
+                return answer(c.id, refusal: IngestRefusal(error), ctx)
+            }
+            ingest.metrics.accepted("http", events.count)
+            answer(c.id, Answer(status: 202, body: HTTPIngest.acceptedBody(events.count, route: c.request.route, ack: .queued)), ctx)
+        case .durable:
+            guard ingest.sink.canMakeDurable else { return answer(c.id, refusal: .spoolUnavailable, ctx) }
+            let id = c.id, route = c.request.route, count = events.count
+            let bound = NIOLoopBound(self, eventLoop: ctx.eventLoop)
+            let loop = ctx.eventLoop
+            let started = NIODeadline.now()
+            let timer = loop.scheduleTask(in: ingest.durableTimeout) {
+                // Queued but not confirmed durable in time: the events may still be stored; the
+                // client retries (at-least-once), as it would after any lost response.
+                bound.value.complete(id, refusal: .durableTimeout)
+            }
+            do {
+                try ingest.sink.enqueue(events) { ok in
+                    loop.execute {
+                        timer.cancel()
+                        let handler = bound.value
+                        guard ok else { return handler.complete(id, refusal: .durableTimeout) }
+                        ingest.metrics.durableAck(NIODeadline.now() - started)
+                        ingest.metrics.accepted("http", count)
+                        handler.complete(id, Answer(status: 202, body: HTTPIngest.acceptedBody(count, route: route, ack: .durable)))
+                    }
+                }
+            } catch {
+                timer.cancel()
+                answer(c.id, refusal: IngestRefusal(error), ctx)
+            }
+        }
+    }
+
+    private func answer(_ id: UInt64, refusal: IngestRefusal, _ ctx: ChannelHandlerContext) {
+        context.metrics.rejected("http", reason: refusal.reason)
+        answer(id, Answer(status: Int(refusal.status.code), body: refusal.jsonBody), ctx)
+    }
+
+    private func answer(_ id: UInt64, _ answer: Answer, _ ctx: ChannelHandlerContext) {
+        guard let i = slots.firstIndex(where: { if case .direct(id, nil, _) = $0 { true } else { false } }),
+              case .direct(_, _, let facts) = slots[i] else { return }
+        slots[i] = .direct(id: id, answer: answer, head: facts)
+        advance(ctx)
+    }
+
+    /// A durable ack's outcome, back on the event loop. The first of answer and timeout wins;
+    /// after the connection closed there is nothing to answer.
+    private func complete(_ id: UInt64, _ a: Answer) {
+        guard let ctx = handlerContext else { return }
+        answer(id, a, ctx)
+    }
+
+    private func complete(_ id: UInt64, refusal: IngestRefusal) {
+        guard let ctx = handlerContext else { return }
+        // Not counted twice: a slot already answered is left alone.
+        guard slots.contains(where: { if case .direct(id, nil, _) = $0 { true } else { false } }) else { return }
+        answer(id, refusal: refusal, ctx)
+    }
+
+    private var handlerContext: ChannelHandlerContext?
+    public func handlerAdded(context ctx: ChannelHandlerContext) { handlerContext = ctx }
+    public func handlerRemoved(context ctx: ChannelHandlerContext) { handlerContext = nil }
+
+    /// Writes what can leave now, in slot order: answered direct slots, and Hummingbird's held
+    /// writes once their slot is at the front.
+    private func advance(_ ctx: ChannelHandlerContext) {
+        var wrote = false
+        loop: while let first = slots.first {
+            switch first {
+            case .direct(_, nil, _):
+                break loop
+            case .direct(_, let answer?, let facts):
+                slots.removeFirst()
+                wrote = true
+                // The last response of a connection that is shutting down says so.
+                let closing = facts.close || (quiescing && slots.isEmpty && collecting == nil)
+                if write(answer, facts, closing: closing, ctx) { return }
+            case .forwarded:
+                guard !held.isEmpty else { break loop }
+                while let w = held.popFirst() {
+                    ctx.write(w.part, promise: w.promise)
+                    wrote = true
+                    if case .end = unwrapOutboundIn(w.part) {
+                        slots.removeFirst()
+                        continue loop
+                    }
+                }
+                break loop
+            }
+        }
+        if wrote {
+            if reading { needsFlush = true } else { ctx.flush() }
+        }
+        sendContinueIfFront(ctx)
+        passQuiesceIfIdle(ctx)
+    }
+
+    /// `100 Continue` for the request being read once it is next to be answered, so the 100
+    /// cannot overtake an earlier response (HTTP/1.0 has no 1xx and never asks).
+    private func sendContinueIfFront(_ ctx: ChannelHandlerContext) {
+        guard let c = collecting, slots.count == 1, case .direct(let id, nil, var facts) = slots[slots.startIndex],
+              id == c.id, facts.expectsContinue else { return }
+        facts.expectsContinue = false
+        slots[slots.startIndex] = .direct(id: id, answer: nil, head: facts)
+        ctx.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        if reading { needsFlush = true } else { ctx.flush() }
+    }
+
+    private func passQuiesceIfIdle(_ ctx: ChannelHandlerContext) {
+        guard let event = heldQuiesce, slots.isEmpty, collecting == nil else { return }
+        heldQuiesce = nil
+        ctx.fireUserInboundEventTriggered(event)
+    }
+
+    /// Writes one answer; true when it closed the connection.
+    private func write(_ answer: Answer, _ facts: RequestFacts, closing: Bool, _ ctx: ChannelHandlerContext) -> Bool {
+        let second = Timestamp.now() / 1_000_000
+        let head: HTTPResponseHead, bytes: ByteBuffer
+        if !closing, let l = last, l.second == second, l.answer.status == answer.status, l.keepAlive10 == facts.keepAlive10,
+           l.answer.body == answer.body {
+            (head, bytes) = (l.head, l.bytes)
+        } else {
+            if second != date.second { date = (second, HTTPDate.format(seconds: second)) }
+            var fields = HTTPHeaders()
+            for field in JSONResponse.headers(status: answer.status) { fields.add(name: field.name.rawName, value: field.value) }
+            fields.add(name: "Content-Length", value: String(answer.body.utf8.count))
+            fields.add(name: "Date", value: date.value)
+            if let serverName = context.serverName { fields.add(name: "Server", value: serverName) }
+            if closing { fields.add(name: "Connection", value: "close") }
+            if facts.keepAlive10 && !closing { fields.add(name: "Connection", value: "keep-alive") }
+            head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: answer.status), headers: fields)
+            bytes = ctx.channel.allocator.buffer(string: answer.body)
+            if !closing { last = (second, answer, facts.keepAlive10, head, bytes) }
+        }
+        ctx.write(wrapOutboundOut(.head(head)), promise: nil)
+        ctx.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
+        guard closing else {
+            ctx.write(wrapOutboundOut(.end(nil)), promise: nil)
+            return false
+        }
+        let channel = ctx.channel
+        ctx.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        needsFlush = false
+        return true
+    }
+
+    // MARK: Outbound
+
+    public func write(context ctx: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard let first = slots.first else {
+            // Hummingbird may answer a request it could not parse without having been passed it.
+            return ctx.write(data, promise: promise)
+        }
+        guard case .forwarded = first, held.isEmpty else {
+            held.append((data, promise))
+            return
+        }
+        ctx.write(data, promise: promise)
+        if case .end = unwrapOutboundIn(data) {
+            slots.removeFirst()
+            advance(ctx)
+        }
+    }
+
+    /// During a shutdown, closes the output only and lets the peer finish reading; the input is
+    /// drained until the peer closes or ``lingerTimeout`` passes.
+    public func close(context ctx: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, quiescing, !lingering, ctx.channel.isActive else {
+            return ctx.close(mode: mode, promise: promise)
+        }
+        lingering = true
+        let channel = ctx.channel
+        ctx.close(mode: .output, promise: nil)
+        ctx.eventLoop.scheduleTask(in: Self.lingerTimeout) { channel.close(promise: nil) }
+        promise.map { channel.closeFuture.cascade(to: $0) }
+        ctx.read()
+    }
+
+    /// Holds reads while the socket cannot take more.
+    public func read(context ctx: ChannelHandlerContext) {
+        if ctx.channel.isWritable || lingering {
+            ctx.read()
         } else {
             readPending = true
         }
     }
 
-    public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if readPending && context.channel.isWritable {
+    public func channelWritabilityChanged(context ctx: ChannelHandlerContext) {
+        if readPending && ctx.channel.isWritable {
             readPending = false
-            context.read()
+            ctx.read()
         }
-        context.fireChannelWritabilityChanged()
+        ctx.fireChannelWritabilityChanged()
     }
 
-    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        // Hummingbird may answer a request it could not parse without having been passed it.
-        if case .end = unwrapOutboundIn(data), forwardedInFlight > 0 { forwardedInFlight -= 1 }
-        context.write(data, promise: promise)
+    public func channelInactive(context ctx: ChannelHandlerContext) {
+        // Held writes can no longer be sent; their writers must not wait forever.
+        while let w = held.popFirst() { w.promise?.fail(ChannelError.ioOnClosedChannel) }
+        ctx.fireChannelInactive()
     }
+}
 
-    /// Status and JSON body for a complete request, exactly as ``HTTPIngest/handle(_:single:)``
-    /// would answer it with `ack` absent or `queued`.
-    private func answer(_ c: Collecting) -> (status: Int, body: String) {
-        let receivedAt = Timestamp.now()
-        do throws(EventBodyParser.Rejection) {
-            _ = try HTTPIngest.ackLevel(c.ack)
-            try HTTPIngest.checkContentType(c.contentType)
-            if c.tooLarge { throw HTTPIngest.tooLarge(HTTPIngest.bodyLimit(single: c.single)) }
-            let events = try HTTPIngest.parse(c.body ?? ByteBuffer(), single: c.single, receivedAt: receivedAt)
-            return (202, try ingest.enqueueQueued(events, single: c.single))
-        } catch {
-            let r = ingest.rejected(error)
-            return (r.status, r.body)
-        }
-    }
+/// What every ingest connection shares: where events go, how they are counted, and the
+/// settings of the ingest path.
+public struct IngestContext: Sendable {
+    public var sink: any EventSink
+    public var metrics: IngestMetrics
+    /// How long `?ack=durable` waits for the spool before answering 503.
+    public var durableTimeout: TimeAmount
+    /// The `Server` header of direct answers (Hummingbird adds its own to the rest).
+    public var serverName: String?
 
-    private func respond(context: ChannelHandlerContext, _ c: Collecting, _ answer: (status: Int, body: String)) {
-        let second = Timestamp.now() / 1_000_000
-        let head: HTTPResponseHead, bytes: ByteBuffer
-        if !c.close, let l = last, l.second == second, l.status == answer.status, l.keepAlive10 == c.keepAlive10,
-           l.body == answer.body {
-            (head, bytes) = (l.head, l.bytes)
-        } else {
-            if second != date.second { date = (second, Timestamp.httpDate(seconds: second)) }
-            var fields = HTTPHeaders()
-            for field in HTTPIngest.headers(status: answer.status) { fields.add(name: field.name.rawName, value: field.value) }
-            fields.add(name: "Content-Length", value: String(answer.body.utf8.count))
-            fields.add(name: "Date", value: date.value)
-            if let serverName { fields.add(name: "Server", value: serverName) }
-            if c.close { fields.add(name: "Connection", value: "close") }
-            if c.keepAlive10 { fields.add(name: "Connection", value: "keep-alive") }
-            head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: answer.status), headers: fields)
-            bytes = context.channel.allocator.buffer(string: answer.body)
-            if !c.close { last = (second, answer.status, answer.body, c.keepAlive10, head, bytes) }
-        }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil)
-        if c.close {
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-            needsFlush = false
-        } else {
-            context.write(wrapOutboundOut(.end(nil)), promise: nil)
-            needsFlush = true
-        }
-    }
-
-
-    /// The ingest route of a request this handler answers itself, with its `ack` value.
-    static func route(_ head: HTTPRequestHead) -> (single: Bool, ack: String?)? {
-        guard head.method == .POST else { return nil }
-        let target = head.uri
-        let path: Substring, query: Substring?
-        if let q = target.firstIndex(of: "?") {
-            path = target[..<q]
-            query = target[target.index(after: q)...]
-        } else {
-            path = target[...]
-            query = nil
-        }
-        let single: Bool
-        switch path {
-        case "/event": single = true
-        case "/events": single = false
-        default: return nil
-        }
-        var ack: String?
-        if let query {
-            // Only plain `name=value` pairs; anything encoded is left to Hummingbird's parser.
-            guard !query.contains(where: { $0 == "%" || $0 == "+" || $0 == "#" }) else { return nil }
-            for pair in query.split(separator: "&") where pair.hasPrefix("ack") {
-                guard ack == nil, pair.hasPrefix("ack=") else { return nil }
-                ack = String(pair.dropFirst(4))
-            }
-        }
-        if ack == "durable" { return nil }
-        return (single, ack)
+    public init(sink: any EventSink, metrics: IngestMetrics, durableTimeout: Duration, serverName: String? = nil) {
+        self.sink = sink
+        self.metrics = metrics
+        self.durableTimeout = TimeAmount(durableTimeout)
+        self.serverName = serverName
     }
 }

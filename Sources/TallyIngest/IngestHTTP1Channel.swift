@@ -5,7 +5,8 @@ import NIOCore
 import NIOHTTP1
 
 /// Hummingbird's HTTP/1 child channel with an ``HTTPIngestHandler`` placed directly behind
-/// NIO's request decoder, ahead of the HTTPTypes conversion and the router.
+/// NIO's request decoder, ahead of the HTTPTypes conversion, Hummingbird's connection state
+/// handler and the router.
 ///
 /// Hummingbird's `additionalChannelHandlers` sit after that conversion; the ingest handler
 /// works on NIO's own request and response parts, so it is added here once Hummingbird has
@@ -32,11 +33,10 @@ public struct IngestHTTP1Channel: ServerChildChannel {
 
 extension HTTPServerBuilder {
     /// HTTP/1 with `POST /event` and `POST /events` answered by ``HTTPIngestHandler``.
-    public static func http1(ingest: HTTPIngest, serverName: String?,
-                             configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+    public static func http1(ingest: IngestContext, configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
         .init { responder in
             IngestHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration),
-                               makeHandler: { HTTPIngestHandler(ingest: ingest, serverName: serverName) })
+                               makeHandler: { HTTPIngestHandler(context: ingest) })
         }
     }
 }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import NIOCore
 import NIOConcurrencyHelpers
 
 /// Counters of accepted and rejected events per transport and reason (`tally_events_*_total`).
@@ -20,8 +21,8 @@ public final class IngestMetrics: Sendable {
     }
 
     /// Time from enqueue to the spool fsync that made the events durable (HTTP ?ack=durable).
-    public func durableAck(_ d: Duration) {
-        durableAckSeconds.recordNanoseconds(d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000)
+    public func durableAck(_ t: TimeAmount) {
+        durableAckSeconds.recordNanoseconds(t.nanoseconds)
     }
 
     public func accepted(_ transport: String, _ count: Int = 1) {

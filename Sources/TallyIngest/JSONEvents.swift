@@ -41,23 +41,16 @@ struct JSONEvent: Decodable {
 
 /// Body parsing for `POST /event` and `POST /events`.
 enum EventBodyParser {
-    /// A request the server refuses, with the status and JSON body to answer.
-    struct Rejection: Error {
-        var status: Int
-        var body: String
-        var reason: String
-    }
-
-    static let maxBatchEvents = 10_000
+    static let maxBatchEvents = HTTPIngest.maxBatchEvents
 
     /// The body of `POST /event`, straight from the request buffer.
-    static func single(_ bytes: UnsafeRawBufferPointer, receivedAt: Int64) throws(Rejection) -> Event {
+    static func single(_ bytes: UnsafeRawBufferPointer, receivedAt: Int64) throws(IngestRefusal) -> Event {
         guard let raw = FastEventJSON.object(bytes) else { return try single(Data(bytes), receivedAt: receivedAt) }
         return try validated(raw, receivedAt: receivedAt)
     }
 
     /// The body of `POST /events`, straight from the request buffer.
-    static func batch(_ bytes: UnsafeRawBufferPointer, receivedAt: Int64) throws(Rejection) -> [Event] {
+    static func batch(_ bytes: UnsafeRawBufferPointer, receivedAt: Int64) throws(IngestRefusal) -> [Event] {
         guard let raws = FastEventJSON.array(bytes), !raws.isEmpty, raws.count <= maxBatchEvents else {
             return try batch(Data(bytes), receivedAt: receivedAt)
         }
@@ -73,15 +66,15 @@ enum EventBodyParser {
         return events
     }
 
-    private static func validated(_ raw: RawEvent, receivedAt: Int64) throws(Rejection) -> Event {
+    private static func validated(_ raw: RawEvent, receivedAt: Int64) throws(IngestRefusal) -> Event {
         switch raw.validate(receivedAt: receivedAt) {
         case .success(let e): return e
         case .failure(let v):
-            throw Rejection(status: 400, body: JSONText.error("Invalid payload", details: v.problems), reason: "invalid_payload")
+            throw .invalidPayload(v.problems)
         }
     }
 
-    static func single(_ data: Data, receivedAt: Int64) throws(Rejection) -> Event {
+    static func single(_ data: Data, receivedAt: Int64) throws(IngestRefusal) -> Event {
         let decoded: JSONEvent
         do {
             decoded = try JSONDecoder().decode(JSONEvent.self, from: data)
@@ -89,18 +82,17 @@ enum EventBodyParser {
             throw malformed(error)
         }
         guard decoded.isObject else {
-            throw Rejection(status: 400, body: JSONText.error("Invalid payload", details: ["body must be a JSON object"]),
-                            reason: "invalid_payload")
+            throw .invalidPayload(["body must be a JSON object"])
         }
         switch decoded.raw.validate(receivedAt: receivedAt) {
         case .success(let e): return e
         case .failure(let v):
-            throw Rejection(status: 400, body: JSONText.error("Invalid payload", details: v.problems), reason: "invalid_payload")
+            throw .invalidPayload(v.problems)
         }
     }
 
     /// A JSON array of events, or NDJSON (one object per line). All or nothing.
-    static func batch(_ data: Data, receivedAt: Int64) throws(Rejection) -> [Event] {
+    static func batch(_ data: Data, receivedAt: Int64) throws(IngestRefusal) -> [Event] {
         let firstByte = data.first { !($0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09) }
         var items: [JSONEvent] = []
         if firstByte == UInt8(ascii: "[") {
@@ -122,18 +114,15 @@ enum EventBodyParser {
                 do {
                     items.append(try decoder.decode(JSONEvent.self, from: Data(line)))
                 } catch {
-                    throw Rejection(status: 400, body: JSONText.error("Malformed JSON", details: ["line \(lineNumber): \(describe(error))"]),
-                                    reason: "malformed_json")
+                    throw .malformedJSON("line \(lineNumber): \(describe(error))")
                 }
             }
         }
         guard !items.isEmpty else {
-            throw Rejection(status: 400, body: JSONText.error("Invalid payload", details: ["batch must contain at least one event"]),
-                            reason: "invalid_payload")
+            throw .invalidPayload(["batch must contain at least one event"])
         }
         guard items.count <= maxBatchEvents else {
-            throw Rejection(status: 413, body: JSONText.error("Batch too large", details: ["at most \(maxBatchEvents) events per request, got \(items.count)"]),
-                            reason: "too_large")
+            throw .tooManyEvents(items.count)
         }
         var events: [Event] = []
         events.reserveCapacity(items.count)
@@ -149,13 +138,13 @@ enum EventBodyParser {
             }
         }
         guard problems.isEmpty else {
-            throw Rejection(status: 400, body: JSONText.error("Invalid payload", details: problems), reason: "invalid_payload")
+            throw .invalidPayload(problems)
         }
         return events
     }
 
-    private static func malformed(_ error: any Error) -> Rejection {
-        Rejection(status: 400, body: JSONText.error("Malformed JSON", details: [describe(error)]), reason: "malformed_json")
+    private static func malformed(_ error: any Error) -> IngestRefusal {
+        .malformedJSON(describe(error))
     }
 
     private static func describe(_ error: any Error) -> String {

@@ -1,51 +1,65 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
-import TallyPipeline
+import ServiceLifecycle
+import TallyCore
+import TallyWire
 
-/// Listens for the wire protocol on one port over both TCP and UDP.
-public final class WireServer: Sendable {
+/// The wire protocol on one port over both TCP and UDP, as a service: `run` binds both
+/// sockets, reports the port, and on graceful shutdown closes the listeners and every open
+/// connection (frames they still held are enqueued on the way out, see ``WireTCPHandler``).
+public final class WireServer: Service, Sendable {
     public struct Configuration: Sendable {
         public var host: String
         public var port: Int
         /// Requested SO_RCVBUF for the UDP socket (the kernel may cap it at net.core.rmem_max).
         public var udpReceiveBuffer: Int
-        /// Datagrams read per system call (recvmmsg).
-        public var udpVectorReads: Int
 
-        public init(host: String = "0.0.0.0", port: Int = 7070, udpReceiveBuffer: Int = 8 << 20, udpVectorReads: Int = 32) {
+        public init(host: String, port: Int, udpReceiveBuffer: Int) {
             self.host = host
             self.port = port
             self.udpReceiveBuffer = udpReceiveBuffer
-            self.udpVectorReads = udpVectorReads
         }
     }
 
+    /// Datagrams read per system call (recvmmsg).
+    static let udpVectorReads = 32
+
     let configuration: Configuration
-    let queue: ShardedQueue
+    let sink: any EventSink
     let metrics: IngestMetrics
     let logger: Logger
     let group: any EventLoopGroup
+    private let onBound: @Sendable (Int) -> Void
     private let channels = NIOLockedValueBox<(tcp: (any Channel)?, udp: (any Channel)?)>((nil, nil))
 
-    public init(configuration: Configuration, queue: ShardedQueue, metrics: IngestMetrics,
+    /// `onBound` gets the port once both sockets listen (useful when configured as 0).
+    public init(configuration: Configuration, sink: any EventSink, metrics: IngestMetrics,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-                logger: Logger = Logger(label: "tally.wire")) {
+                logger: Logger, onBound: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.configuration = configuration
-        self.queue = queue
+        self.sink = sink
         self.metrics = metrics
         self.group = group
         self.logger = logger
+        self.onBound = onBound
     }
 
-    /// Binds both sockets; returns the port (useful when configured as 0).
-    @discardableResult
-    public func start() async throws -> Int {
-        let queue = self.queue, metrics = self.metrics, logger = self.logger
+    public func run() async throws {
+        onBound(try await start())
+        try? await gracefulShutdown()
+        logger.info("stopping: closing wire listeners")
+        await stop()
+    }
+
+    /// Binds both sockets; returns the port.
+    func start() async throws -> Int {
+        let sink = self.sink, metrics = self.metrics, logger = self.logger
         let tcp = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -53,12 +67,14 @@ public final class WireServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 4)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(WireTCPHandler(queue: queue, metrics: metrics, logger: logger))
+                    try channel.pipeline.syncOperations.addHandlers(
+                        ByteToMessageHandler(WireFrameDecoder()),
+                        WireTCPHandler(sink: sink, metrics: metrics, logger: logger))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
         let port = tcp.localAddress?.port ?? configuration.port
-        let vector = max(1, configuration.udpVectorReads)
+        let vector = Self.udpVectorReads
         let udp: any Channel
         do {
             udp = try await DatagramBootstrap(group: group)
@@ -68,7 +84,7 @@ public final class WireServer: Sendable {
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536 * vector))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(queue: queue, metrics: metrics, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics, logger: logger))
                     }
                 }
                 .bind(host: configuration.host, port: port).get()
@@ -82,7 +98,7 @@ public final class WireServer: Sendable {
     }
 
     /// Stops accepting: closes the listening TCP socket, the UDP socket and every open connection.
-    public func stop() async {
+    func stop() async {
         let (tcp, udp) = channels.withLockedValue { c in
             defer { c = (nil, nil) }
             return c

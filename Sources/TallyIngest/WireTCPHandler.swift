@@ -1,136 +1,122 @@
 import Logging
 import NIOCore
 import TallyCore
-import TallyPipeline
 import TallyWire
 
-/// One TCP connection of the wire protocol: decodes frames as bytes arrive (frames may span
-/// reads), enqueues their events, answers ACKs once events are durable, and stops reading
-/// from the socket while the queue is full so backpressure reaches the sender.
+/// One TCP connection of the wire protocol, behind `ByteToMessageHandler(WireFrameDecoder())`:
+/// enqueues each decoded frame's events, answers ACKs in frame order once the events are
+/// durable, and refuses malformed frames with an ERROR frame before closing.
+///
+/// Backpressure: when the sink is full, the frame waits here, reads stop (the kernel buffer
+/// fills and TCP flow control slows the sender), and the sink's ``EventSink/whenSpace(for:_:)``
+/// wakes this handler when a flusher frees room; no timer polls. Frames the decoder still
+/// had when the connection closed are enqueued all the same (``LateFrames``).
 final class WireTCPHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
+    typealias InboundIn = EventsFrame
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    private let queue: ShardedQueue
+    /// A received frame, resolved to events when it arrived.
+    struct Received {
+        var events: [Event]
+        var sequence: UInt64
+        var ackRequested: Bool
+    }
+
+    private let sink: any EventSink
     private let metrics: IngestMetrics
     private let logger: Logger
-    private var context: ChannelHandlerContext?
-    private var buffer = ByteBuffer()
-    /// A decoded frame waiting for queue space.
-    private var stalled: EventsFrame?
+    /// Frames received but not yet taken by the sink (it was full), in order.
+    private var waiting = CircularBuffer<Received>()
+    private var waitingForSpace = false
     private var readPending = false
     private var closing = false
+    private var handlerContext: ChannelHandlerContext?
 
     /// Frames that asked for an ACK, in arrival order; ACKs go out in that order.
-    private var awaitingAck: [(sequence: UInt64, durable: Bool, id: UInt64)] = []
+    private var awaitingAck = CircularBuffer<(sequence: UInt64, durable: Bool, id: UInt64)>()
     private var nextAckID: UInt64 = 0
 
-    init(queue: ShardedQueue, metrics: IngestMetrics, logger: Logger) {
-        self.queue = queue
+    init(sink: any EventSink, metrics: IngestMetrics, logger: Logger) {
+        self.sink = sink
         self.metrics = metrics
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerAdded(context: ChannelHandlerContext) { handlerContext = context }
+    func handlerRemoved(context: ChannelHandlerContext) { handlerContext = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var incoming = unwrapInboundIn(data)
+        let frame = unwrapInboundIn(data)
         guard !closing else { return }
-        if buffer.readableBytes == 0 {
-            buffer = incoming
-        } else {
-            buffer.writeBuffer(&incoming)
-        }
-        process(context: context)
+        waiting.append(Received(events: frame.resolved(receivedAt: Timestamp.now()), sequence: frame.sequence,
+                                ackRequested: frame.ackRequested))
+        if waiting.count == 1 { drain(context) }
     }
 
-    /// While a frame is stalled, reads are held back: the kernel buffer fills and TCP flow
-    /// control slows the sender, instead of this process growing memory.
+    /// While frames wait for room, reads are held back.
     func read(context: ChannelHandlerContext) {
-        if stalled != nil || closing {
+        if !waiting.isEmpty || closing {
             readPending = true
         } else {
             context.read()
         }
     }
 
-    private func process(context: ChannelHandlerContext) {
-        if let frame = stalled {
-            guard enqueue(frame, context: context) else {
-                scheduleRetry(context: context)
-                return
-            }
-            stalled = nil
-        }
-        while !closing {
-            let step: FrameDecoder.Step
-            do {
-                step = try FrameDecoder.decode(&buffer)
-            } catch {
-                reject(error, context: context)
-                return
-            }
-            switch step {
-            case .needMoreData:
-                if buffer.readerIndex > 65_536 { buffer.discardReadBytes() }
-                return
-            case .frame(.events(let frame)):
-                guard enqueue(frame, context: context) else {
-                    stalled = frame
-                    scheduleRetry(context: context)
-                    return
+    /// Enqueues waiting frames in order until the sink is full (then waits for its signal).
+    private func drain(_ context: ChannelHandlerContext) {
+        while let frame = waiting.first, !closing {
+            guard enqueue(frame, context) else {
+                guard !waitingForSpace else { return }
+                waitingForSpace = true
+                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                let loop = context.eventLoop
+                sink.whenSpace(for: frame.events) {
+                    loop.execute {
+                        let handler = bound.value
+                        handler.waitingForSpace = false
+                        if let ctx = handler.handlerContext { handler.drain(ctx) }
+                    }
                 }
-            case .frame(.ack), .frame(.error):
-                reject(FrameRejection(.unknownFrameType, "senders may only send EVENTS frames"), context: context)
                 return
             }
+            waiting.removeFirst()
+        }
+        if readPending && waiting.isEmpty && !closing {
+            readPending = false
+            context.read()
         }
     }
 
-    /// True when the frame was taken (or refused for good); false when the queue is full.
-    private func enqueue(_ frame: EventsFrame, context: ChannelHandlerContext) -> Bool {
-        let events = frame.resolved(receivedAt: Timestamp.now())
+    /// True when the frame was taken (or refused for good); false when the sink is full.
+    private func enqueue(_ frame: Received, _ context: ChannelHandlerContext) -> Bool {
         var callback: DurabilityCallback?
+        let id = nextAckID
         if frame.ackRequested {
-            let id = nextAckID
-            nextAckID += 1
-            awaitingAck.append((frame.sequence, false, id))
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
             let loop = context.eventLoop
             callback = { ok in loop.execute { bound.value.durable(id: id, ok: ok) } }
         }
         do {
-            try queue.enqueue(events, onDurable: callback)
-            metrics.accepted("tcp", events.count)
-            return true
+            try sink.enqueue(frame.events, onDurable: callback)
         } catch .full {
-            if frame.ackRequested { awaitingAck.removeLast(); nextAckID -= 1 }
             return false
         } catch {
-            if frame.ackRequested { awaitingAck.removeLast() }
-            metrics.rejected("tcp", reason: "shutting_down", events.count)
+            metrics.rejected("tcp", reason: "shutting_down", frame.events.count)
             sendError(.overloaded, "server shutting down", context: context)
             return true
         }
-    }
-
-    private func scheduleRetry(context: ChannelHandlerContext) {
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.scheduleTask(in: .milliseconds(2)) {
-            let handler = bound.value
-            guard let ctx = handler.context, handler.stalled != nil else { return }
-            handler.process(context: ctx)
-            if handler.stalled == nil, handler.readPending {
-                handler.readPending = false
-                ctx.read()
-            }
+        // The callback runs on this loop after this call returns, so the entry is there first.
+        if frame.ackRequested {
+            awaitingAck.append((frame.sequence, false, id))
+            nextAckID += 1
         }
+        metrics.accepted("tcp", frame.events.count)
+        return true
     }
 
     private func durable(id: UInt64, ok: Bool) {
-        guard let context, ok else { return }
+        guard let context = handlerContext, ok else { return }
         if let i = awaitingAck.firstIndex(where: { $0.id == id }) { awaitingAck[i].durable = true }
         var last: UInt64?
         while let first = awaitingAck.first, first.durable {
@@ -144,12 +130,14 @@ final class WireTCPHandler: ChannelDuplexHandler {
         }
     }
 
-    private func reject(_ error: FrameRejection, context: ChannelHandlerContext) {
-        metrics.rejected("tcp", reason: error.reason.label)
+    /// The decoder's rejections arrive here; anything else is a broken connection.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let rejection = error as? FrameRejection, !closing else { return context.close(promise: nil) }
+        metrics.rejected("tcp", reason: rejection.reason.label)
         logger.warning("rejecting TCP frame; closing connection", metadata: [
-            "reason": "\(error.reason.label)", "detail": "\(error.detail)",
+            "reason": "\(rejection.reason.label)", "detail": "\(rejection.detail)",
             "peer": "\(context.remoteAddress?.description ?? "?")"])
-        sendError(error.reason, error.detail, context: context)
+        sendError(rejection.reason, rejection.detail, context: context)
     }
 
     private func sendError(_ code: WireError, _ message: String, context: ChannelHandlerContext) {
@@ -160,46 +148,35 @@ final class WireTCPHandler: ChannelDuplexHandler {
         context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
-    }
-
-    /// The sender closed (or the connection broke) with frames still buffered here, typically
-    /// because the queue was full. Those bytes were received, so they are still enqueued:
-    /// dropping them would lose events a plain-TCP sender rightly considers delivered.
+    /// The sender closed (or the connection broke) with frames still waiting for room. Those
+    /// bytes were received, so they are still enqueued: dropping them would lose events a
+    /// plain-TCP sender rightly considers delivered.
     func channelInactive(context: ChannelHandlerContext) {
-        if !closing, stalled != nil || buffer.readableBytes > 0 {
-            var pending: [EventsFrame] = stalled.map { [$0] } ?? []
-            stalled = nil
-            while true {
-                guard let step = try? FrameDecoder.decode(&buffer), case .frame(.events(let f)) = step else { break }
-                pending.append(f)
-            }
-            let queue = self.queue, metrics = self.metrics
-            let frames = pending
-            Task { await LateFrames.enqueue(frames, queue: queue, metrics: metrics) }
+        if !closing, !waiting.isEmpty {
+            LateFrames.enqueue(waiting.map(\.events)[...], sink: sink, metrics: metrics)
+            waiting.removeAll()
         }
         closing = true
         context.fireChannelInactive()
     }
 }
 
-/// Frames left behind by a closed connection, enqueued as space frees up.
+/// Frames left behind by a closed connection, enqueued in order as room frees up.
 enum LateFrames {
-    static func enqueue(_ frames: [EventsFrame], queue: ShardedQueue, metrics: IngestMetrics) async {
-        for frame in frames {
-            let events = frame.resolved(receivedAt: Timestamp.now())
-            while true {
-                do {
-                    try queue.enqueue(events)
-                    metrics.accepted("tcp", events.count)
-                    break
-                } catch .full {
-                    try? await Task.sleep(for: .milliseconds(2))
-                } catch {
-                    metrics.rejected("tcp", reason: "shutting_down", events.count)
-                    break
-                }
+    static func enqueue(_ frames: ArraySlice<[Event]>, sink: any EventSink, metrics: IngestMetrics) {
+        var rest = frames
+        while let events = rest.first {
+            do {
+                try sink.enqueue(events)
+                metrics.accepted("tcp", events.count)
+                rest = rest.dropFirst()
+            } catch .full {
+                let remaining = rest
+                sink.whenSpace(for: events) { enqueue(remaining, sink: sink, metrics: metrics) }
+                return
+            } catch {
+                metrics.rejected("tcp", reason: "shutting_down", rest.reduce(0) { $0 + $1.count })
+                return
             }
         }
     }

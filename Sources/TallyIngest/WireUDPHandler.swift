@@ -1,21 +1,21 @@
 import Logging
 import NIOCore
 import TallyCore
-import TallyPipeline
 import TallyWire
 
-/// UDP datagrams of the wire protocol: each holds one or more whole frames. UDP has no ACKs
-/// and no flow control, so every frame this handler cannot queue is counted by reason.
+/// UDP datagrams of the wire protocol: each holds one or more whole frames, decoded by the same
+/// ``FrameDecoder`` as TCP. UDP has no ACKs and no flow control, so every frame this handler
+/// cannot queue is counted by reason.
 final class WireUDPHandler: ChannelInboundHandler {
     typealias InboundIn = AddressedEnvelope<ByteBuffer>
 
-    private let queue: ShardedQueue
+    private let sink: any EventSink
     private let metrics: IngestMetrics
     private let logger: Logger
     private var lastLog: [WireError: Int64] = [:]
 
-    init(queue: ShardedQueue, metrics: IngestMetrics, logger: Logger) {
-        self.queue = queue
+    init(sink: any EventSink, metrics: IngestMetrics, logger: Logger) {
+        self.sink = sink
         self.metrics = metrics
         self.logger = logger
     }
@@ -34,7 +34,7 @@ final class WireUDPHandler: ChannelInboundHandler {
                 case .frame(.events(let frame)):
                     let events = frame.resolved(receivedAt: receivedAt)
                     do {
-                        try queue.enqueue(events)
+                        try sink.enqueue(events)
                         metrics.accepted("udp", events.count)
                     } catch .full {
                         metrics.rejected("udp", reason: "queue_full", events.count)

@@ -5,47 +5,37 @@ import TallyCore
 import TallyStore
 
 /// One thread per shard: waits for a batch (size or age), writes it to the spool durably,
-/// marks its events durable, and hands the file to the loader. Blocking I/O lives on these
-/// threads, away from the event loops and the async runtime.
-final class Flusher: @unchecked Sendable {
+/// marks its events durable, and hands the file to the loader. Blocking I/O (write, fsync)
+/// lives on these threads, away from the event loops and the async runtime; every wait is on
+/// a condition (the shard's for events, the spool's for backlog room), never a sleep loop.
+struct Flusher: Sendable {
     let shard: Shard
     let spool: Spool
     let config: PipelineConfiguration
     let metrics: PipelineMetrics
     let logger: Logger
-    private let bootID: String
-    private var counter: UInt64 = 0
-    private let compressor: ZstdCompressor
-    private var scratch = ByteBuffer()
-    private let done: @Sendable () -> Void
+    let bootID: String
+    let done: @Sendable () -> Void
 
-    init(shard: Shard, spool: Spool, config: PipelineConfiguration, metrics: PipelineMetrics, logger: Logger,
-         bootID: String, done: @escaping @Sendable () -> Void) {
-        self.shard = shard
-        self.spool = spool
-        self.config = config
-        self.metrics = metrics
-        self.logger = logger
-        self.bootID = bootID
-        self.compressor = ZstdCompressor(level: config.compressionLevel)
-        self.done = done
+    func start() {
         shard.lock.lock()
         shard.flushThreshold = config.flushEvents
         shard.lock.unlock()
-    }
-
-    func start() {
-        let thread = Thread { [self] in run() }
+        let thread = Thread { run() }
         thread.name = "tally-flusher-\(shard.index)"
         thread.start()
     }
 
     private func run() {
+        // Per-thread state: zstd contexts are not thread-safe.
+        let compressor = ZstdCompressor(level: config.compressionLevel)
+        var scratch = ByteBuffer()
+        var counter: UInt64 = 0
         while let (events, lastSeq) = nextBatch() {
             counter += 1
             let batch = StoreBatch(id: "\(config.instanceID)-\(bootID)-\(shard.index)-\(counter)",
                                    createdAt: Timestamp.now(), events: events)
-            guard writeUntilDurable(batch) else {
+            guard writeUntilDurable(batch, compressor, &scratch) else {
                 logger.error("shutdown deadline: dropping a batch the spool could not write", metadata: ["events": "\(events.count)"])
                 continue
             }
@@ -56,18 +46,21 @@ final class Flusher: @unchecked Sendable {
         done()
     }
 
-    /// Blocks until a batch is due; nil once the queue is closed and empty.
+    /// Blocks until a batch is due; nil once the queue is closed and empty. Taking events out
+    /// wakes the senders waiting for room.
     private func nextBatch() -> ([Event], UInt64)? {
         let s = shard
         s.lock.lock()
-        defer { s.lock.unlock() }
         while true {
             if s.pending.isEmpty {
-                if s.closed { return nil }
+                if s.closed {
+                    s.lock.unlock()
+                    return nil
+                }
                 s.lock.wait()
                 continue
             }
-            let due = s.oldestPendingAt + UInt64(config.flushIntervalMilliseconds) * 1_000_000
+            let due = s.oldestPendingAt + UInt64(config.flushInterval.nanoseconds)
             let now = DispatchTime.now().uptimeNanoseconds
             if s.pending.count >= config.flushEvents || s.closed || now >= due {
                 break
@@ -85,19 +78,21 @@ final class Flusher: @unchecked Sendable {
             s.oldestPendingAt = DispatchTime.now().uptimeNanoseconds
         }
         s.takenSeq += UInt64(n)
-        return (events, s.takenSeq)
+        let taken = s.takenSeq
+        let wake = s.takeSpaceWaitersLocked()
+        s.lock.unlock()
+        for w in wake { w() }
+        return (events, taken)
     }
 
     /// Retries until the batch is on disk: an acknowledged event is never dropped. While it
     /// fails, this shard takes no more events, so the queue fills and producers are refused.
     /// Returns false only when the shutdown deadline passed while writes kept failing.
-    private func writeUntilDurable(_ batch: StoreBatch) -> Bool {
-        var delay: UInt32 = 10_000
+    private func writeUntilDurable(_ batch: StoreBatch, _ compressor: ZstdCompressor, _ scratch: inout ByteBuffer) -> Bool {
+        var delay = Duration.milliseconds(10)
         while true {
             // Bounded backlog: wait for the loader rather than filling the disk without limit.
-            while spool.backlogFiles >= config.maxSpoolFiles && !spool.isStopping {
-                usleep(2000)
-            }
+            spool.waitForBacklog(below: config.maxSpoolFiles)
             let started = DispatchTime.now().uptimeNanoseconds
             do {
                 let bytes = try SpoolFormat.encode(batch, compressor: compressor, scratch: &scratch)
@@ -112,9 +107,19 @@ final class Flusher: @unchecked Sendable {
                 metrics.spoolWriteErrors.increment()
                 spool.setWriteHealthy(false)
                 logger.error("spool write failed, retrying", metadata: ["batch": "\(batch.id)", "error": "\(error)"])
-                usleep(delay)
-                delay = min(delay * 2, 1_000_000)
+                // Back off on the spool's condition: a stop wakes it at once.
+                spool.waitUntilStopping(timeout: delay)
+                delay = min(delay * 2, .seconds(1))
             }
         }
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds (saturating), for clocks that count in them.
+    var nanoseconds: Int64 {
+        let (s, a) = components
+        let (ns, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? .max : ns + a / 1_000_000_000
     }
 }

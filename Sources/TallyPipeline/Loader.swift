@@ -103,7 +103,7 @@ final class Loader: Sendable {
     private func read(_ item: SpooledBatch) async -> StoreBatch? {
         if let batch = item.batch { return batch }
         let path = item.path
-        var readDelay: UInt64 = 20_000_000
+        var readDelay = Duration.milliseconds(20)
         while true {
             do {
                 return try SpoolFormat.decode(try FileOps.read(path))
@@ -116,8 +116,9 @@ final class Loader: Sendable {
                 // A read error may pass (I/O hiccup): retry rather than set the file aside.
                 logger.warning("cannot read spool file; retrying", metadata: ["file": "\(path)", "error": "\(message)"])
                 if state.withLockedValue({ $0.forceStop }) { return nil }
-                try? await Task.sleep(nanoseconds: readDelay)
-                readDelay = min(readDelay * 2, 2_000_000_000)
+                // A back-off on the clock; cancellation (shutdown deadline) wakes it.
+                try? await Task.sleep(for: readDelay)
+                readDelay = min(readDelay * 2, .seconds(2))
             } catch {
                 logger.error("quarantining spool file", metadata: ["file": "\(path)", "error": "\(error)"])
                 metrics.batchesQuarantined.increment()
@@ -129,7 +130,7 @@ final class Loader: Sendable {
 
     /// Retries until the store takes the group (or shutdown gives up on it).
     private func load(_ group: [(path: String, batch: StoreBatch)]) async {
-        var delay: UInt64 = 20_000_000
+        var delay = Duration.milliseconds(20)
         while true {
             let started = DispatchTime.now().uptimeNanoseconds
             do {
@@ -159,8 +160,8 @@ final class Loader: Sendable {
                 logger.warning("store load failed; batches stay in the spool", metadata: [
                     "batches": "\(group.count)", "first": "\(group[0].batch.id)", "error": "\(error)"])
                 if stop { return }
-                try? await Task.sleep(nanoseconds: delay)
-                delay = min(delay * 2, 2_000_000_000)
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
             }
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
+import ServiceLifecycle
 import TallyCore
 import TallyStore
 
@@ -18,8 +19,10 @@ public struct PipelineStatus: Sendable {
 
 /// Queue → flushers → spool → loader → store, with its lifecycle: `start` recovers what a
 /// previous run left in the spool and starts the threads; `drain` stops intake and moves every
-/// queued event into the store before returning.
-public final class Pipeline: Sendable {
+/// queued event into the store before returning. As a service, `run` does both around the
+/// graceful shutdown, and gives up on loading (leaving batches spooled for the next start)
+/// when cancelled at the shutdown deadline. It is the ``EventSink`` every transport feeds.
+public final class Pipeline: Service, Sendable {
     public let queue: ShardedQueue
     public let configuration: PipelineConfiguration
     let spool: Spool
@@ -75,9 +78,17 @@ public final class Pipeline: Sendable {
         await loaderTask.withLockedValue { $0 }?.value
     }
 
-    /// False while spool writes fail (disk full, I/O error): durable acknowledgements cannot be
-    /// given until a write succeeds again.
-    public var spoolWritable: Bool { spool.writeHealthy }
+    /// Starts, then drains once the services in front of it (the listeners) have stopped.
+    public func run() async throws {
+        start()
+        try? await gracefulShutdown()
+        await withTaskCancellationHandler {
+            await drain()
+        } onCancel: {
+            logger.warning("shutdown deadline reached; unloaded batches stay in the spool for the next start")
+            abandonLoading()
+        }
+    }
 
     /// Fault injection for tests and drills: every spool write fails with `message` (as a full
     /// disk would) until called with nil.
@@ -89,6 +100,8 @@ public final class Pipeline: Sendable {
     public func abandonLoading() {
         spool.setStopping()
         loader.forceStop()
+        // Wakes a loader sleeping between retries of a failing store.
+        loaderTask.withLockedValue { $0 }?.cancel()
     }
 
     public var status: PipelineStatus {
@@ -106,6 +119,20 @@ public final class Pipeline: Sendable {
             return s.takenSeq == s.durableSeq
         }
     }
+}
+
+extension Pipeline: EventSink {
+    public func enqueue(_ events: [Event], onDurable: DurabilityCallback?) throws(EnqueueRefusal) {
+        try queue.enqueue(events, onDurable: onDurable)
+    }
+
+    public func whenSpace(for events: [Event], _ callback: @escaping @Sendable () -> Void) {
+        queue.whenSpace(for: events, callback)
+    }
+
+    /// False while spool writes fail (disk full, I/O error): durable acknowledgements cannot be
+    /// given until a write succeeds again.
+    public var canMakeDurable: Bool { spool.writeHealthy }
 }
 
 extension Pipeline {

@@ -1,17 +1,6 @@
 import Foundation
+import NIOConcurrencyHelpers
 import TallyCore
-
-/// Called once the events it was registered for are durable in the spool (`true`), or when
-/// they can no longer become durable in this process (`false`, the server is stopping).
-public typealias DurabilityCallback = @Sendable (Bool) -> Void
-
-/// Why an enqueue was refused.
-public enum EnqueueRefusal: Error, Sendable, Equatable {
-    /// A shard is at capacity: the caller should push back on its sender.
-    case full
-    /// The pipeline is shutting down.
-    case closed
-}
 
 /// A bounded in-memory queue split into shards by site, so one hot site cannot stall the
 /// others' flushers and producers rarely contend on one lock.
@@ -22,8 +11,6 @@ public final class ShardedQueue: Sendable {
         precondition(shards > 0 && capacity > 0)
         self.shards = (0..<shards).map { Shard(index: $0, capacity: capacity) }
     }
-
-    public var shardCount: Int { shards.count }
 
     /// Stable across processes (FNV-1a), so a site maps to the same shard after a restart.
     public func shardIndex(for siteID: String) -> Int {
@@ -65,6 +52,16 @@ public final class ShardedQueue: Sendable {
         }
     }
 
+    /// Calls `callback` once every shard these events go to has room for them, or the queue
+    /// closed. Waiters sit on the first shard short of room and are woken by its flusher when it
+    /// takes a batch out; a waiter woken while another shard is still full simply waits again.
+    public func whenSpace(for events: [Event], _ callback: @escaping @Sendable () -> Void) {
+        var counts: [Int: Int] = [:]
+        for e in events { counts[shardIndex(for: e.siteID), default: 0] += 1 }
+        for i in counts.keys.sorted() where !shards[i].waitForSpace(counts[i]!, callback) { return }
+        callback()
+    }
+
     /// Events waiting in memory, per shard.
     public var depths: [Int] { shards.map { $0.depth } }
 
@@ -77,30 +74,28 @@ public final class ShardedQueue: Sendable {
 }
 
 /// Fires `done` once after `count` arrivals; false wins over true.
-final class DurabilityJoin: @unchecked Sendable {
-    private let lock = NSLock()
-    private var remaining: Int
-    private var ok = true
+final class DurabilityJoin: Sendable {
+    private let state: NIOLockedValueBox<(remaining: Int, ok: Bool)>
     private let done: DurabilityCallback
 
     init(count: Int, done: @escaping DurabilityCallback) {
-        remaining = count
+        state = NIOLockedValueBox((count, true))
         self.done = done
     }
 
     func arrive(_ success: Bool) {
-        lock.lock()
-        ok = ok && success
-        remaining -= 1
-        let fire = remaining == 0
-        let result = ok
-        lock.unlock()
-        if fire { done(result) }
+        let result: Bool? = state.withLockedValue { s in
+            s.ok = s.ok && success
+            s.remaining -= 1
+            return s.remaining == 0 ? s.ok : nil
+        }
+        if let result { done(result) }
     }
 }
 
 /// One shard: a bounded buffer the flusher thread takes batches from, plus the durability
-/// waiters of its events. Sequence numbers count events ever appended to this shard.
+/// waiters of its events and the senders waiting for room. Sequence numbers count events ever
+/// appended to this shard.
 final class Shard: @unchecked Sendable {
     let index: Int
     let capacity: Int
@@ -119,6 +114,8 @@ final class Shard: @unchecked Sendable {
     /// Waiters in sequence order (they are registered under the lock as events are appended).
     var waiters: [(seq: UInt64, callback: DurabilityCallback)] = []
     var flushThreshold = Int.max
+    /// Senders waiting until `needed` events fit (see ``ShardedQueue/whenSpace(for:_:)``).
+    var spaceWaiters: [(needed: Int, callback: @Sendable () -> Void)] = []
 
     init(index: Int, capacity: Int) {
         self.index = index
@@ -153,7 +150,34 @@ final class Shard: @unchecked Sendable {
         lock.lock()
         closed = true
         lock.broadcast()
+        let fire = spaceWaiters.map(\.callback)
+        spaceWaiters.removeAll()
         lock.unlock()
+        for f in fire { f() }
+    }
+
+    /// Registers `callback` for when `needed` more events fit; false when it was registered,
+    /// true when they fit already (or the shard is closed) and the caller should go on.
+    func waitForSpace(_ needed: Int, _ callback: @escaping @Sendable () -> Void) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if closed || pending.count + needed <= capacity { return true }
+        spaceWaiters.append((needed, callback))
+        return false
+    }
+
+    /// Wakes the senders whose events fit now; called with the lock held, right after the
+    /// flusher took events out. Returns the callbacks to run once the lock is released.
+    func takeSpaceWaitersLocked() -> [@Sendable () -> Void] {
+        guard !spaceWaiters.isEmpty else { return [] }
+        var room = capacity - pending.count
+        var fire: [@Sendable () -> Void] = []
+        while let first = spaceWaiters.first, first.needed <= room || pending.isEmpty {
+            room -= first.needed
+            fire.append(first.callback)
+            spaceWaiters.removeFirst()
+        }
+        return fire
     }
 
     /// Marks everything up to `seq` durable and runs the waiters that covers, outside the lock.

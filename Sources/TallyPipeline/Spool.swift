@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import NIOConcurrencyHelpers
+import Foundation
 import TallyStore
 
 /// A batch file for the loader, with its decoded contents when still in memory.
@@ -16,7 +16,8 @@ final class Spool: @unchecked Sendable {
     let directory: String
     let tmpDirectory: String
     let quarantineDirectory: String
-    private let lock = NIOLock()
+    /// Guards the counters below; flushers wait on it for backlog room or a stop.
+    private let lock = NSCondition()
     // Guarded by lock.
     private var _backlogFiles = 0
     private var _backlogBytes = 0
@@ -66,7 +67,7 @@ final class Spool: @unchecked Sendable {
         if let fault = lock.withLock({ _injectedFault }) { throw SpoolError.io(fault) }
         let final = path(of: id)
         try FileOps.writeDurably(bytes, tmp: tmpDirectory + "/" + id + ".tmp", final: final, directory: directory)
-        let (handoff, keep) = lock.withLock {
+        let (handoff, keep) = lock.withLock { () -> ((@Sendable (SpooledBatch) -> Void)?, Bool) in
             _backlogFiles += 1
             _backlogBytes += bytes.count
             return (onWritten, _backlogFiles <= Self.inMemoryBacklog)
@@ -81,6 +82,7 @@ final class Spool: @unchecked Sendable {
         lock.withLock {
             _backlogFiles -= 1
             _backlogBytes -= size
+            lock.broadcast()
         }
     }
 
@@ -92,6 +94,22 @@ final class Spool: @unchecked Sendable {
         lock.withLock {
             _backlogFiles -= 1
             _backlogBytes -= size
+            lock.broadcast()
+        }
+    }
+
+    /// Blocks until fewer than `limit` files wait for the loader, or the spool is stopping.
+    func waitForBacklog(below limit: Int) {
+        lock.withLock {
+            while _backlogFiles >= limit && !_stopping { lock.wait() }
+        }
+    }
+
+    /// Blocks for `timeout`, or less when the spool starts stopping (a retry back-off).
+    func waitUntilStopping(timeout: Duration) {
+        let deadline = Date(timeIntervalSinceNow: Double(timeout.nanoseconds) / 1e9)
+        lock.withLock {
+            while !_stopping, lock.wait(until: deadline) {}
         }
     }
 
@@ -100,7 +118,12 @@ final class Spool: @unchecked Sendable {
     var writeHealthy: Bool { lock.withLock { _writeHealthy } }
     func setWriteHealthy(_ v: Bool) { lock.withLock { _writeHealthy = v } }
     var isStopping: Bool { lock.withLock { _stopping } }
-    func setStopping() { lock.withLock { _stopping = true } }
+    func setStopping() {
+        lock.withLock {
+            _stopping = true
+            lock.broadcast()
+        }
+    }
     func injectFault(_ message: String?) { lock.withLock { _injectedFault = message } }
     var quarantinedCount: Int { FileOps.list(quarantineDirectory, suffix: ".batch").count }
 }

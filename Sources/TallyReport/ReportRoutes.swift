@@ -1,18 +1,58 @@
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import Prometheus
 import TallyCore
+import TallyHTTP
 import TallyStore
 
-/// A point-in-time view of the server's health, built by whoever wires the server together.
-public struct HealthSnapshot: Sendable {
-    public var healthy: Bool
-    /// Extra members of the `/health` object, values already JSON text.
-    public var fields: [(String, String)]
+/// What `/health` reports, filled by whoever wires the server together and rendered here.
+public struct HealthReport: Sendable, Equatable {
+    /// Events in memory, all shards.
+    public var queueDepth: Int
+    /// True when every accepted event is in the store (nothing queued, in flight or spooled).
+    public var idle: Bool
+    public var queueCapacity: Int
+    public var spoolBacklogFiles: Int
+    public var spoolBacklogBytes: Int
+    public var spoolWritable: Bool
+    public var quarantinedFiles: Int
+    /// The store's last load error, nil when loads succeed.
+    public var storeError: String?
+    /// Raw events in the store, nil when it cannot be asked.
+    public var eventsStored: Int64?
 
-    public init(healthy: Bool, fields: [(String, String)]) {
-        self.healthy = healthy
-        self.fields = fields
+    public init(queueDepth: Int, idle: Bool, queueCapacity: Int, spoolBacklogFiles: Int, spoolBacklogBytes: Int,
+                spoolWritable: Bool, quarantinedFiles: Int, storeError: String?, eventsStored: Int64?) {
+        self.queueDepth = queueDepth
+        self.idle = idle
+        self.queueCapacity = queueCapacity
+        self.spoolBacklogFiles = spoolBacklogFiles
+        self.spoolBacklogBytes = spoolBacklogBytes
+        self.spoolWritable = spoolWritable
+        self.quarantinedFiles = quarantinedFiles
+        self.storeError = storeError
+        self.eventsStored = eventsStored
+    }
+
+    /// Degraded: events are still accepted and spooled, but not loaded or not queryable.
+    public var healthy: Bool { spoolWritable && storeError == nil && eventsStored != nil }
+
+    /// The `/health` body, keys in a stable order.
+    public var json: String {
+        let members: [(String, String)] = [
+            ("status", JSONText.quote(healthy ? "healthy" : "degraded")),
+            ("queue_depth", String(queueDepth)),
+            ("idle", String(idle)),
+            ("queue_capacity", String(queueCapacity)),
+            ("spool_backlog_files", String(spoolBacklogFiles)),
+            ("spool_backlog_bytes", String(spoolBacklogBytes)),
+            ("spool_writable", String(spoolWritable)),
+            ("quarantined_files", String(quarantinedFiles)),
+            ("store_error", storeError.map(JSONText.quote) ?? "null"),
+            ("events_stored", eventsStored.map { String($0) } ?? "null"),
+        ]
+        return "{" + members.map { "\(JSONText.quote($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
 }
 
@@ -23,12 +63,12 @@ public struct ReportRoutes: Sendable {
 
     let store: any EventStore
     let registry: PrometheusCollectorRegistry
-    let health: @Sendable () async -> HealthSnapshot
+    let health: @Sendable () async -> HealthReport
     /// Refreshes gauges that are sampled rather than pushed, right before a scrape.
     let beforeScrape: @Sendable () async -> Void
 
     public init(store: any EventStore, registry: PrometheusCollectorRegistry,
-                health: @escaping @Sendable () async -> HealthSnapshot,
+                health: @escaping @Sendable () async -> HealthReport,
                 beforeScrape: @escaping @Sendable () async -> Void = {}) {
         self.store = store
         self.registry = registry
@@ -37,14 +77,11 @@ public struct ReportRoutes: Sendable {
     }
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
-        router.get("/stats") { request, _ in await self.stats(request) }
+        router.get("/stats") { request, _ in try await self.stats(request) }
         router.get("/health") { _, _ in
-            let h = await self.health()
-            let members = [("status", JSONText.quote(h.healthy ? "healthy" : "degraded"))] + h.fields
-            let body = "{" + members.map { "\(JSONText.quote($0.0)):\($0.1)" }.joined(separator: ",") + "}"
             // 200 even when degraded: the collector still accepts and spools events, so a load
             // balancer should keep sending; the body says what is wrong.
-            return Self.json(200, body)
+            JSONResponse.make(200, await self.health().json)
         }
         router.get("/metrics") { _, _ in
             await self.beforeScrape()
@@ -83,25 +120,31 @@ public struct ReportRoutes: Sendable {
         }
     }
 
-    public struct StatsQueryError: Error, Sendable, Equatable {
+    public struct StatsQueryError: JSONErrorResponse, Equatable {
         public var message: String
+        public var details: [String]? { nil }
+        public var status: HTTPResponse.Status { .badRequest }
         init(_ m: String) { message = m }
     }
 
-    func stats(_ request: Request) async -> Response {
+    /// The store could not answer (the details say why).
+    struct StoreUnavailable: JSONErrorResponse {
+        var error: String
+        var message: String { "Store unavailable" }
+        var details: [String]? { [error] }
+        var status: HTTPResponse.Status { .serviceUnavailable }
+    }
+
+    func stats(_ request: Request) async throws -> Response {
         let q = request.uri.queryParameters
-        let parsed = StatsQuery.parse(siteID: q.get("site_id"), date: q.get("date"), limit: q.get("limit"))
-        let query: StatsQuery
-        switch parsed {
-        case .success(let v): query = v
-        case .failure(let e): return Self.json(400, JSONText.error(e.message))
-        }
+        let query = try StatsQuery.parse(siteID: q.get("site_id"), date: q.get("date"), limit: q.get("limit")).get()
+        let s: SiteStats
         do {
-            let s = try await store.stats(siteID: query.siteID, day: query.day, limit: query.limit)
-            return Self.json(200, Self.render(query, s))
+            s = try await store.stats(siteID: query.siteID, day: query.day, limit: query.limit)
         } catch {
-            return Self.json(503, JSONText.error("Store unavailable", details: ["\(error)"]))
+            throw StoreUnavailable(error: "\(error)")
         }
+        return JSONResponse.make(200, Self.render(query, s))
     }
 
     /// The seeds' response shape, keys in their order.
@@ -109,10 +152,5 @@ public struct ReportRoutes: Sendable {
         let date = q.day.map { JSONText.quote($0.description) } ?? "null"
         let paths = s.topPaths.map { "{\"path\":\(JSONText.quote($0.path)),\"views\":\($0.views)}" }.joined(separator: ",")
         return "{\"site_id\":\(JSONText.quote(q.siteID)),\"date\":\(date),\"total_views\":\(s.totalViews),\"unique_users\":\(s.uniqueUsers),\"top_paths\":[\(paths)]}"
-    }
-
-    static func json(_ status: Int, _ body: String) -> Response {
-        Response(status: .init(code: status), headers: [.contentType: "application/json"],
-                 body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 }

@@ -1,27 +1,185 @@
+import Configuration
 import Foundation
+import Logging
 
-/// Everything `tally serve` can be told; the CLI fills it from flags and `TALLY_*` variables.
+/// Everything `tally serve` can be told. The values written here are the defaults, the only
+/// place they are defined: ``Settings`` reads each from flags, `TALLY_*` variables or a config
+/// file over them, and the help text and README table print them from here.
 public struct ServerConfiguration: Sendable {
     /// Holds the spool (`spool/`), the SQLite file (`tally.sqlite`) and `instance-id`.
-    public var dataDirectory: String = "./data"
+    public var dataDirectory = "./data"
     /// Where loaded events live: nil for the embedded SQLite file in the data directory, or a
     /// `postgres://user@host:port/database` URL shared by several collectors.
     public var storeURL: String?
-    public var httpHost: String = "0.0.0.0"
-    public var httpPort: Int = 8080
-    public var wireHost: String = "0.0.0.0"
-    public var wirePort: Int = 7070
-    public var shards: Int = ProcessInfo.processInfo.activeProcessorCount
-    public var queueCapacity: Int = 65_536
-    public var flushEvents: Int = 8192
-    public var flushIntervalMilliseconds: Int = 50
-    public var maxSpoolFiles: Int = 512
-    public var udpReceiveBuffer: Int = 8 << 20
+    public var httpHost = "0.0.0.0"
+    public var httpPort = 8080
+    public var wireHost = "0.0.0.0"
+    public var wirePort = 7070
+    /// One queue shard (and flusher thread) per core.
+    public var shards = ProcessInfo.processInfo.activeProcessorCount
+    public var queueCapacity = 65_536
+    public var flushEvents = 8192
+    public var flushInterval = Duration.milliseconds(50)
+    public var maxSpoolFiles = 512
+    public var udpReceiveBuffer = 8 << 20
     /// How long `?ack=durable` waits before answering 503.
-    public var durableTimeoutMilliseconds: Int = 10_000
-    /// After a stop signal, how long draining into the store may take before unloaded batches
-    /// are left in the spool for the next start.
-    public var shutdownTimeoutSeconds: Int = 30
+    public var durableTimeout = Duration.seconds(10)
+    /// After a stop signal, how long the listeners and the drain into the store may take;
+    /// batches not loaded by then stay in the spool for the next start.
+    public var shutdownTimeout = Duration.seconds(30)
+    public var logLevel = Logger.Level.info
 
     public init() {}
+}
+
+/// One setting of `tally serve`: its flag `--name`, its variable `TALLY_NAME` and its key
+/// `name` in a JSON config file are the same name, read through one ``ConfigReader``.
+public struct Setting: Sendable {
+    public enum Kind: Sendable {
+        case string, integer, port
+        /// An integer count of this unit, stored as a `Duration`.
+        case milliseconds, seconds
+    }
+
+    public let name: String
+    public let kind: Kind
+    public let help: String
+    /// Reads the value (nil when no source sets it) into the configuration, after checking it.
+    let apply: @Sendable (inout ServerConfiguration, ConfigContent) throws(SettingError) -> Void
+    /// The default, as the docs show it.
+    public let describe: @Sendable (ServerConfiguration) -> String
+
+    public var flag: String { "--" + name }
+    public var environmentVariable: String { "TALLY_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
+
+    var configType: ConfigType { kind == .string ? .string : .int }
+}
+
+/// A setting that was given a value it cannot take.
+public struct SettingError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+/// The settings of `tally serve`, in the order the help and the README list them.
+public enum Settings {
+    public static let all: [Setting] = [
+        string("data-dir", \.dataDirectory, "Holds the spool, `instance-id` and, with SQLite, `tally.sqlite`; created if missing. One per collector."),
+        Setting(name: "store", kind: .string,
+                help: "`postgres://user[:password]@host[:port]/database[?sslmode=disable|prefer|require]` to share one PostgreSQL between collectors; `sqlite` or empty for SQLite.",
+                apply: { c, v throws(SettingError) in
+                    guard case .string(let s) = v else { throw SettingError(description: "must be text") }
+                    c.storeURL = s == "sqlite" || s.isEmpty ? nil : s
+                },
+                describe: { $0.storeURL ?? "SQLite in the data directory" }),
+        string("http-host", \.httpHost, "HTTP bind address."),
+        port("http-port", \.httpPort, "HTTP port, 0 to 65535 (0 picks a free port)."),
+        string("wire-host", \.wireHost, "Wire protocol bind address (TCP and UDP)."),
+        port("wire-port", \.wirePort, "Wire protocol port (TCP and UDP), 0 to 65535."),
+        Setting(name: "shards", kind: .integer, help: "Queue shards, each with its own flusher thread; a site always maps to the same shard.",
+                apply: positive(\.shards), describe: { _ in "the number of cores" }),
+        integer("queue-capacity", \.queueCapacity, "Events each shard holds in memory before it refuses more."),
+        integer("flush-events", \.flushEvents, "Cut a batch once this many events wait in a shard ..."),
+        duration("flush-interval-ms", .milliseconds, \.flushInterval, "... or once the oldest waiting event is this many milliseconds old."),
+        integer("max-spool-files", \.maxSpoolFiles, "Unloaded spool files allowed before the flushers pause (the queue then fills and senders get backpressure)."),
+        integer("udp-rcvbuf", \.udpReceiveBuffer, "Requested `SO_RCVBUF` of the UDP socket in bytes (capped by `net.core.rmem_max`)."),
+        duration("durable-timeout-ms", .milliseconds, \.durableTimeout, "Milliseconds `?ack=durable` waits for the spool before a 503."),
+        duration("shutdown-timeout", .seconds, \.shutdownTimeout,
+                 "Seconds a graceful shutdown (SIGTERM) may take: listeners finish, the queue drains into the store; what is not loaded by then stays spooled for the next start."),
+        Setting(name: "log-level", kind: .string, help: "`trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`; logs go to stderr.",
+                apply: { c, v throws(SettingError) in
+                    guard case .string(let s) = v, let level = Logger.Level(rawValue: s) else {
+                        throw SettingError(description: "must be one of trace, debug, info, notice, warning, error, critical")
+                    }
+                    c.logLevel = level
+                },
+                describe: { $0.logLevel.rawValue }),
+    ]
+
+    /// The config file's own setting (it cannot come from the file it names).
+    public static let configFile = Setting(
+        name: "config", kind: .string, help: "A JSON file of these settings, keyed by the flag names without `--` (e.g. `{\"http-port\": 8080}`); flags and variables override it.",
+        apply: { _, _ throws(SettingError) in }, describe: { _ in "none" })
+
+    /// Resolves every setting from `reader` (flags, then variables, then the file) over the
+    /// defaults; throws naming the flag and variable of the first bad value.
+    public static func resolve(_ reader: ConfigReader) async throws -> ServerConfiguration {
+        var c = ServerConfiguration()
+        for s in all {
+            let key = ConfigKey([s.name])
+            let value: ConfigContent?
+            do {
+                switch s.configType {
+                case .int: value = try await reader.fetchInt(forKey: key).map(ConfigContent.int)
+                default: value = try await reader.fetchString(forKey: key).map(ConfigContent.string)
+                }
+            } catch {
+                throw SettingError(description: "\(s.flag) (\(s.environmentVariable)) must be \(s.kind == .string ? "text" : "an integer")")
+            }
+            guard let value else { continue }
+            do {
+                try s.apply(&c, value)
+            } catch {
+                throw SettingError(description: "\(s.flag) (\(s.environmentVariable)) \(error.description)")
+            }
+        }
+        return c
+    }
+
+    /// The README's configuration table, made from the settings and their defaults.
+    public static func markdownTable() -> String {
+        let defaults = ServerConfiguration()
+        var lines = ["| Flag | Variable | Default | Meaning |", "|---|---|---|---|"]
+        for s in all + [configFile] {
+            let d = s.describe(defaults)
+            lines.append("| `\(s.flag)` | `\(s.environmentVariable)` | \(d.contains(" ") ? d : "`\(d)`") | \(s.help.replacingOccurrences(of: "|", with: "\\|")) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    // MARK: Kinds
+
+    private static func string(_ name: String, _ kp: any WritableKeyPath<ServerConfiguration, String> & Sendable, _ help: String) -> Setting {
+        Setting(name: name, kind: .string, help: help,
+                apply: { c, v throws(SettingError) in
+                    guard case .string(let s) = v, !s.isEmpty else { throw SettingError(description: "must not be empty") }
+                    c[keyPath: kp] = s
+                },
+                describe: { $0[keyPath: kp] })
+    }
+
+    private static func integer(_ name: String, _ kp: any WritableKeyPath<ServerConfiguration, Int> & Sendable, _ help: String) -> Setting {
+        Setting(name: name, kind: .integer, help: help, apply: positive(kp), describe: { String($0[keyPath: kp]) })
+    }
+
+    private static func positive(_ kp: any WritableKeyPath<ServerConfiguration, Int> & Sendable)
+        -> @Sendable (inout ServerConfiguration, ConfigContent) throws(SettingError) -> Void {
+        { c, v throws(SettingError) in
+            guard case .int(let n) = v, n >= 1 else { throw SettingError(description: "must be at least 1") }
+            c[keyPath: kp] = n
+        }
+    }
+
+    private static func port(_ name: String, _ kp: any WritableKeyPath<ServerConfiguration, Int> & Sendable, _ help: String) -> Setting {
+        Setting(name: name, kind: .port, help: help,
+                apply: { c, v throws(SettingError) in
+                    guard case .int(let n) = v, (0...65535).contains(n) else {
+                        throw SettingError(description: "must be between 0 and 65535")
+                    }
+                    c[keyPath: kp] = n
+                },
+                describe: { String($0[keyPath: kp]) })
+    }
+
+    private static func duration(_ name: String, _ unit: Setting.Kind, _ kp: any WritableKeyPath<ServerConfiguration, Duration> & Sendable,
+                                 _ help: String) -> Setting {
+        Setting(name: name, kind: unit, help: help,
+                apply: { c, v throws(SettingError) in
+                    guard case .int(let n) = v, n >= 1 else { throw SettingError(description: "must be at least 1") }
+                    c[keyPath: kp] = unit == .seconds ? .seconds(n) : .milliseconds(n)
+                },
+                describe: { c in
+                    let (s, a) = c[keyPath: kp].components
+                    return String(unit == .seconds ? s : s * 1000 + a / 1_000_000_000_000_000)
+                })
+    }
 }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import Foundation
 import Hummingbird
 import Logging
@@ -10,15 +7,20 @@ import NIOCore
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 import TallyCore
 import TallyIngest
 import TallyPipeline
 import TallyReport
 import TallyStore
 
-/// The whole collector as one service: store, pipeline, wire listeners and HTTP, started in
-/// data-path order and stopped in reverse, so nothing accepted is left behind.
-public final class TallyServer: Service, Sendable {
+/// The whole collector: store, pipeline, wire listeners and HTTP as services of one
+/// `ServiceGroup`, listed in data-path order. The group starts them in that order and, on a
+/// graceful shutdown, stops them in reverse: the listeners stop taking events first, the
+/// pipeline then drains everything queued into the store, and the store closes last. One
+/// deadline (`shutdownTimeout`) bounds the whole shutdown; past it the group cancels what is
+/// left, and the pipeline leaves unloaded batches in the spool for the next start.
+public final class TallyServer: Sendable {
     /// Where the server listens once started.
     public struct Endpoints: Sendable {
         public var httpPort: Int
@@ -26,44 +28,27 @@ public final class TallyServer: Service, Sendable {
     }
 
     public let configuration: ServerConfiguration
-    public let registry = PrometheusCollectorRegistry()
-    let logger: Logger
-    private let ready: EventLoopPromise<Endpoints>
-    private let state = NIOLockedValueBox<(pipeline: Pipeline?, store: (any EventStore)?)>((nil, nil))
+    public let registry: PrometheusCollectorRegistry
+    public let pipeline: Pipeline
+    let store: any EventStore
+    let services: [any Service]
+    private let group: ServiceGroup
+    private let ready: Ready
 
-    public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "tally")) {
-        self.configuration = configuration
-        self.logger = logger
-        self.ready = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: Endpoints.self)
-    }
-
-    /// Waits until every listener is bound (or start-up failed).
-    public func endpoints() async throws -> Endpoints {
-        try await ready.futureResult.get()
-    }
-
-    public var pipeline: Pipeline? { state.withLockedValue { $0.pipeline } }
-
-    public func run() async throws {
-        do {
-            try await runServer()
-        } catch {
-            ready.fail(error)
-            throw error
-        }
-    }
-
-    private func runServer() async throws {
-        let c = configuration
+    /// Builds every part (opening the store and the spool) without starting anything.
+    public init(configuration c: ServerConfiguration, logger: Logger = Logger(label: "tally"),
+                gracefulShutdownSignals: [UnixSignal] = []) async throws {
+        self.configuration = c
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
         let factory = PrometheusMetricsFactory(registry: registry)
-        let spoolDir = c.dataDirectory + "/spool"
         try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
         let instance = try InstanceID.load(directory: c.dataDirectory)
-        let store: any EventStore
-        if let url = c.storeURL {
-            store = try PostgresStore(url: url, logger: logger)
+
+        let store: any EventStore = if let url = c.storeURL {
+            try PostgresStore(url: url, logger: logger)
         } else {
-            store = SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
+            SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
         }
         do {
             try await store.prepare()
@@ -75,81 +60,120 @@ public final class TallyServer: Service, Sendable {
             try? await store.close()
             throw error
         }
+        self.store = store
         let pipeline = try Pipeline(
             configuration: PipelineConfiguration(
-                spoolDirectory: spoolDir, shards: c.shards, queueCapacity: c.queueCapacity, flushEvents: c.flushEvents,
-                flushIntervalMilliseconds: c.flushIntervalMilliseconds, maxSpoolFiles: c.maxSpoolFiles, instanceID: instance),
+                spoolDirectory: c.dataDirectory + "/spool", shards: c.shards, queueCapacity: c.queueCapacity,
+                flushEvents: c.flushEvents, flushInterval: c.flushInterval, maxSpoolFiles: c.maxSpoolFiles, instanceID: instance),
             store: store, metricsFactory: factory, logger: logger)
-        state.withLockedValue { $0 = (pipeline, store) }
-        pipeline.start()
+        self.pipeline = pipeline
 
+        let ready = Ready()
+        self.ready = ready
         let ingestMetrics = IngestMetrics(factory: factory)
         let wire = WireServer(
             configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer),
-            queue: pipeline.queue, metrics: ingestMetrics, logger: logger)
-        let wirePort = try await wire.start()
+            sink: pipeline, metrics: ingestMetrics, logger: logger, onBound: { ready.wireBound($0) })
 
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
         let router = Router()
-        let ingest = HTTPIngest(queue: pipeline.queue, metrics: ingestMetrics,
-                                durableTimeout: .milliseconds(c.durableTimeoutMilliseconds),
-                                spoolWritable: { pipeline.spoolWritable })
-        ingest.addRoutes(to: router)
         ReportRoutes(store: store, registry: registry,
                      health: { await Self.health(pipeline: pipeline, store: store) },
                      beforeScrape: {
                          pipeline.refreshGauges()
                          if let d = wire.kernelUDPDrops() { udpDrops.record(d) }
                      }).addRoutes(to: router)
-        let ready = self.ready
         let app = Application(
             router: router,
-            // Plain ingest requests are answered in the channel pipeline; the rest reach the router.
-            server: .http1(ingest: ingest, serverName: "tally"),
+            // POST /event and /events are answered in the channel pipeline; the rest reach the router.
+            server: .http1(ingest: IngestContext(sink: pipeline, metrics: ingestMetrics, durableTimeout: c.durableTimeout,
+                                                 serverName: "tally")),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally"),
-            onServerRunning: { channel in
-                ready.succeed(Endpoints(httpPort: channel.localAddress?.port ?? c.httpPort, wirePort: wirePort))
-            },
+            onServerRunning: { channel in ready.httpBound(channel.localAddress?.port ?? c.httpPort) },
             logger: logger)
 
-        // Returns once graceful shutdown began and HTTP stopped accepting.
-        do {
-            try await app.run()
-        } catch {
-            logger.error("HTTP server failed", metadata: ["error": "\(error)"])
-        }
-        logger.info("stopping: closing wire listeners, draining the queue into the store")
-        await wire.stop()
-        let deadline = Task {
-            try await Task.sleep(for: .seconds(c.shutdownTimeoutSeconds))
-            self.logger.warning("shutdown deadline reached; unloaded batches stay in the spool for the next start")
-            pipeline.abandonLoading()
-        }
-        await pipeline.drain()
-        deadline.cancel()
-        try? await store.close()
-        logger.info("stopped")
+        self.services = [StoreService(store: store), pipeline, wire, app]
+        var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
+        groupConfiguration.gracefulShutdownSignals = gracefulShutdownSignals
+        groupConfiguration.maximumGracefulShutdownDuration = c.shutdownTimeout
+        // Past the deadline, cancelled services get a moment to leave the spool consistent.
+        groupConfiguration.maximumCancellationDuration = .seconds(5)
+        self.group = ServiceGroup(configuration: groupConfiguration)
     }
 
-    static func health(pipeline: Pipeline, store: any EventStore) async -> HealthSnapshot {
-        let s = pipeline.status
-        let count = try? await store.eventCount()
-        let stored = count.map { String($0) } ?? "null"
-        // Degraded: events are still accepted and spooled, but not loaded or not queryable.
-        let healthy = s.spoolWritable && s.storeError == nil && count != nil
-        return HealthSnapshot(healthy: healthy, fields: [
-            ("queue_depth", String(s.queueDepths.reduce(0, +))),
-            // True when every accepted event is in the store (nothing queued, in flight or spooled).
-            ("idle", pipeline.isIdle ? "true" : "false"),
-            ("queue_capacity", String(s.queueCapacityPerShard * s.queueDepths.count)),
-            ("spool_backlog_files", String(s.spoolBacklogFiles)),
-            ("spool_backlog_bytes", String(s.spoolBacklogBytes)),
-            ("spool_writable", s.spoolWritable ? "true" : "false"),
-            ("quarantined_files", String(s.quarantinedFiles)),
-            ("store_error", s.storeError.map(JSONText.quote) ?? "null"),
-            ("events_stored", stored),
-        ])
+    /// Runs every service until a graceful shutdown (a signal, or ``triggerGracefulShutdown()``)
+    /// has drained the pipeline, or a service fails.
+    public func run() async throws {
+        do {
+            try await group.run()
+        } catch {
+            ready.fail(error)
+            throw error
+        }
+        ready.fail(CancellationError())
     }
+
+    /// Stops the listeners, drains the queue into the store and closes it, as SIGTERM does.
+    public func triggerGracefulShutdown() async {
+        await group.triggerGracefulShutdown()
+    }
+
+    /// Waits until every listener is bound (or start-up failed).
+    public func endpoints() async throws -> Endpoints {
+        try await ready.endpoints()
+    }
+
+    static func health(pipeline: Pipeline, store: any EventStore) async -> HealthReport {
+        let s = pipeline.status
+        return HealthReport(
+            queueDepth: s.queueDepths.reduce(0, +), idle: pipeline.isIdle,
+            queueCapacity: s.queueCapacityPerShard * s.queueDepths.count,
+            spoolBacklogFiles: s.spoolBacklogFiles, spoolBacklogBytes: s.spoolBacklogBytes,
+            spoolWritable: s.spoolWritable, quarantinedFiles: s.quarantinedFiles, storeError: s.storeError,
+            eventsStored: try? await store.eventCount())
+    }
+}
+
+/// The store as the first service: nothing to start (it was opened and prepared before the
+/// group ran), and closed last, once the pipeline has drained into it.
+struct StoreService: Service {
+    let store: any EventStore
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await store.close()
+    }
+}
+
+/// The listeners' ports, reported as each binds; endpoints are known once both are.
+final class Ready: Sendable {
+    private let promise = MultiThreadedEventLoopGroup.singleton.any().makePromise(of: TallyServer.Endpoints.self)
+    /// The ports bound so far, and whether the promise was completed (it completes once).
+    private let state = NIOLockedValueBox<(http: Int?, wire: Int?, done: Bool)>((nil, nil, false))
+
+    func httpBound(_ port: Int) { record { $0.http = port } }
+    func wireBound(_ port: Int) { record { $0.wire = port } }
+
+    private func record(_ update: (inout (http: Int?, wire: Int?, done: Bool)) -> Void) {
+        let both: TallyServer.Endpoints? = state.withLockedValue { p in
+            update(&p)
+            guard !p.done, let http = p.http, let wire = p.wire else { return nil }
+            p.done = true
+            return TallyServer.Endpoints(httpPort: http, wirePort: wire)
+        }
+        if let both { promise.succeed(both) }
+    }
+
+    /// A no-op once the endpoints are known.
+    func fail(_ error: any Error) {
+        let first = state.withLockedValue { p in
+            defer { p.done = true }
+            return !p.done
+        }
+        if first { promise.fail(error) }
+    }
+
+    func endpoints() async throws -> TallyServer.Endpoints { try await promise.futureResult.get() }
 }
 
 /// A random id kept in the data directory: prefixes batch ids, so batches from several

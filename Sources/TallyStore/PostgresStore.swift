@@ -125,32 +125,18 @@ public final class PostgresStore: EventStore, Sendable {
                 }
                 Task {
                     try? await Task.sleep(for: timeout)
-                    if once.resume(.failure(StoreError("PostgreSQL \(what) timed out after \(timeout)", transient: true))) {
+                    if once.resume(.failure(StoreError("PostgreSQL \(what) timed out after \(timeout)"))) {
                         work.cancel()
                     }
                 }
             }
         } catch let error as PSQLError {
             retire(client)
-            throw StoreError("PostgreSQL \(what) failed: \(String(reflecting: error))", transient: true)
+            throw StoreError("PostgreSQL \(what) failed: \(String(reflecting: error))")
         } catch let error as StoreError {
             retire(client)
             throw error
         }
-    }
-
-    /// Creates an empty database named `prefix_<random>` on the server at `adminURL` and returns
-    /// its URL (test suites and benchmarks give each run its own database).
-    static func createScratchDatabase(adminURL: String, prefix: String) async throws -> String {
-        let name = prefix + "_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
-        let admin = try PostgresStore(url: adminURL)
-        defer { Task { try? await admin.close() } }
-        try await admin.bounded("create database") { client in
-            _ = try await client.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)"))
-        }
-        var parts = URLComponents(string: adminURL)!
-        parts.path = "/" + name
-        return parts.string!
     }
 
     /// The pool in use now (tests run administrative SQL through it).
@@ -259,15 +245,6 @@ public final class PostgresStore: EventStore, Sendable {
         }
         if let rollup { knownUsers.withLockedValue { $0.remember(rollup) } }
         return outcomes
-    }
-
-    public func isLoaded(batchID: String) async throws -> Bool {
-        let logger = self.logger
-        return try await bounded("query") { client in
-            let rows = try await client.query("SELECT 1 FROM loaded_batches WHERE batch_id = \(batchID)", logger: logger)
-            for try await _ in rows { return true }
-            return false
-        }
     }
 
     public func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats {

@@ -7,9 +7,9 @@ final class SQLiteConnection {
     /// Multi-row INSERT texts by prefix and row count (see `insertRows`).
     private var bulkSQL: [String: [Int: String]] = [:]
 
-    init(path: String, readOnly: Bool = false) throws {
+    init(path: String) throws {
         var handle: OpaquePointer?
-        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
         guard rc == SQLITE_OK, let handle else {
             let msg = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
@@ -31,7 +31,7 @@ final class SQLiteConnection {
         if rc != SQLITE_OK {
             let msg = err.map { String(cString: $0) } ?? "error \(rc)"
             sqlite3_free(err)
-            throw StoreError("\(msg) (in: \(sql.prefix(80)))", transient: Self.isTransient(rc))
+            throw StoreError("\(msg) (in: \(sql.prefix(80)))")
         }
     }
 
@@ -56,13 +56,9 @@ final class SQLiteConnection {
     }
 
     func error(_ rc: Int32, _ context: String) -> StoreError {
-        StoreError("\(String(cString: sqlite3_errmsg(db))) (in: \(context.prefix(80)))", transient: Self.isTransient(rc))
+        StoreError("\(String(cString: sqlite3_errmsg(db))) (in: \(context.prefix(80)))")
     }
 
-    static func isTransient(_ rc: Int32) -> Bool {
-        let primary = rc & 0xFF
-        return primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_IOERR || primary == SQLITE_FULL
-    }
 }
 
 // SQLITE_TRANSIENT tells SQLite to copy the bytes, which we need as Swift strings are temporary.

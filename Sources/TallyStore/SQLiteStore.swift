@@ -37,14 +37,6 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         try await onWriter { w in try w.load(batches) }
     }
 
-    public func isLoaded(batchID: String) async throws -> Bool {
-        try await onReader { db in
-            let s = try db.statement("SELECT 1 FROM loaded_batches WHERE batch_id = ?1")
-            s.bind(1, batchID)
-            return try s.step()
-        }
-    }
-
     public func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats {
         try await onReader { db in
             // One read transaction, so the three numbers describe the same set of batches.

@@ -53,7 +53,6 @@ public protocol EventStore: Sendable {
     /// batches are written once). Each batch id is still recorded, so each batch is loaded
     /// exactly once; the outcomes are in the order of `batches`.
     func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome]
-    func isLoaded(batchID: String) async throws -> Bool
     /// Stats for one UTC day, or all time when `day` is nil.
     func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats
     /// Total raw events stored (all sites), for health and tests.
@@ -70,11 +69,8 @@ extension EventStore {
 /// A store failure with the backend's message.
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var message: String
-    /// True when retrying later may succeed (database busy or locked, connection lost).
-    public var isTransient: Bool
-    public init(_ message: String, transient: Bool = false) {
+    public init(_ message: String) {
         self.message = message
-        self.isTransient = transient
     }
     public var description: String { message }
 }

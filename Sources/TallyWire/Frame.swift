@@ -8,8 +8,6 @@ public enum Wire {
     public static let headerSize = 8
     /// Largest payload a frame may declare; larger lengths are rejected before any allocation.
     public static let maxPayload = 1 << 20
-    /// Largest UDP payload that fits one IPv4 datagram.
-    public static let maxDatagram = 65_507
 }
 
 /// Frame types. Values with the high bit set travel from the server to the sender.

@@ -1,5 +1,6 @@
 import Testing
 @testable import TallyCore
+import TallyHTTP
 
 @Suite struct TimestampTests {
     @Test(arguments: [
@@ -60,8 +61,8 @@ import Testing
 
 @Suite struct HTTPDateTests {
     @Test func formatsIMFFixdate() {
-        #expect(Timestamp.httpDate(seconds: 784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
-        #expect(Timestamp.httpDate(seconds: 0) == "Thu, 01 Jan 1970 00:00:00 GMT")
-        #expect(Timestamp.httpDate(seconds: 951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
+        #expect(HTTPDate.format(seconds: 784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.format(seconds: 0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(seconds: 951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
     }
 }

@@ -8,10 +8,10 @@ import TallyLoad
 /// recovers by itself.
 @Suite(.serialized) struct FaultTests {
     @Test func spoolWriteFailureSuspendsDurableAcksThenRecovers() async throws {
-        let s = try await TestServer.start { $0.flushIntervalMilliseconds = 10; $0.shards = 1; $0.queueCapacity = 500 }
+        let s = try await TestServer.start { $0.flushInterval = .milliseconds(10); $0.shards = 1; $0.queueCapacity = 500 }
         defer { s.removeData() }
         let c = try await s.http()
-        let pipeline = try #require(s.server.pipeline)
+        let pipeline = s.server.pipeline
         pipeline.injectSpoolWriteFault("No space left on device (injected)")
         // The first batch fails to write; once that is seen, durable requests are refused at once.
         _ = try await c.post("/event", eventJSON(site: "disk", path: "/a"))
@@ -65,7 +65,7 @@ import TallyLoad
         // A small queue in front of a spool that holds one batch for the loader at a time: the
         // flusher waits on every load, so 16 senders of 500-event batches overrun the queue.
         let s = try await TestServer.start {
-            $0.queueCapacity = 1000; $0.shards = 1; $0.flushEvents = 500; $0.flushIntervalMilliseconds = 20; $0.maxSpoolFiles = 1
+            $0.queueCapacity = 1000; $0.shards = 1; $0.flushEvents = 500; $0.flushInterval = .milliseconds(20); $0.maxSpoolFiles = 1
         }
         defer { s.removeData() }
         var o = LoadOptions()

@@ -61,7 +61,7 @@ let scenario2Stats = #"{"site_id":"demo-site","date":"2025-11-14","total_views":
     }
 
     @Test func durableAckAnswersAfterTheSpoolWrite() async throws {
-        let s = try await TestServer.start { $0.flushIntervalMilliseconds = 30 }
+        let s = try await TestServer.start { $0.flushInterval = .milliseconds(30) }
         defer { s.removeData() }
         let c = try await s.http()
         let r = try await c.post("/event?ack=durable", eventJSON(site: "dur"))
@@ -131,7 +131,7 @@ let scenario2Stats = #"{"site_id":"demo-site","date":"2025-11-14","total_views":
             $0.shards = 1
             $0.queueCapacity = 3
             $0.flushEvents = 1000
-            $0.flushIntervalMilliseconds = 60_000
+            $0.flushInterval = .milliseconds(60_000)
         }
         defer { s.removeData() }
         let c = try await s.http()
@@ -156,7 +156,7 @@ let scenario2Stats = #"{"site_id":"demo-site","date":"2025-11-14","total_views":
     }
 
     @Test func gracefulShutdownLosesNothingAccepted() async throws {
-        let s = try await TestServer.start { $0.flushIntervalMilliseconds = 5_000; $0.flushEvents = 100_000 }
+        let s = try await TestServer.start { $0.flushInterval = .milliseconds(5_000); $0.flushEvents = 100_000 }
         defer { s.removeData() }
         let c = try await s.http()
         var accepted = 0

@@ -2,6 +2,7 @@ import Foundation
 import PostgresNIO
 import Testing
 import TallyLoad
+import TallyTestSupport
 @testable import TallyStore
 
 /// Collectors on PostgreSQL; runs when `TALLY_TEST_POSTGRES` names a server (`make test`).
@@ -9,7 +10,7 @@ import TallyLoad
 struct PostgresEndToEndTests {
     /// A fresh database on the server at `admin`.
     static func database(admin: String) async throws -> String {
-        try await PostgresStore.createScratchDatabase(adminURL: admin, prefix: "e2e")
+        try await PostgresTestDatabase.create(prefix: "e2e")
     }
 
     func options(_ s: TestServer, _ mode: LoadMode, runID: String, seed: UInt64, events: Int) -> LoadOptions {
@@ -57,7 +58,7 @@ struct PostgresEndToEndTests {
         let name = String(URLComponents(string: url)!.path.dropFirst())
         let s = try await TestServer.start {
             $0.storeURL = url
-            $0.flushIntervalMilliseconds = 20
+            $0.flushInterval = .milliseconds(20)
         }
         defer { s.removeData() }
         var o = options(s, .tcpAck, runID: "outage", seed: 5, events: 30_000)

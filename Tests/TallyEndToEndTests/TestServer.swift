@@ -7,10 +7,9 @@ import TallyClient
 import TallyServer
 
 /// A real server on ephemeral ports with its own data directory, run in-process as the CLI
-/// runs it (a ServiceGroup), and stopped by a graceful shutdown like SIGTERM.
+/// runs it (its ServiceGroup), and stopped by a graceful shutdown like SIGTERM.
 final class TestServer: Sendable {
     let server: TallyServer
-    let group: ServiceGroup
     let task: Task<Void, any Error>
     let endpoints: TallyServer.Endpoints
     let dataDirectory: String
@@ -23,20 +22,18 @@ final class TestServer: Sendable {
         c.wireHost = "127.0.0.1"
         c.httpPort = 0
         c.wirePort = 0
-        c.flushIntervalMilliseconds = 10
+        c.flushInterval = .milliseconds(10)
         configure(&c)
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        let server = TallyServer(configuration: c, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [server], logger: logger))
-        let task = Task { try await group.run() }
+        let server = try await TallyServer(configuration: c, logger: logger)
+        let task = Task { try await server.run() }
         let endpoints = try await server.endpoints()
-        return TestServer(server: server, group: group, task: task, endpoints: endpoints, dataDirectory: dir)
+        return TestServer(server: server, task: task, endpoints: endpoints, dataDirectory: dir)
     }
 
-    init(server: TallyServer, group: ServiceGroup, task: Task<Void, any Error>, endpoints: TallyServer.Endpoints, dataDirectory: String) {
+    init(server: TallyServer, task: Task<Void, any Error>, endpoints: TallyServer.Endpoints, dataDirectory: String) {
         self.server = server
-        self.group = group
         self.task = task
         self.endpoints = endpoints
         self.dataDirectory = dataDirectory
@@ -48,7 +45,7 @@ final class TestServer: Sendable {
 
     /// Graceful shutdown, as on SIGTERM: returns once everything queued is in the store.
     func stop() async throws {
-        await group.triggerGracefulShutdown()
+        await server.triggerGracefulShutdown()
         try await task.value
     }
 

@@ -19,7 +19,7 @@ func frames(site: String, count: Int, pathMod: Int = 3, sequence: UInt64 = 0, ac
         c.shards = 1
         c.queueCapacity = 50
         c.flushEvents = 50
-        c.flushIntervalMilliseconds = 5
+        c.flushInterval = .milliseconds(5)
     }
 
     @Test func udpDatagramsWithSeveralFramesReachStats() async throws {
@@ -56,7 +56,7 @@ func frames(site: String, count: Int, pathMod: Int = 3, sequence: UInt64 = 0, ac
     }
 
     @Test func tcpStreamCutIntoSingleBytesAcksAfterSpool() async throws {
-        let s = try await TestServer.start { $0.flushIntervalMilliseconds = 20 }
+        let s = try await TestServer.start { $0.flushInterval = .milliseconds(20) }
         defer { s.removeData() }
         let tcp = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
         var stream = ByteBuffer()

@@ -29,7 +29,7 @@ import TallyCore
     ]
 
     static func outcome(_ body: () throws -> [Event]) -> String {
-        do { return "\(try body())" } catch let r as EventBodyParser.Rejection { return "\(r.status) \(r.body)" } catch { return "\(error)" }
+        do { return "\(try body())" } catch let r as IngestRefusal { return "\(r.status.code) \(r.jsonBody)" } catch { return "\(error)" }
     }
 
     @Test(arguments: bodies)

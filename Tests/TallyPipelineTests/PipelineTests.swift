@@ -84,6 +84,22 @@ func waitUntil(_ timeout: Duration = .seconds(20), _ condition: () async throws 
         #expect(throws: EnqueueRefusal.closed) { try q.enqueue([ev(other)]) }
     }
 
+    /// A sender waiting for room is called when room is there, at once or later (here: when
+    /// the queue closes, which frees every waiter to see the refusal).
+    @Test func whenSpaceCallsBackNowOrWhenRoomOrCloseComes() throws {
+        let q = ShardedQueue(shards: 1, capacity: 3)
+        let ev = Event(siteID: "s", eventType: "page_view", timestamp: 0)
+        let calls = ManagedAtomicFlag()
+        q.whenSpace(for: [ev, ev]) { calls.set(true) }
+        #expect(calls.value)
+        try q.enqueue([ev, ev])
+        let later = ManagedAtomicFlag()
+        q.whenSpace(for: [ev, ev]) { later.set(true) }
+        #expect(!later.value)
+        q.close()
+        #expect(later.value)
+    }
+
     @Test func shardingIsStable() {
         let q = ShardedQueue(shards: 4, capacity: 1)
         // FNV-1a of "demo-site" mod 4 must not change between releases (spool ordering relies on it).
@@ -93,10 +109,10 @@ func waitUntil(_ timeout: Duration = .seconds(20), _ condition: () async throws 
 }
 
 @Suite struct PipelineFlowTests {
-    func makePipeline(_ dir: String, store: any EventStore, flushEvents: Int = 100) throws -> Pipeline {
-        try Pipeline(configuration: PipelineConfiguration(spoolDirectory: dir + "/spool", shards: 2, queueCapacity: 10_000,
-                                                          flushEvents: flushEvents, flushIntervalMilliseconds: 20,
-                                                          instanceID: "test"), store: store)
+    func makePipeline(_ dir: String, store: any EventStore, flushEvents: Int = 100, queueCapacity: Int = 10_000) throws -> Pipeline {
+        try Pipeline(configuration: PipelineConfiguration(spoolDirectory: dir + "/spool", shards: 2, queueCapacity: queueCapacity,
+                                                          flushEvents: flushEvents, flushInterval: .milliseconds(20),
+                                                          maxSpoolFiles: 512, instanceID: "test"), store: store)
     }
 
     @Test func eventsFlowIntoTheStoreAndDurabilityIsSignalled() async throws {
@@ -115,6 +131,27 @@ func waitUntil(_ timeout: Duration = .seconds(20), _ condition: () async throws 
             #expect(FileOps.list(dir + "/spool", suffix: ".batch").isEmpty)
             let views = events.filter { $0.isPageView && $0.siteID == "site-1" }.count
             #expect(try await store.stats(siteID: "site-1", day: nil, limit: 1).totalViews == Int64(views))
+            try await store.close()
+        }
+    }
+
+    /// A full queue wakes a waiting sender when a flusher takes a batch out, without polling.
+    @Test func flushersWakeSendersWaitingForRoom() async throws {
+        try await withTempDir { dir in
+            let store = SQLiteStore(path: dir + "/t.sqlite")
+            try await store.prepare()
+            let p = try makePipeline(dir, store: store, flushEvents: 5, queueCapacity: 5)
+            let site = [Event](repeating: Event(siteID: "one", eventType: "page_view", timestamp: 1), count: 5)
+            try p.enqueue(site)
+            #expect(throws: EnqueueRefusal.full) { try p.enqueue(site) }
+            let woken = ManagedAtomicFlag()
+            p.whenSpace(for: site) { woken.set(true) }
+            #expect(!woken.value)
+            p.start()
+            try await waitUntil { woken.value }
+            try p.enqueue(site)
+            await p.drain()
+            #expect(try await store.eventCount() == 10)
             try await store.close()
         }
     }

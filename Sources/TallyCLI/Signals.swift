@@ -1,34 +1,24 @@
 import Foundation
+import NIOConcurrencyHelpers
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// After the first SIGTERM/SIGINT started a graceful drain, a second one exits immediately.
 /// Safe because spool files appear only by atomic rename and SQLite commits atomically.
-func installSecondSignalExit() {
-    let count = SignalCount()
-    for sig in [SIGTERM, SIGINT] {
+/// The sources stop when released: keep the result alive while the server runs.
+func installSecondSignalExit() -> [any DispatchSourceSignal] {
+    let count = NIOLockedValueBox(0)
+    let sources = [SIGTERM, SIGINT].map { sig in
         let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
         source.setEventHandler {
-            if count.increment() >= 2 {
+            if count.withLockedValue({ $0 += 1; return $0 }) >= 2 {
                 FileHandle.standardError.write("second signal: exiting now\n".data(using: .utf8)!)
                 _exit(1)
             }
         }
         source.resume()
-        retainedSources.append(source)
+        return source
     }
+    return sources
 }
-
-final class SignalCount: @unchecked Sendable {
-    private let lock = NSLock()
-    private var n = 0
-    func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        n += 1
-        return n
-    }
-}
-
-nonisolated(unsafe) private var retainedSources: [any DispatchSourceSignal] = []

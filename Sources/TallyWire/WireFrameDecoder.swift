@@ -1,0 +1,30 @@
+import NIOCore
+
+/// Frames a TCP byte stream into the EVENTS frames a sender may send, for NIO's
+/// `ByteToMessageHandler` (which buffers partial frames across reads and, on close, hands the
+/// rest to `decodeLast`). A malformed frame throws its ``FrameRejection``; the handler behind
+/// answers it with an ERROR frame and closes. Decoding is ``FrameDecoder``'s, shared with UDP.
+public struct WireFrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = EventsFrame
+
+    public init() {}
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        switch try FrameDecoder.decode(&buffer) {
+        case .needMoreData:
+            return .needMoreData
+        case .frame(.events(let frame)):
+            context.fireChannelRead(wrapInboundOut(frame))
+            return .continue
+        case .frame:
+            throw FrameRejection(.unknownFrameType, "senders may only send EVENTS frames")
+        }
+    }
+
+    /// Whole frames received before the connection closed are delivered like any other: their
+    /// bytes arrived, and a plain-TCP sender rightly considers them sent. A partial frame at
+    /// the end is dropped (it was never whole).
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        try decode(context: context, buffer: &buffer)
+    }
+}

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import Testing
+import TallyServer
+@testable import TallyCLI
+
+/// `tally serve`'s settings: one table read through one ConfigReader from flags, `TALLY_*`
+/// variables and a JSON file, documented from the same table.
+@Suite struct SettingsTests {
+    func resolve(_ args: [String], env: [String: String] = [:]) async throws -> ServerConfiguration {
+        try await Serve.parse(args).resolved(environment: env)
+    }
+
+    @Test func defaultsComeFromServerConfiguration() async throws {
+        let c = try await resolve([])
+        let d = ServerConfiguration()
+        #expect(c.dataDirectory == d.dataDirectory && c.httpPort == d.httpPort && c.shards == d.shards)
+        #expect(c.flushInterval == .milliseconds(50) && c.shutdownTimeout == .seconds(30) && c.durableTimeout == .seconds(10))
+        #expect(c.shards == ProcessInfo.processInfo.activeProcessorCount)
+        #expect(c.storeURL == nil)
+    }
+
+    @Test func flagsBeatVariablesWhichBeatTheFile() async throws {
+        let file = NSTemporaryDirectory() + "tally-config-\(UUID().uuidString).json"
+        try #"{"http-port": 9001, "wire-port": 9002, "flush-interval-ms": 7, "data-dir": "/from/file", "log-level": "debug"}"#
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let c = try await resolve(["--config", file, "--http-port", "9100"],
+                                  env: ["TALLY_HTTP_PORT": "9200", "TALLY_WIRE_PORT": "9300", "TALLY_SHUTDOWN_TIMEOUT": "4"])
+        #expect(c.httpPort == 9100)
+        #expect(c.wirePort == 9300)
+        #expect(c.flushInterval == .milliseconds(7))
+        #expect(c.dataDirectory == "/from/file")
+        #expect(c.shutdownTimeout == .seconds(4))
+        #expect(c.logLevel == .debug)
+        // The file can be named by its variable too.
+        #expect(try await resolve([], env: ["TALLY_CONFIG": file]).httpPort == 9001)
+    }
+
+    @Test func badValuesNameTheFlagAndTheVariable() async throws {
+        let cases: [([String], [String: String], String)] = [
+            ([], ["TALLY_SHARDS": "many"], "--shards (TALLY_SHARDS) must be an integer"),
+            (["--queue-capacity", "0"], [:], "--queue-capacity (TALLY_QUEUE_CAPACITY) must be at least 1"),
+            ([], ["TALLY_HTTP_PORT": "70000"], "--http-port (TALLY_HTTP_PORT) must be between 0 and 65535"),
+            (["--log-level", "loud"], [:], "--log-level (TALLY_LOG_LEVEL) must be one of"),
+            (["--config", "/nonexistent/tally.json"], [:], "cannot read the config file /nonexistent/tally.json"),
+        ]
+        for (args, env, message) in cases {
+            do {
+                _ = try await resolve(args, env: env)
+                Issue.record("accepted \(args) \(env)")
+            } catch let e as ValidationError {
+                #expect(e.message.hasPrefix(message), "\(e.message)")
+            }
+        }
+        #expect(try await resolve(["--store", "sqlite"]).storeURL == nil)
+        #expect(try await resolve([], env: ["TALLY_STORE": "postgres://u@h/db"]).storeURL == "postgres://u@h/db")
+    }
+
+    /// `tally serve --help` lists exactly the settings, each with its variable.
+    @Test func helpListsEverySetting() {
+        let help = Serve.helpMessage(columns: 400)
+        let settings = Settings.all + [Settings.configFile]
+        for s in settings {
+            #expect(help.contains(s.flag + " <"), "\(s.flag)")
+            #expect(help.contains(s.environmentVariable), "\(s.environmentVariable)")
+        }
+        // The option lines: each starts with its flag.
+        let flags = Set(help.split(separator: "\n").map { $0.drop { $0 == " " } }
+            .filter { $0.hasPrefix("--") && !$0.hasPrefix("--help") }.map { String($0.prefix { $0 != " " }) })
+        #expect(flags == Set(settings.map(\.flag)))
+    }
+
+    /// The README's configuration table is the one made from the settings.
+    @Test func readmeTableMatchesTheSettings() throws {
+        let readme = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/TallyCLITests/SettingsTests.swift", with: "README.md"),
+                                encoding: .utf8)
+        let table = Settings.markdownTable()
+        #expect(readme.contains("<!-- settings:begin -->\n" + table + "\n<!-- settings:end -->"),
+                "README.md's table between the settings markers should read:\n\(table)")
+    }
+}

@@ -1,0 +1,101 @@
+import Logging
+import Metrics
+import NIOCore
+import NIOEmbedded
+import Testing
+import TallyCore
+import TallyWire
+@testable import TallyIngest
+
+/// One wire TCP connection on an embedded channel, decoder and handler as the server installs
+/// them, feeding a fake sink: ACK order, backpressure without polling, refusals, late frames.
+@Suite struct WireTCPHandlerTests {
+    func makeChannel(_ sink: FakeSink) throws -> EmbeddedChannel {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandlers(
+            ByteToMessageHandler(WireFrameDecoder()),
+            WireTCPHandler(sink: sink, metrics: IngestMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test")))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return channel
+    }
+
+    func frame(_ seq: UInt64, events n: Int, ack: Bool = true) -> ByteBuffer {
+        var b = ByteBuffer()
+        FrameEncoder.writeEvents(EventsFrame(sequence: seq, ackRequested: ack, siteID: "s",
+                                             events: (0..<n).map { WireEvent(eventType: "e\(seq)-\($0)") }), into: &b)
+        return b
+    }
+
+    /// The frames the server sent back.
+    func sent(_ channel: EmbeddedChannel) throws -> [Frame] {
+        var all = ByteBuffer()
+        while var b = try channel.readOutbound(as: ByteBuffer.self) { all.writeBuffer(&b) }
+        var frames: [Frame] = []
+        while case .frame(let f) = try FrameDecoder.decode(&all) { frames.append(f) }
+        return frames
+    }
+
+    @Test func acksFollowDurabilityInFrameOrder() throws {
+        let sink = FakeSink(capacity: 100)
+        let channel = try makeChannel(sink)
+        try channel.writeInbound(frame(1, events: 2))
+        try channel.writeInbound(frame(2, events: 1, ack: false))
+        try channel.writeInbound(frame(3, events: 1))
+        #expect(sink.depth == 4)
+        #expect(try sent(channel).isEmpty)
+        sink.completeDurability(true)
+        channel.embeddedEventLoop.run()
+        #expect(try sent(channel) == [.ack(sequence: 1), .ack(sequence: 3)])
+        _ = try channel.finish()
+    }
+
+    /// A full sink holds the frame and the reads; room freed by a flusher resumes both, with no
+    /// timer involved (nothing runs until the sink signals).
+    @Test func aFullSinkHoldsReadsUntilItSignalsRoom() throws {
+        let sink = FakeSink(capacity: 3)
+        let channel = try makeChannel(sink)
+        let reads = ReadCounter()
+        try channel.pipeline.syncOperations.addHandler(reads, position: .first)
+        try channel.writeInbound(frame(1, events: 3))
+        try channel.writeInbound(frame(2, events: 2))
+        #expect(sink.depth == 3)
+        channel.read()
+        #expect(reads.count == 0)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(5))
+        #expect(sink.depth == 3)
+        sink.take(3)
+        channel.embeddedEventLoop.run()
+        #expect(sink.events.map(\.eventType) == ["e2-0", "e2-1"])
+        #expect(reads.count == 1)
+        _ = try channel.finish()
+    }
+
+    @Test func aMalformedFrameIsAnsweredWithAnErrorAndTheConnectionCloses() throws {
+        let sink = FakeSink(capacity: 10)
+        let channel = try makeChannel(sink)
+        var bad = ByteBuffer()
+        FrameEncoder.writeAck(9, into: &bad)
+        try channel.writeInbound(frame(1, events: 1, ack: false))
+        _ = try? channel.writeInbound(bad)
+        let frames = try sent(channel)
+        guard case .error(let code, _) = frames.first else {
+            Issue.record("no ERROR frame: \(frames)")
+            return
+        }
+        #expect(code == .unknownFrameType)
+        #expect(!channel.isActive)
+        #expect(sink.depth == 1)
+    }
+
+    /// Frames still waiting for room when the sender closes are enqueued once room frees up.
+    @Test func framesWaitingAtCloseAreStillEnqueued() throws {
+        let sink = FakeSink(capacity: 3)
+        let channel = try makeChannel(sink)
+        try channel.writeInbound(frame(1, events: 3, ack: false))
+        try channel.writeInbound(frame(2, events: 2, ack: false))
+        _ = try channel.finish()
+        #expect(sink.depth == 3)
+        sink.take(3)
+        #expect(sink.events.map(\.eventType) == ["e2-0", "e2-1"])
+    }
+}
