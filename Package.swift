@@ -161,7 +161,8 @@ let package = Package(
             "TallyStore", "TallyCore", "TallyTestSupport",
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
-        .testTarget(name: "TallyPipelineTests", dependencies: ["TallyPipeline", "TallyStore", "TallyCore", "TallyWire"], swiftSettings: strict),
+        .testTarget(name: "TallyPipelineTests", dependencies: ["TallyPipeline", "TallyStore", "TallyCore", "TallyWire", "TallyTestSupport"],
+                    swiftSettings: strict),
         .testTarget(name: "TallyIngestTests", dependencies: [
             "TallyIngest", "TallyCore", "TallyWire",
             .product(name: "Metrics", package: "swift-metrics"),

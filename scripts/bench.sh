@@ -17,6 +17,8 @@
 #   BENCH_LOAD_TIMEOUT=600      seconds before a tally-load run counts as hung
 #   BENCH_SHUTDOWN_WAIT=60      seconds to wait for the server to exit after SIGTERM
 #   BENCH_OUT=.build/bench/<timestamp>
+#   BENCH_TALLY=.build/release/tally BENCH_LOAD=.build/release/tally-load   binaries to measure
+#                               (e.g. a baseline build, to compare two commits in one session)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +27,8 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     swift build -c release >&2
 fi
 
-TALLY=.build/release/tally
-LOAD=.build/release/tally-load
+TALLY=${BENCH_TALLY:-.build/release/tally}
+LOAD=${BENCH_LOAD:-.build/release/tally-load}
 HELPER=scripts/bench_table.py
 for b in "$TALLY" "$LOAD"; do
     [[ -x "$b" ]] || { echo "bench: $b is missing; build with swift build -c release" >&2; exit 1; }

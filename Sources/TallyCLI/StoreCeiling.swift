@@ -1,5 +1,4 @@
 import ArgumentParser
-import CSQLite
 import Foundation
 import TallyCore
 import TallyStore
@@ -81,46 +80,26 @@ enum StoreLoadRate {
 enum AppendCeiling {
     /// Returns events per second for appending `events` rows in batches of `batch`.
     static func measure(path: String, events: [Event], batch: Int) throws -> Double {
-        var db: OpaquePointer?
-        guard sqlite3_open(path, &db) == SQLITE_OK, let db else { throw CeilingError("cannot open \(path)") }
-        defer { sqlite3_close_v2(db) }
-        func exec(_ sql: String) throws {
-            guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw CeilingError(String(cString: sqlite3_errmsg(db))) }
-        }
-        try exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-        try exec("CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, site_id TEXT NOT NULL, event_type TEXT NOT NULL, path TEXT, user_id TEXT, event_ts INTEGER NOT NULL, ingested_at INTEGER NOT NULL)")
-        var insert: OpaquePointer?
-        guard sqlite3_prepare_v2(db, "INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-                                 -1, &insert, nil) == SQLITE_OK else { throw CeilingError(String(cString: sqlite3_errmsg(db))) }
-        defer { sqlite3_finalize(insert) }
-        // SQLITE_TRANSIENT: SQLite copies the bytes (Swift strings are temporary).
-        let copy = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
-        func bind(_ i: Int32, _ s: String?) {
-            guard let s else { sqlite3_bind_null(insert, i); return }
-            sqlite3_bind_text(insert, i, s, -1, copy)
-        }
+        let db = try SQLiteConnection(path: path)
+        try db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+        try db.exec("CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, site_id TEXT NOT NULL, event_type TEXT NOT NULL, path TEXT, user_id TEXT, event_ts INTEGER NOT NULL, ingested_at INTEGER NOT NULL)")
         let start = Timestamp.now()
         var i = 0
         while i < events.count {
-            try exec("BEGIN IMMEDIATE")
+            try db.exec("BEGIN IMMEDIATE")
+            let insert = try db.statement("INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6)")
             for e in events[i..<min(events.count, i + batch)] {
-                bind(1, e.siteID)
-                bind(2, e.eventType)
-                bind(3, e.path)
-                bind(4, e.userID)
-                sqlite3_bind_int64(insert, 5, e.timestamp)
-                sqlite3_bind_int64(insert, 6, start)
-                guard sqlite3_step(insert) == SQLITE_DONE else { throw CeilingError(String(cString: sqlite3_errmsg(db))) }
-                sqlite3_reset(insert)
+                insert.bind(1, e.siteID)
+                insert.bind(2, e.eventType)
+                insert.bind(3, e.path)
+                insert.bind(4, e.userID)
+                insert.bind(5, e.timestamp)
+                insert.bind(6, start)
+                try insert.run()
             }
-            try exec("COMMIT")
+            try db.exec("COMMIT")
             i += batch
         }
         return Double(events.count) / (Double(Timestamp.now() - start) / 1e6)
-    }
-
-    struct CeilingError: Error, CustomStringConvertible {
-        var description: String
-        init(_ d: String) { description = d }
     }
 }

@@ -259,6 +259,14 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                 break loop
             }
         }
+        // Writes for no slot (Hummingbird's 400 for a request the decoder could not parse)
+        // leave once everything ahead of them has.
+        if slots.isEmpty {
+            while let w = held.popFirst() {
+                ctx.write(w.part, promise: w.promise)
+                wrote = true
+            }
+        }
         if wrote {
             if reading { needsFlush = true } else { ctx.flush() }
         }

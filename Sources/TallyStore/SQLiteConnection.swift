@@ -1,13 +1,14 @@
 import CSQLite
 
 /// A thin owner of one sqlite3 handle. Not thread-safe: ``SQLiteStore`` serialises access.
-final class SQLiteConnection {
+/// Public for `tally store-ceiling`, which measures plain appends with the same binding code.
+public final class SQLiteConnection {
     let db: OpaquePointer
     private var statements: [String: OpaquePointer] = [:]
     /// Multi-row INSERT texts by prefix and row count (see `insertRows`).
     private var bulkSQL: [String: [Int: String]] = [:]
 
-    init(path: String) throws {
+    public init(path: String) throws {
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)
@@ -25,7 +26,7 @@ final class SQLiteConnection {
         sqlite3_close_v2(db)
     }
 
-    func exec(_ sql: String) throws {
+    public func exec(_ sql: String) throws {
         var err: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(db, sql, nil, nil, &err)
         if rc != SQLITE_OK {
@@ -36,7 +37,7 @@ final class SQLiteConnection {
     }
 
     /// A cached prepared statement, reset and with bindings cleared.
-    func statement(_ sql: String) throws -> Statement {
+    public func statement(_ sql: String) throws -> Statement {
         if let s = statements[sql] {
             sqlite3_reset(s)
             sqlite3_clear_bindings(s)
@@ -55,21 +56,22 @@ final class SQLiteConnection {
         for (_, s) in statements { sqlite3_reset(s) }
     }
 
-    func error(_ rc: Int32, _ context: String) -> StoreError {
+    @usableFromInline func error(_ rc: Int32, _ context: String) -> StoreError {
         StoreError("\(String(cString: sqlite3_errmsg(db))) (in: \(context.prefix(80)))")
     }
 
 }
 
 // SQLITE_TRANSIENT tells SQLite to copy the bytes, which we need as Swift strings are temporary.
-private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+@usableFromInline let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
-/// A prepared statement borrowed from its connection.
-struct Statement {
-    let handle: OpaquePointer
-    unowned let connection: SQLiteConnection
+/// A prepared statement borrowed from its connection. Binding and stepping are inlinable:
+/// they run once per column per row, where a cross-module call is a measurable share.
+public struct Statement {
+    @usableFromInline let handle: OpaquePointer
+    @usableFromInline unowned let connection: SQLiteConnection
 
-    func bind(_ index: Int32, _ value: String?) {
+    @inlinable public func bind(_ index: Int32, _ value: String?) {
         guard var value else {
             sqlite3_bind_null(handle, index)
             return
@@ -80,7 +82,7 @@ struct Statement {
         }
     }
 
-    func bind(_ index: Int32, _ value: Int64) {
+    @inlinable public func bind(_ index: Int32, _ value: Int64) {
         sqlite3_bind_int64(handle, index, value)
     }
 
@@ -91,7 +93,7 @@ struct Statement {
     }
 
     /// Steps a statement that returns no rows.
-    func run() throws {
+    @inlinable public func run() throws {
         let rc = sqlite3_step(handle)
         guard rc == SQLITE_DONE else { throw connection.error(rc, String(cString: sqlite3_sql(handle))) }
         sqlite3_reset(handle)

@@ -63,6 +63,21 @@ extension HTTPIngestHandlerTests {
         _ = try channel.finish()
     }
 
+    /// Hummingbird answers a request the decoder could not parse without having been passed it:
+    /// that answer waits for the pending ones ahead of it, then leaves.
+    @Test func writesForNoSlotLeaveAfterThePendingAnswers() throws {
+        let sink = FakeSink(capacity: 10)
+        let channel = try makeChannel(sink)
+        try channel.writeInbound(ByteBuffer(string: post("/event?ack=durable", Self.event)))
+        try routerAnswers(channel, status: .badRequest)
+        #expect(try written(channel).isEmpty)
+        sink.completeDurability(true)
+        channel.embeddedEventLoop.run()
+        let statuses = try written(channel).components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+        #expect(statuses == ["202", "400"])
+        _ = try channel.finish()
+    }
+
     @Test func durableAcksTimeOutOrAreRefusedWhenTheSpoolCannotWrite() throws {
         let sink = FakeSink(capacity: 10)
         let channel = try makeChannel(sink, durableTimeout: .milliseconds(100))

@@ -3,14 +3,8 @@ import NIOCore
 import Testing
 import TallyCore
 import TallyStore
+import TallyTestSupport
 @testable import TallyPipeline
-
-func withTempDir<T>(_ body: (String) async throws -> T) async throws -> T {
-    let dir = NSTemporaryDirectory() + "tally-pipe-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    return try await body(dir)
-}
 
 func sampleEvents(_ n: Int, sites: Int = 3) -> [Event] {
     var out: [Event] = []

@@ -5,14 +5,6 @@ import TallyCore
 import TallyTestSupport
 @testable import TallyStore
 
-/// A fresh temporary directory per test, removed afterwards.
-func withTempDir<T>(_ body: (String) async throws -> T) async throws -> T {
-    let dir = NSTemporaryDirectory() + "tally-store-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    return try await body(dir)
-}
-
 func ts(_ s: String) -> Int64 { Timestamp.parse(s)! }
 
 /// The seed README's "Scenario 2": five page views, one anonymous.
