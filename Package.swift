@@ -165,6 +165,7 @@ let package = Package(
                     swiftSettings: strict),
         .testTarget(name: "TallyIngestTests", dependencies: [
             "TallyIngest", "TallyCore", "TallyWire",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"),

@@ -203,7 +203,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     private func answer(_ id: UInt64, refusal: IngestRefusal, _ ctx: ChannelHandlerContext) {
-        context.metrics.rejected("http", reason: refusal.reason)
+        context.metrics.rejected("http", reason: refusal.reason, detail: refusal.jsonBody, peer: ctx.remoteAddress?.description)
         answer(id, Answer(status: Int(refusal.status.code), body: refusal.jsonBody), ctx)
     }
 

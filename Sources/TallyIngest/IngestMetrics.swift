@@ -1,10 +1,13 @@
 import CoreMetrics
+import Logging
 import NIOCore
 import NIOConcurrencyHelpers
 
-/// Counters of accepted and rejected events per transport and reason (`tally_events_*_total`).
+/// Counters of accepted and rejected events per transport and reason (`tally_events_*_total`);
+/// every refusal is also logged, rate-limited (``RejectionLog``).
 public final class IngestMetrics: Sendable {
     let factory: any MetricsFactory
+    let log: RejectionLog?
     private let counters = NIOLockedValueBox<[String: Counter]>([:])
 
     private let durableAckSeconds: Timer
@@ -12,8 +15,9 @@ public final class IngestMetrics: Sendable {
     /// key and take a lock each time.
     private let acceptedCounters: [String: Counter]
 
-    public init(factory: any MetricsFactory) {
+    public init(factory: any MetricsFactory, logger: Logger? = nil) {
         self.factory = factory
+        self.log = logger.map { RejectionLog(logger: $0) }
         self.durableAckSeconds = Timer(label: "tally_durable_ack_seconds", factory: factory)
         self.acceptedCounters = Dictionary(uniqueKeysWithValues: ["http", "tcp", "udp"].map {
             ($0, Counter(label: "tally_events_accepted_total", dimensions: [("transport", $0)], factory: factory))
@@ -29,9 +33,11 @@ public final class IngestMetrics: Sendable {
         (acceptedCounters[transport] ?? counter("tally_events_accepted_total", [("transport", transport)])).increment(by: count)
     }
 
-    /// Events (or, when the count is unknown, frames/requests) refused for `reason`.
-    public func rejected(_ transport: String, reason: String, _ count: Int = 1) {
+    /// Events (or, when the count is unknown, frames/requests) refused for `reason`; `detail`
+    /// and `peer` go to the (rate-limited) log line.
+    public func rejected(_ transport: String, reason: String, _ count: Int = 1, detail: String = "", peer: String? = nil) {
         counter("tally_events_rejected_total", [("transport", transport), ("reason", reason)]).increment(by: count)
+        log?.refused(transport, reason: reason, detail: detail.isEmpty ? reason : detail, peer: peer)
     }
 
     func counter(_ label: String, _ dims: [(String, String)]) -> Counter {

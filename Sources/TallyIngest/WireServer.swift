@@ -69,7 +69,7 @@ public final class WireServer: Service, Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
                         ByteToMessageHandler(WireFrameDecoder()),
-                        WireTCPHandler(sink: sink, metrics: metrics, logger: logger))
+                        WireTCPHandler(sink: sink, metrics: metrics))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
@@ -84,7 +84,7 @@ public final class WireServer: Service, Sendable {
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536 * vector))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics, logger: logger))
+                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics))
                     }
                 }
                 .bind(host: configuration.host, port: port).get()

@@ -25,7 +25,6 @@ final class WireTCPHandler: ChannelDuplexHandler {
 
     private let sink: any EventSink
     private let metrics: IngestMetrics
-    private let logger: Logger
     /// Frames received but not yet taken by the sink (it was full), in order.
     private var waiting = CircularBuffer<Received>()
     private var waitingForSpace = false
@@ -37,10 +36,9 @@ final class WireTCPHandler: ChannelDuplexHandler {
     private var awaitingAck = CircularBuffer<(sequence: UInt64, durable: Bool, id: UInt64)>()
     private var nextAckID: UInt64 = 0
 
-    init(sink: any EventSink, metrics: IngestMetrics, logger: Logger) {
+    init(sink: any EventSink, metrics: IngestMetrics) {
         self.sink = sink
         self.metrics = metrics
-        self.logger = logger
     }
 
     func handlerAdded(context: ChannelHandlerContext) { handlerContext = context }
@@ -102,7 +100,7 @@ final class WireTCPHandler: ChannelDuplexHandler {
         } catch .full {
             return false
         } catch {
-            metrics.rejected("tcp", reason: "shutting_down", frame.events.count)
+            metrics.rejected("tcp", reason: "shutting_down", frame.events.count, peer: context.remoteAddress?.description)
             sendError(.overloaded, "server shutting down", context: context)
             return true
         }
@@ -133,10 +131,8 @@ final class WireTCPHandler: ChannelDuplexHandler {
     /// The decoder's rejections arrive here; anything else is a broken connection.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let rejection = error as? FrameRejection, !closing else { return context.close(promise: nil) }
-        metrics.rejected("tcp", reason: rejection.reason.label)
-        logger.warning("rejecting TCP frame; closing connection", metadata: [
-            "reason": "\(rejection.reason.label)", "detail": "\(rejection.detail)",
-            "peer": "\(context.remoteAddress?.description ?? "?")"])
+        metrics.rejected("tcp", reason: rejection.reason.label, detail: rejection.detail + "; closing the connection",
+                         peer: context.remoteAddress?.description)
         sendError(rejection.reason, rejection.detail, context: context)
     }
 

@@ -11,13 +11,10 @@ final class WireUDPHandler: ChannelInboundHandler {
 
     private let sink: any EventSink
     private let metrics: IngestMetrics
-    private let logger: Logger
-    private var lastLog: [WireError: Int64] = [:]
 
-    init(sink: any EventSink, metrics: IngestMetrics, logger: Logger) {
+    init(sink: any EventSink, metrics: IngestMetrics) {
         self.sink = sink
         self.metrics = metrics
-        self.logger = logger
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -37,9 +34,9 @@ final class WireUDPHandler: ChannelInboundHandler {
                         try sink.enqueue(events)
                         metrics.accepted("udp", events.count)
                     } catch .full {
-                        metrics.rejected("udp", reason: "queue_full", events.count)
+                        metrics.rejected("udp", reason: "queue_full", events.count, peer: "\(envelope.remoteAddress)")
                     } catch {
-                        metrics.rejected("udp", reason: "shutting_down", events.count)
+                        metrics.rejected("udp", reason: "shutting_down", events.count, peer: "\(envelope.remoteAddress)")
                     }
                 case .frame:
                     reject(FrameRejection(.unknownFrameType, "senders may only send EVENTS frames"), from: envelope.remoteAddress)
@@ -53,14 +50,6 @@ final class WireUDPHandler: ChannelInboundHandler {
     }
 
     private func reject(_ error: FrameRejection, from peer: SocketAddress) {
-        metrics.rejected("udp", reason: error.reason.label)
-        // At most one log line per reason per second: a flood of bad datagrams must not
-        // turn into a flood of log lines.
-        let now = Timestamp.now()
-        if now - (lastLog[error.reason] ?? 0) >= 1_000_000 {
-            lastLog[error.reason] = now
-            logger.warning("rejected UDP frame", metadata: [
-                "reason": "\(error.reason.label)", "detail": "\(error.detail)", "peer": "\(peer)"])
-        }
+        metrics.rejected("udp", reason: error.reason.label, detail: error.detail, peer: "\(peer)")
     }
 }

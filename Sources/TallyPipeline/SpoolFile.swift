@@ -129,8 +129,12 @@ enum FileOps {
     /// Writes `bytes` to `tmp`, fsyncs it, renames it to `final` and fsyncs the directory, so
     /// `final` either does not exist or holds every byte.
     static func writeDurably(_ bytes: [UInt8], tmp: String, final: String, directory: String) throws {
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw errno("open \(tmp)") }
+        let fd: Int32
+        do {
+            fd = try PrivateFiles.open(tmp, O_WRONLY | O_TRUNC)
+        } catch {
+            throw SpoolError.io(error.description)
+        }
         var ok = false
         defer {
             close(fd)
@@ -184,12 +188,10 @@ enum FileOps {
     }
 
     static func makeDirectory(_ path: String) throws {
-        var parts: [Substring] = []
-        var current = path.hasPrefix("/") ? "" : "."
-        for p in path.split(separator: "/") {
-            parts.append(p)
-            current += "/" + p
-            if mkdir(current, 0o755) != 0 && Glibc.errno != EEXIST { throw errno("mkdir \(current)") }
+        do {
+            try PrivateFiles.makeDirectory(path)
+        } catch {
+            throw SpoolError.io(error.description)
         }
     }
 

@@ -42,7 +42,7 @@ public final class TallyServer: Sendable {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         let factory = PrometheusMetricsFactory(registry: registry)
-        try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
+        try PrivateFiles.makeDirectory(c.dataDirectory)
         let instance = try InstanceID.load(directory: c.dataDirectory)
 
         let store: any EventStore = if let url = c.storeURL {
@@ -70,7 +70,7 @@ public final class TallyServer: Sendable {
 
         let ready = Ready()
         self.ready = ready
-        let ingestMetrics = IngestMetrics(factory: factory)
+        let ingestMetrics = IngestMetrics(factory: factory, logger: logger)
         let wire = WireServer(
             configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer),
             sink: pipeline, metrics: ingestMetrics, logger: logger, onBound: { ready.wireBound($0) })
@@ -183,11 +183,15 @@ enum InstanceID {
         let path = directory + "/instance-id"
         if let text = try? String(contentsOfFile: path, encoding: .utf8) {
             let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            if !id.isEmpty { return id }
+            if !id.isEmpty {
+                _ = chmod(path, PrivateFiles.fileMode)
+                return id
+            }
         }
         var rng = SystemRandomNumberGenerator()
         let id = String(rng.next() as UInt64, radix: 16)
         try (id + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        _ = chmod(path, PrivateFiles.fileMode)
         return id
     }
 }

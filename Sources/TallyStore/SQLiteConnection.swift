@@ -1,4 +1,6 @@
 import CSQLite
+import Glibc
+import TallyCore
 
 /// A thin owner of one sqlite3 handle. Not thread-safe: ``SQLiteStore`` serialises access.
 /// Public for `tally store-ceiling`, which measures plain appends with the same binding code.
@@ -9,6 +11,14 @@ public final class SQLiteConnection {
     private var bulkSQL: [String: [Int: String]] = [:]
 
     public init(path: String) throws {
+        // 0600 before SQLite opens it: SQLite gives its WAL, shared-memory and journal files the
+        // database file's mode. Files an older version left readable are tightened too.
+        do {
+            try PrivateFiles.touch(path)
+        } catch {
+            throw StoreError("cannot open \(path): \(error)")
+        }
+        for suffix in ["-wal", "-shm", "-journal"] { _ = chmod(path + suffix, PrivateFiles.fileMode) }
         var handle: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &handle, flags, nil)

@@ -14,7 +14,7 @@ import TallyWire
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
             ByteToMessageHandler(WireFrameDecoder()),
-            WireTCPHandler(sink: sink, metrics: IngestMetrics(factory: NOOPMetricsHandler.instance), logger: Logger(label: "test")))
+            WireTCPHandler(sink: sink, metrics: IngestMetrics(factory: NOOPMetricsHandler.instance)))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return channel
     }
