@@ -9,6 +9,9 @@ public enum EnqueueRefusal: Error, Sendable, Equatable {
     case full
     /// The sink is shutting down and takes nothing more.
     case closed
+    /// These events can never be taken at once (more of one site's events than a queue shard
+    /// holds): send them in smaller parts.
+    case tooLarge
 }
 
 /// Where every transport hands its validated events: "take these, and tell me when they are
@@ -16,7 +19,7 @@ public enum EnqueueRefusal: Error, Sendable, Equatable {
 /// (the pipeline conforms; tests use a fake).
 ///
 /// Invariant: `enqueue` takes all of `events` or none, never blocks, and never calls
-/// `onDurable` before it returns.
+/// `onDurable` before it returns (except for an empty `events`, durable at once).
 public protocol EventSink: Sendable {
     /// Takes all events or none. `onDurable`, when given, is called once (from any thread)
     /// when every one of them is durable, or can no longer become durable.
@@ -24,7 +27,8 @@ public protocol EventSink: Sendable {
 
     /// Calls `callback` once (from any thread) when an `enqueue` of `events` that was refused
     /// with ``EnqueueRefusal/full`` may now succeed, or when the sink closed; at once when that
-    /// is already so. Lets a sender that must not drop events (TCP) wait without polling.
+    /// is already so, or when they can never fit (the retry then says ``EnqueueRefusal/tooLarge``).
+    /// Lets a sender that must not drop events (TCP) wait without polling.
     func whenSpace(for events: [Event], _ callback: @escaping @Sendable () -> Void)
 
     /// Whether durable acknowledgements can be given now (false while the spool cannot write).

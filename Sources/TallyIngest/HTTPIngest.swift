@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdCore
 import NIOCore
 import TallyCore
+import TallyHTTP
 
 /// The one HTTP ingest rule set: which requests are ingest requests, and how a complete one
 /// turns into events or an ``IngestRefusal``. ``HTTPIngestHandler`` is its only caller; a new
@@ -10,6 +11,16 @@ public enum HTTPIngest {
     public static let maxEventBody = 64 * 1024
     public static let maxBatchBody = 8 * 1024 * 1024
     public static let maxBatchEvents = 10_000
+    /// Request target (path and query) limit, for every request: longer ones get 414.
+    public static let maxTargetBytes = 8 * 1024
+    /// Header limits (names and values together; field count): over them, 431.
+    public static let maxHeaderBytes = 32 * 1024
+    public static let maxHeaderCount = 100
+    /// NIO's decoder's own bound on a whole request head, request line included: memory per
+    /// connection stays bounded while the head is read. It is above the limits above so that a
+    /// long target gets its 414 and long headers their 431 from the head itself; only a head
+    /// past this bound is refused by the decoder (431 as well).
+    public static let decoderHeadBytes = 256 * 1024
 
     /// `POST /event` (one object) or `POST /events` (an array or NDJSON).
     public enum Route: Sendable, Equatable {
@@ -30,19 +41,22 @@ public enum HTTPIngest {
         public var route: Route
         /// The `ack` query value, nil when absent.
         public var ack: Substring?
+        /// A query parameter whose percent-encoding is broken, refused before anything else.
+        public var badQueryParameter: String?
         public var contentType: String?
         public var body: ByteBuffer?
         /// The body went past ``Route/bodyLimit`` and was not kept.
         public var bodyTooLarge: Bool
     }
 
-    /// The ingest route of a request line with its `ack` value; nil for every other request.
-    static func route(method: String, target: String) -> (route: Route, ack: Substring?)? {
+    /// The ingest route of a request line with its `ack` value and the first query parameter
+    /// with broken percent-encoding; nil for every other request.
+    static func route(method: String, target: String) -> (route: Route, ack: Substring?, badQuery: String?)? {
         guard method == "POST" else { return nil }
         // The common case, a bare path, without parsing.
         switch target {
-        case "/event": return (.event, nil)
-        case "/events": return (.events, nil)
+        case "/event": return (.event, nil, nil)
+        case "/events": return (.events, nil, nil)
         default: break
         }
         guard target.utf8.contains(UInt8(ascii: "?")) else { return nil }
@@ -53,12 +67,13 @@ public enum HTTPIngest {
         case "/events": route = .events
         default: return nil
         }
-        return (route, uri.queryParameters["ack"])
+        return (route, uri.queryParameters["ack"], uri.query.flatMap { QueryEncoding.firstBadParameter($0[...]) })
     }
 
-    /// Checks, in order: the ack level, the content type, the body length, then the body
+    /// Checks, in order: the query's encoding, the ack level, the content type, the body length, then the body
     /// itself. Returns the events and how to acknowledge them.
     public static func decode(_ r: Request, receivedAt: Int64) throws(IngestRefusal) -> (events: [Event], ack: AckLevel) {
+        if let name = r.badQueryParameter { throw .badPercentEncoding(name) }
         let ack = try ackLevel(r.ack)
         try checkContentType(r.contentType)
         if r.bodyTooLarge { throw .bodyTooLarge(limit: r.route.bodyLimit) }

@@ -22,8 +22,12 @@ import TallyHTTP
 ///   the requests *it* saw are answered; it never sees direct ones. The event is held here
 ///   until every slot is answered and no request is half read, so a request whose head has
 ///   arrived is still read, answered and stored, and no response is cut off.
+/// - **Refusals from the head alone** (a target over ``HTTPIngest/maxTargetBytes``: 414; an
+///   ingest `Content-Length` over the route's limit: 413; headers over the decoder's limits:
+///   431; unreadable HTTP: 400) are answered at once with a JSON body, and the connection
+///   closes after them.
 /// - **Lingering close.** A connection closed during a shutdown (by this handler or by
-///   Hummingbird) is half-closed: the peer gets every response written so far and then FIN,
+///   Hummingbird) or after a refusal at the head is half-closed: the peer gets every response written so far and then FIN,
 ///   and whatever it still sends is read and dropped until it closes (at most
 ///   ``lingerTimeout``). A plain close with unread requests in the socket would send a reset,
 ///   which can destroy responses the peer has not read yet.
@@ -78,8 +82,25 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     /// A graceful shutdown began; the event is passed on once this connection is idle.
     private var heldQuiesce: Any?
     private var quiescing = false
-    /// Half-closed after a shutdown; reads are dropped until the peer closes.
+    /// Half-closed after a shutdown or a refusal at the head; reads are dropped until the peer closes.
     private var lingering = false
+    /// Closing this connection should linger (a shutdown, or a request refused at its head).
+    private var lingerOnClose = false
+    /// Dropping the body of a request refused at its head.
+    private var discarding = false
+    /// Passing a request's parts on to Hummingbird.
+    private var forwarding = false
+    /// False once no further request may start on this connection (the client asked to close,
+    /// a request was refused at its head, or a shutdown began): later heads are not read.
+    private var acceptingRequests = true
+    /// Dropping the parts of a request that arrived after `acceptingRequests` turned false.
+    private var dropping = false
+    /// Closes asked for (by Hummingbird or this handler) while answers were still to leave;
+    /// done once they have, so no answer is lost to a close.
+    private var pendingCloses: [(mode: CloseMode, promise: EventLoopPromise<Void>?)] = []
+    /// Requests answered or passed on but not yet fully answered, past which reads pause: a
+    /// client pipelining behind a slow durable ack cannot grow memory without bound.
+    static let maxOutstanding = 64
     static let lingerTimeout = TimeAmount.seconds(2)
     /// The last keep-alive response, reused while its status, body and `Date` second repeat
     /// (nearly every 202 of a busy connection is the same).
@@ -98,22 +119,49 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         reading = true
         defer { reading = false }
         switch unwrapInboundIn(data) {
-        case .head(let head):
-            if let (route, ack) = HTTPIngest.route(method: head.method.rawValue, target: head.uri) {
+        case .head(var head):
+            guard acceptingRequests else {
+                dropping = true
+                return
+            }
+            let facts = RequestFacts(
+                close: !head.isKeepAlive, keepAlive10: head.version == .http1_0 && head.isKeepAlive,
+                expectsContinue: head.version != .http1_0 && head.headers.first(name: "expect")?.lowercased() == "100-continue")
+            if head.uri.utf8.count > HTTPIngest.maxTargetBytes {
+                return refuseAtHead(.uriTooLong(limit: HTTPIngest.maxTargetBytes), facts, ctx)
+            }
+            if head.headers.count > HTTPIngest.maxHeaderCount
+                || head.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.utf8.count }) > HTTPIngest.maxHeaderBytes {
+                return refuseAtHead(.headersTooLarge, facts, ctx)
+            }
+            if let (route, ack, badQuery) = HTTPIngest.route(method: head.method.rawValue, target: head.uri) {
+                // Known too long before the body is read: answer now, not after reading it.
+                if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > route.bodyLimit {
+                    return refuseAtHead(.bodyTooLarge(limit: route.bodyLimit), facts, ctx)
+                }
                 let id = nextID
                 nextID &+= 1
-                let facts = RequestFacts(
-                    close: !head.isKeepAlive, keepAlive10: head.version == .http1_0 && head.isKeepAlive,
-                    expectsContinue: head.version != .http1_0 && head.headers.first(name: "expect")?.lowercased() == "100-continue")
                 slots.append(.direct(id: id, answer: nil, head: facts))
+                if facts.close { acceptingRequests = false }
                 collecting = Collecting(id: id, request: HTTPIngest.Request(
-                    route: route, ack: ack, contentType: head.headers.first(name: "content-type"), body: nil, bodyTooLarge: false))
+                    route: route, ack: ack, badQueryParameter: badQuery, contentType: head.headers.first(name: "content-type"),
+                    body: nil, bodyTooLarge: false))
                 sendContinueIfFront(ctx)
             } else {
                 slots.append(.forwarded)
-                ctx.fireChannelRead(data)
+                if facts.close { acceptingRequests = false }
+                forwarding = true
+                if head.method == .HEAD {
+                    // Every GET route answers HEAD: the router sees a GET, and NIO's response
+                    // encoder, which recorded HEAD for this request, sends the head without the body.
+                    head.method = .GET
+                    ctx.fireChannelRead(wrapInboundOut(.head(head)))
+                } else {
+                    ctx.fireChannelRead(data)
+                }
             }
         case .body(var chunk):
+            if discarding || dropping { return }
             guard var c = collecting else { return ctx.fireChannelRead(data) }
             // Release the stored copy first so appending does not copy the buffer.
             collecting = nil
@@ -130,10 +178,55 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
             }
             collecting = c
         case .end:
-            guard let c = collecting else { return ctx.fireChannelRead(data) }
+            if dropping { return }
+            if discarding {
+                discarding = false
+                return
+            }
+            guard let c = collecting else {
+                forwarding = false
+                return ctx.fireChannelRead(data)
+            }
             collecting = nil
             handle(c, ctx)
         }
+    }
+
+    /// Answers a request refused from its head alone and closes the connection after the
+    /// answer: its body is not read but dropped, and the close lingers so that a client that
+    /// sends the whole body before reading still receives the answer.
+    private func refuseAtHead(_ refusal: IngestRefusal, _ facts: RequestFacts, _ ctx: ChannelHandlerContext) {
+        var facts = facts
+        facts.close = true
+        facts.expectsContinue = false
+        let id = nextID
+        nextID &+= 1
+        slots.append(.direct(id: id, answer: nil, head: facts))
+        discarding = true
+        acceptingRequests = false
+        lingerOnClose = true
+        answer(id, refusal: refusal, ctx)
+    }
+
+    /// The decoder could not read the request: answered here with a JSON body (Hummingbird
+    /// would answer an empty 400), after the answers ahead of it, and the connection closes.
+    public func errorCaught(context ctx: ChannelHandlerContext, error: any Error) {
+        // Data after a request that asked to close is not a request to answer.
+        guard let parserError = error as? HTTPParserError, parserError != .closedConnection else {
+            return ctx.fireErrorCaught(error)
+        }
+        let refusal: IngestRefusal = parserError == .headerOverflow ? .headersTooLarge : .malformedRequest("\(parserError)")
+        if let c = collecting {
+            // The request being read cannot be finished: its slot gets the refusal.
+            collecting = nil
+            slots.removeAll { if case .direct(c.id, _, _) = $0 { true } else { false } }
+        }
+        if forwarding {
+            // Hummingbird is reading a request that will never end; it learns when the
+            // connection closes.
+            forwarding = false
+        }
+        refuseAtHead(refusal, RequestFacts(close: true, keepAlive10: false, expectsContinue: false), ctx)
     }
 
     public func channelReadComplete(context ctx: ChannelHandlerContext) {
@@ -146,8 +239,17 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     public func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event, let c = collecting {
+            // The client stopped sending in the middle of a body: that request never completes.
+            collecting = nil
+            slots.removeAll { if case .direct(c.id, _, _) = $0 { true } else { false } }
+            advance(ctx)
+        }
         guard event is ChannelShouldQuiesceEvent else { return ctx.fireUserInboundEventTriggered(event) }
+        // Requests whose head has been read are finished; no new one starts.
         quiescing = true
+        acceptingRequests = false
+        lingerOnClose = true
         heldQuiesce = event
         passQuiesceIfIdle(ctx)
     }
@@ -189,7 +291,9 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                     loop.execute {
                         timer.cancel()
                         let handler = bound.value
-                        guard ok else { return handler.complete(id, refusal: .durableTimeout) }
+                        // Not durable: the server is stopping before the spool took them.
+                        guard ok else { return handler.complete(id, refusal: .shuttingDown) }
+                        guard handler.isPending(id) else { return }
                         ingest.metrics.durableAck(NIODeadline.now() - started)
                         ingest.metrics.accepted("http", count)
                         handler.complete(id, Answer(status: 202, body: HTTPIngest.acceptedBody(count, route: route, ack: .durable)))
@@ -222,10 +326,14 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     private func complete(_ id: UInt64, refusal: IngestRefusal) {
-        guard let ctx = handlerContext else { return }
-        // Not counted twice: a slot already answered is left alone.
-        guard slots.contains(where: { if case .direct(id, nil, _) = $0 { true } else { false } }) else { return }
+        guard let ctx = handlerContext, isPending(id) else { return }
         answer(id, refusal: refusal, ctx)
+    }
+
+    /// Whether request `id` still waits for its answer (the first of answer and timeout wins,
+    /// and only the winner is counted).
+    private func isPending(_ id: UInt64) -> Bool {
+        slots.contains { if case .direct(id, nil, _) = $0 { true } else { false } }
     }
 
     private var handlerContext: ChannelHandlerContext?
@@ -269,6 +377,16 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         }
         if wrote {
             if reading { needsFlush = true } else { ctx.flush() }
+        }
+        if held.isEmpty && !pendingCloses.isEmpty && !slots.contains(where: { if case .direct = $0 { true } else { false } }) {
+            let closes = pendingCloses
+            pendingCloses = []
+            for c in closes { performClose(ctx, mode: c.mode, promise: c.promise) }
+            return
+        }
+        if readPending && slots.count < Self.maxOutstanding && ctx.channel.isWritable {
+            readPending = false
+            ctx.read()
         }
         sendContinueIfFront(ctx)
         passQuiesceIfIdle(ctx)
@@ -318,6 +436,10 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
             return false
         }
         let channel = ctx.channel
+        // Pipelined bytes the client sent after this request must not turn the close into a
+        // reset that destroys this answer.
+        lingerOnClose = true
+        acceptingRequests = false
         ctx.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
         needsFlush = false
         return true
@@ -341,10 +463,22 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         }
     }
 
-    /// During a shutdown, closes the output only and lets the peer finish reading; the input is
-    /// drained until the peer closes or ``lingerTimeout`` passes.
+    /// During a shutdown or after a refusal at the head, closes the output only and lets the
+    /// peer finish reading; the input is drained until the peer closes or ``lingerTimeout``.
+    /// A close (Hummingbird's after its last request, or this handler's) waits while answers of
+    /// this handler, or writes held behind them, are still to leave; they always come (a durable
+    /// ack within its timeout). Closing the input is never deferred.
     public func close(context ctx: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        guard mode == .all, quiescing, !lingering, ctx.channel.isActive else {
+        if mode != .input, ctx.channel.isActive, !held.isEmpty || slots.contains(where: { if case .direct = $0 { true } else { false } }) {
+            acceptingRequests = false
+            pendingCloses.append((mode, promise))
+            return
+        }
+        performClose(ctx, mode: mode, promise: promise)
+    }
+
+    private func performClose(_ ctx: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, lingerOnClose, !lingering, ctx.channel.isActive else {
             return ctx.close(mode: mode, promise: promise)
         }
         lingering = true
@@ -357,7 +491,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
 
     /// Holds reads while the socket cannot take more.
     public func read(context ctx: ChannelHandlerContext) {
-        if ctx.channel.isWritable || lingering {
+        if lingering || (ctx.channel.isWritable && slots.count < Self.maxOutstanding) {
             ctx.read()
         } else {
             readPending = true
@@ -365,7 +499,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     public func channelWritabilityChanged(context ctx: ChannelHandlerContext) {
-        if readPending && ctx.channel.isWritable {
+        if readPending && ctx.channel.isWritable && slots.count < Self.maxOutstanding {
             readPending = false
             ctx.read()
         }
@@ -373,8 +507,10 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     public func channelInactive(context ctx: ChannelHandlerContext) {
-        // Held writes can no longer be sent; their writers must not wait forever.
+        // Held writes and deferred closes can no longer happen; their callers must not wait.
         while let w = held.popFirst() { w.promise?.fail(ChannelError.ioOnClosedChannel) }
+        for c in pendingCloses { c.promise?.succeed(()) }
+        pendingCloses = []
         ctx.fireChannelInactive()
     }
 }

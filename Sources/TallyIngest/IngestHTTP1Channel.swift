@@ -33,8 +33,11 @@ public struct IngestHTTP1Channel: ServerChildChannel {
 
 extension HTTPServerBuilder {
     /// HTTP/1 with `POST /event` and `POST /events` answered by ``HTTPIngestHandler``.
-    public static func http1(ingest: IngestContext, configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
-        .init { responder in
+    public static func http1(ingest: IngestContext) -> HTTPServerBuilder {
+        let configuration = HTTP1Channel.Configuration(httpDecoderConfiguration: .init(
+            maxHeaderFieldSize: HTTPIngest.decoderHeadBytes, maxHeaderListSize: HTTPIngest.decoderHeadBytes,
+            maxHeaderFieldCount: HTTPIngest.maxHeaderCount + 1))
+        return .init { responder in
             IngestHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration),
                                makeHandler: { HTTPIngestHandler(context: ingest) })
         }

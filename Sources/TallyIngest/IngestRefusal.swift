@@ -20,18 +20,30 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
     case invalidPayload([String])
     /// The queue has no room now.
     case queueFull
+    /// More of one site's events than a queue shard holds: they can never be taken at once.
+    case exceedsQueue
     /// The server is stopping and takes no more events.
     case shuttingDown
     /// `?ack=durable` while the spool cannot write.
     case spoolUnavailable
     /// `?ack=durable` and the spool did not confirm in time (the events may still be stored).
     case durableTimeout
+    /// A query parameter with a `%` not followed by two hex digits (the parameter's name).
+    case badPercentEncoding(String)
+    /// A request target longer than the limit (the limit in bytes).
+    case uriTooLong(limit: Int)
+    /// Request headers over NIO's decoder limits.
+    case headersTooLarge
+    /// Not HTTP/1.1 the decoder can read (what it said).
+    case malformedRequest(String)
 
     public var status: HTTPResponse.Status {
         switch self {
-        case .invalidAck, .malformedJSON, .invalidPayload: .badRequest
+        case .invalidAck, .malformedJSON, .invalidPayload, .badPercentEncoding, .malformedRequest: .badRequest
+        case .uriTooLong: .uriTooLong
+        case .headersTooLarge: .requestHeaderFieldsTooLarge
         case .unsupportedMediaType: .unsupportedMediaType
-        case .bodyTooLarge, .tooManyEvents: .contentTooLarge
+        case .bodyTooLarge, .tooManyEvents, .exceedsQueue: .contentTooLarge
         case .queueFull, .shuttingDown, .spoolUnavailable, .durableTimeout: .serviceUnavailable
         }
     }
@@ -41,12 +53,16 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         switch self {
         case .invalidAck, .invalidPayload: "invalid_payload"
         case .unsupportedMediaType: "unsupported_media_type"
-        case .bodyTooLarge, .tooManyEvents: "too_large"
+        case .bodyTooLarge, .tooManyEvents, .exceedsQueue: "too_large"
         case .malformedJSON: "malformed_json"
         case .queueFull: "queue_full"
         case .shuttingDown: "shutting_down"
         case .spoolUnavailable: "spool_unavailable"
         case .durableTimeout: "durable_timeout"
+        case .badPercentEncoding: "bad_query"
+        case .uriTooLong: "uri_too_long"
+        case .headersTooLarge: "headers_too_large"
+        case .malformedRequest: "malformed_request"
         }
     }
 
@@ -55,12 +71,16 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .invalidAck, .invalidPayload: "Invalid payload"
         case .unsupportedMediaType: "Unsupported content type"
         case .bodyTooLarge: "Payload too large"
-        case .tooManyEvents: "Batch too large"
+        case .tooManyEvents, .exceedsQueue: "Batch too large"
         case .malformedJSON: "Malformed JSON"
         case .queueFull: "Queue full, retry later"
         case .shuttingDown: "Server shutting down"
         case .spoolUnavailable: "Spool not writable, durable acknowledgements suspended; retry later"
         case .durableTimeout: "Spool not confirmed durable in time, retry later"
+        case .badPercentEncoding: "Invalid query"
+        case .uriTooLong: "Request target too long"
+        case .headersTooLarge: "Request header fields too large"
+        case .malformedRequest: "Malformed HTTP request"
         }
     }
 
@@ -71,12 +91,21 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .bodyTooLarge(let limit): ["body exceeds \(limit) bytes"]
         case .tooManyEvents(let n): ["at most \(HTTPIngest.maxBatchEvents) events per request, got \(n)"]
         case .malformedJSON(let detail): [detail]
+        case .exceedsQueue: ["one site's events in a request must fit a queue shard (--queue-capacity); send fewer per request"]
         case .invalidPayload(let problems): problems
+        case .badPercentEncoding(let name): ["\(name) has a % that is not followed by two hexadecimal digits"]
+        case .uriTooLong(let limit): ["the request target exceeds \(limit) bytes"]
+        case .headersTooLarge: ["headers exceed \(HTTPIngest.maxHeaderBytes) bytes or \(HTTPIngest.maxHeaderCount) fields"]
+        case .malformedRequest(let what): [what]
         case .queueFull, .shuttingDown, .spoolUnavailable, .durableTimeout: nil
         }
     }
 
     init(_ refusal: EnqueueRefusal) {
-        self = refusal == .full ? .queueFull : .shuttingDown
+        switch refusal {
+        case .full: self = .queueFull
+        case .closed: self = .shuttingDown
+        case .tooLarge: self = .exceedsQueue
+        }
     }
 }

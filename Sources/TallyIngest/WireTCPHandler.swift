@@ -99,6 +99,11 @@ final class WireTCPHandler: ChannelDuplexHandler {
             try sink.enqueue(frame.events, onDurable: callback)
         } catch .full {
             return false
+        } catch .tooLarge {
+            metrics.rejected("tcp", reason: WireError.frameTooLarge.label, frame.events.count,
+                             detail: "frame has more events than a queue shard holds", peer: context.remoteAddress?.description)
+            sendError(.frameTooLarge, "frame has more events than a queue shard holds; send smaller frames", context: context)
+            return true
         } catch {
             metrics.rejected("tcp", reason: "shutting_down", frame.events.count, peer: context.remoteAddress?.description)
             sendError(.overloaded, "server shutting down", context: context)
@@ -131,6 +136,11 @@ final class WireTCPHandler: ChannelDuplexHandler {
     /// The decoder's rejections arrive here; anything else is a broken connection.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let rejection = error as? FrameRejection, !closing else { return context.close(promise: nil) }
+        // Whole frames received before the bad one are still the sender's delivered events.
+        if !waiting.isEmpty {
+            LateFrames.enqueue(waiting.map(\.events)[...], sink: sink, metrics: metrics)
+            waiting.removeAll()
+        }
         metrics.rejected("tcp", reason: rejection.reason.label, detail: rejection.detail + "; closing the connection",
                          peer: context.remoteAddress?.description)
         sendError(rejection.reason, rejection.detail, context: context)
@@ -170,6 +180,9 @@ enum LateFrames {
                 let remaining = rest
                 sink.whenSpace(for: events) { enqueue(remaining, sink: sink, metrics: metrics) }
                 return
+            } catch .tooLarge {
+                metrics.rejected("tcp", reason: WireError.frameTooLarge.label, events.count)
+                rest = rest.dropFirst()
             } catch {
                 metrics.rejected("tcp", reason: "shutting_down", rest.reduce(0) { $0 + $1.count })
                 return

@@ -33,6 +33,8 @@ final class WireUDPHandler: ChannelInboundHandler {
                     do {
                         try sink.enqueue(events)
                         metrics.accepted("udp", events.count)
+                    } catch .tooLarge {
+                        metrics.rejected("udp", reason: WireError.frameTooLarge.label, events.count, peer: "\(envelope.remoteAddress)")
                     } catch .full {
                         metrics.rejected("udp", reason: "queue_full", events.count, peer: "\(envelope.remoteAddress)")
                     } catch {

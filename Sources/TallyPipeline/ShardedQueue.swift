@@ -31,12 +31,14 @@ public final class ShardedQueue: Sendable {
         }
         let first = shardIndex(for: events[0].siteID)
         if events.allSatisfy({ $0.siteID == events[0].siteID }) {
+            if events.count > shards[first].capacity { throw .tooLarge }
             try shards[first].append(events, onDurable: onDurable)
             return
         }
         var groups: [Int: [Event]] = [:]
         for e in events { groups[shardIndex(for: e.siteID), default: []].append(e) }
         let order = groups.keys.sorted()
+        if order.contains(where: { groups[$0]!.count > shards[$0].capacity }) { throw .tooLarge }
         let join = onDurable.map { DurabilityJoin(count: order.count, done: $0) }
         // Lock the shards in index order (no deadlock), check every capacity, then append.
         for i in order { shards[i].lock.lock() }
@@ -161,7 +163,7 @@ final class Shard: @unchecked Sendable {
     func waitForSpace(_ needed: Int, _ callback: @escaping @Sendable () -> Void) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        if closed || pending.count + needed <= capacity { return true }
+        if closed || needed > capacity || pending.count + needed <= capacity { return true }
         spaceWaiters.append((needed, callback))
         return false
     }

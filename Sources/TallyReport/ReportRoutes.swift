@@ -136,6 +136,9 @@ public struct ReportRoutes: Sendable {
     }
 
     func stats(_ request: Request) async throws -> Response {
+        if let raw = request.uri.query, let bad = QueryEncoding.firstBadParameter(raw[...]) {
+            throw StatsQueryError("\(bad) has a % that is not followed by two hexadecimal digits")
+        }
         let q = request.uri.queryParameters
         let query = try StatsQuery.parse(siteID: q.get("site_id"), date: q.get("date"), limit: q.get("limit")).get()
         let s: SiteStats

@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import Logging
+import TallyStore
 
 /// Everything `tally serve` can be told. The values written here are the defaults, the only
 /// place they are defined: ``Settings`` reads each from flags, `TALLY_*` variables or a config
@@ -69,6 +70,13 @@ public enum Settings {
                 apply: { c, v throws(SettingError) in
                     guard case .string(let s) = v else { throw SettingError(description: "must be text") }
                     c.storeURL = s == "sqlite" || s.isEmpty ? nil : s
+                    if let url = c.storeURL {
+                        do {
+                            _ = try PostgresStore.Location(url: url)
+                        } catch {
+                            throw SettingError(description: "\(error)")
+                        }
+                    }
                 },
                 describe: { $0.storeURL ?? "SQLite in the data directory" }),
         string("http-host", \.httpHost, "HTTP bind address."),
@@ -113,7 +121,7 @@ public enum Settings {
                 default: value = try await reader.fetchString(forKey: key).map(ConfigContent.string)
                 }
             } catch {
-                throw SettingError(description: "\(s.flag) (\(s.environmentVariable)) must be \(s.kind == .string ? "text" : "an integer")")
+                throw SettingError(description: "\(s.flag) (\(s.environmentVariable), or \"\(s.name)\" in the config file) must be \(s.kind == .string ? "text" : "an integer")")
             }
             guard let value else { continue }
             do {

@@ -96,8 +96,9 @@ public final class TallyServer: Sendable {
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfiguration.gracefulShutdownSignals = gracefulShutdownSignals
         groupConfiguration.maximumGracefulShutdownDuration = c.shutdownTimeout
-        // Past the deadline, cancelled services get a moment to leave the spool consistent.
-        groupConfiguration.maximumCancellationDuration = .seconds(5)
+        // Past the deadline, cancelled services get a moment to stop; longer than one store call
+        // (5 s for PostgreSQL), so a call in flight ends before the group gives up.
+        groupConfiguration.maximumCancellationDuration = .seconds(10)
         self.group = ServiceGroup(configuration: groupConfiguration)
     }
 

@@ -39,7 +39,8 @@ import TallyServer
 
     @Test func badValuesNameTheFlagAndTheVariable() async throws {
         let cases: [([String], [String: String], String)] = [
-            ([], ["TALLY_SHARDS": "many"], "--shards (TALLY_SHARDS) must be an integer"),
+            ([], ["TALLY_SHARDS": "many"], #"--shards (TALLY_SHARDS, or "shards" in the config file) must be an integer"#),
+            (["--store", "mysql://x"], [:], "--store (TALLY_STORE) store URL must look like postgres://"),
             (["--queue-capacity", "0"], [:], "--queue-capacity (TALLY_QUEUE_CAPACITY) must be at least 1"),
             ([], ["TALLY_HTTP_PORT": "70000"], "--http-port (TALLY_HTTP_PORT) must be between 0 and 65535"),
             (["--log-level", "loud"], [:], "--log-level (TALLY_LOG_LEVEL) must be one of"),

@@ -78,7 +78,7 @@ let scenario2Stats = #"{"site_id":"demo-site","date":"2025-11-14","total_views":
     @Test func validationNamesEveryProblemAndStoresNothing() async throws {
         let s = try await TestServer.start()
         defer { s.removeData() }
-        let c = try await s.http()
+        var c = try await s.http()
         let cases: [(String, String, Int, [String])] = [
             ("/event", #"{"site_id":"","event_type":5,"path":[1],"user_id":true,"timestamp":"yesterday"}"#, 400, [
                 "site_id must be a non-empty string", "event_type must be a string", "path must be a string",
@@ -102,6 +102,10 @@ let scenario2Stats = #"{"site_id":"demo-site","date":"2025-11-14","total_views":
         let big = try await c.post("/event", "{\"site_id\":\"" + String(repeating: "x", count: 70_000) + "\"}")
         #expect(big.status == 413)
         #expect(try json(big.body)["error"] as? String == "Payload too large")
+        #expect(big.header("connection") == "close")
+        // Refused from its Content-Length alone, the connection closes after the answer.
+        await c.close()
+        c = try await s.http()
         let form = try await c.post("/event", eventJSON(), contentType: "application/x-www-form-urlencoded")
         #expect(form.status == 415)
         // sendBeacon posts text/plain.

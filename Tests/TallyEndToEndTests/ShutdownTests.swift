@@ -7,56 +7,12 @@ import TallyClient
 /// Graceful shutdown (SIGTERM) against a real server over real sockets: a request already
 /// under way is finished and stored, and no response is ever cut off.
 @Suite(.serialized) struct ShutdownTests {
-    typealias Raw = NIOAsyncChannel<ByteBuffer, ByteBuffer>
-
-    func connect(_ port: Int) async throws -> Raw {
-        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: "127.0.0.1", port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try Raw(wrappingChannelSynchronously: channel) }
-            }
-    }
-
-    /// Everything the server sends until it closes the connection.
-    func readToEnd(_ inbound: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator) async throws -> String {
-        var all = ByteBuffer()
-        do {
-            while var chunk = try await inbound.next() { all.writeBuffer(&chunk) }
-        } catch {
-            Issue.record("\(error) after \(all.readableBytes) bytes: \(String(buffer: all).components(separatedBy: "HTTP/1.1 ").map { $0.prefix(12) })")
-        }
-        return String(buffer: all)
-    }
-
-    /// Splits raw HTTP/1.1 responses; fails the test when one is cut short.
-    func responses(_ raw: String) -> [(head: String, body: String)] {
-        var rest = Substring(raw)
-        var out: [(String, String)] = []
-        while !rest.isEmpty {
-            guard let end = rest.range(of: "\r\n\r\n") else {
-                Issue.record("a response head was cut off: \(rest.prefix(200))")
-                break
-            }
-            let head = String(rest[..<end.lowerBound])
-            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-            let bodyStart = end.upperBound
-            guard rest.utf8.distance(from: bodyStart, to: rest.endIndex) >= length else {
-                Issue.record("a response body was cut off: \(head)")
-                break
-            }
-            let bodyEnd = rest.utf8.index(bodyStart, offsetBy: length)
-            out.append((head, String(rest[bodyStart..<bodyEnd])))
-            rest = rest[bodyEnd...]
-        }
-        return out
-    }
-
     @Test func aRequestWhoseHeadArrivedIsStillAnsweredAndStored() async throws {
         let s = try await TestServer.start()
         defer { s.removeData() }
         let body = eventJSON(site: "shutdown", path: "/late")
         let head = "POST /event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
-        let raw = try await connect(s.endpoints.httpPort)
+        let raw = try await RawHTTP.connect(s.endpoints.httpPort)
         let answer = try await raw.executeThenClose { inbound, outbound in
             var inbound = inbound.makeAsyncIterator()
             try await outbound.write(ByteBuffer(string: head + body.prefix(10)))
@@ -66,11 +22,11 @@ import TallyClient
             try await Task.sleep(for: .milliseconds(300))
             #expect(!stopping.isCancelled)
             try await outbound.write(ByteBuffer(string: String(body.dropFirst(10))))
-            let text = try await readToEnd(&inbound)
+            let text = try await RawHTTP.readToEnd(&inbound)
             try await stopping.value
             return text
         }
-        let r = responses(answer)
+        let r = RawHTTP.responses(answer)
         #expect(r.count == 1)
         #expect(r.first?.head.hasPrefix("HTTP/1.1 202 Accepted") == true)
         #expect(r.first?.head.contains("Connection: close") == true)
@@ -103,7 +59,7 @@ import TallyClient
                 default: post("/event")
                 }
             }.joined()
-            let raw = try await connect(s.endpoints.httpPort)
+            let raw = try await RawHTTP.connect(s.endpoints.httpPort)
             let answer = try await raw.executeThenClose { inbound, outbound in
                 // One request answered first: the connection is accepted and in use. (A
                 // connection still in the listener's backlog when it closes is reset by the
@@ -115,11 +71,11 @@ import TallyClient
                 try await outbound.write(ByteBuffer(string: requests))
                 if round > 0 { try await Task.sleep(for: .milliseconds(round == 1 ? 1 : 20)) }
                 let stopping = Task { try await s.stop() }
-                let text = try await readToEnd(&inbound)
+                let text = try await RawHTTP.readToEnd(&inbound)
                 try await stopping.value
                 return text
             }
-            let r = responses(answer)
+            let r = RawHTTP.responses(answer)
             let accepted = r.filter { $0.head.hasPrefix("HTTP/1.1 202") }.count
             #expect(r.allSatisfy { $0.head.hasPrefix("HTTP/1.1 202") || $0.head.hasPrefix("HTTP/1.1 200") }, "\(r.map(\.head))")
             #expect(r.filter { $0.head.hasPrefix("HTTP/1.1 200") }.allSatisfy { $0.body.contains("tally_events_accepted_total") })

@@ -7,6 +7,8 @@ final class FakeSink: EventSink {
     struct State {
         var events: [Event] = []
         var capacity: Int
+        /// The most events one enqueue can ever take (a queue shard's capacity).
+        var maxBatch: Int
         var closed = false
         var durable = true
         var waiting: [@Sendable (Bool) -> Void] = []
@@ -15,8 +17,8 @@ final class FakeSink: EventSink {
 
     let state: NIOLockedValueBox<State>
 
-    init(capacity: Int) {
-        state = NIOLockedValueBox(State(capacity: capacity))
+    init(capacity: Int, maxBatch: Int? = nil) {
+        state = NIOLockedValueBox(State(capacity: capacity, maxBatch: maxBatch ?? capacity))
     }
 
     var depth: Int { state.withLockedValue { $0.events.count } }
@@ -25,6 +27,7 @@ final class FakeSink: EventSink {
     func enqueue(_ events: [Event], onDurable: DurabilityCallback?) throws(EnqueueRefusal) {
         let refusal: EnqueueRefusal? = state.withLockedValue { s in
             if s.closed { return .closed }
+            if events.count > s.maxBatch { return .tooLarge }
             if s.events.count + events.count > s.capacity { return .full }
             s.events += events
             if let onDurable { s.waiting.append(onDurable) }
@@ -35,7 +38,7 @@ final class FakeSink: EventSink {
 
     func whenSpace(for events: [Event], _ callback: @escaping @Sendable () -> Void) {
         let now: Bool = state.withLockedValue { s in
-            if s.closed || s.events.count + events.count <= s.capacity { return true }
+            if s.closed || events.count > s.maxBatch || s.events.count + events.count <= s.capacity { return true }
             s.spaceWaiters.append(callback)
             return false
         }

@@ -35,6 +35,11 @@ import TallyCore
         channel.writeAndFlush(HTTPServerResponsePart.end(nil), promise: nil)
     }
 
+    func chunked(_ target: String, _ body: String) -> String {
+        "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + String(body.utf8.count, radix: 16) + "\r\n" + body + "\r\n0\r\n\r\n"
+    }
+
     func post(_ target: String, _ body: String, extra: String = "") -> String {
         "POST \(target) HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\(extra)\r\n\(body)"
     }
@@ -70,11 +75,12 @@ import TallyCore
     }
 
     @Test func refusalsNameTheProblemAndKeepTheConnection() throws {
-        let queue = FakeSink(capacity: 1)
+        let queue = FakeSink(capacity: 1, maxBatch: 100)
         let channel = try makeChannel(queue)
         let big = "[" + Array(repeating: Self.event, count: 2).joined(separator: ",") + "]"
         try channel.writeInbound(ByteBuffer(string: post("/event", #"{"site_id":""}"#)
-            + post("/event", String(repeating: " ", count: HTTPIngest.maxEventBody + 1))
+            // Chunked, so its length is known only once read: a 413 that keeps the connection.
+            + chunked("/event", String(repeating: " ", count: HTTPIngest.maxEventBody + 1))
             + post("/events", big)  // two events, capacity one: the queue refuses
             + post("/event", Self.event)))
         let out = try written(channel)

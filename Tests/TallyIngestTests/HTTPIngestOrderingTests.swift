@@ -150,3 +150,67 @@ extension HTTPIngestHandlerTests {
         #expect(!channel.isActive)
     }
 }
+
+/// Closes, shutdowns and floods while answers are still pending (found in review).
+extension HTTPIngestHandlerTests {
+    /// Hummingbird closes after a `Connection: close` request it answered; an answer still
+    /// pending ahead of it (a durable ack) must leave first, then the connection closes.
+    @Test func aCloseWaitsForTheAnswersStillPending() throws {
+        let sink = FakeSink(capacity: 10)
+        let channel = try makeChannel(sink)
+        try channel.writeInbound(ByteBuffer(string: post("/event?ack=durable", Self.event)
+            + "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        try routerAnswers(channel, body: "ok")
+        channel.pipeline.close(mode: .all, promise: nil)
+        #expect(channel.isActive)
+        #expect(try written(channel).isEmpty)
+        sink.completeDurability(true)
+        channel.embeddedEventLoop.run()
+        let statuses = try written(channel).components(separatedBy: "HTTP/1.1 ").dropFirst().map { $0.prefix(3) }
+        #expect(statuses == ["202", "200"])
+        #expect(!channel.isActive)
+    }
+
+    /// Once a shutdown began, requests whose head was read are finished, and a new one is not
+    /// started (nothing enqueued, no answer); the last answer closes the connection.
+    @Test func noRequestStartsAfterTheShutdownBegan() throws {
+        let sink = FakeSink(capacity: 10)
+        let channel = try makeChannel(sink)
+        try channel.writeInbound(ByteBuffer(string: post("/event?ack=durable", Self.event)))
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        try channel.writeInbound(ByteBuffer(string: post("/event", Self.event)))
+        #expect(sink.depth == 1)
+        sink.completeDurability(true)
+        channel.embeddedEventLoop.run()
+        let out = try written(channel)
+        #expect(out.components(separatedBy: "HTTP/1.1 ").count == 2)
+        #expect(out.hasPrefix("HTTP/1.1 202") && out.contains("Connection: close\r\n"))
+        #expect(!channel.isActive)
+    }
+
+    /// A client pipelining behind answers that are not ready: past a bound, reads pause.
+    @Test func readsPauseWhileTooManyAnswersAreOutstanding() throws {
+        let sink = FakeSink(capacity: 1000)
+        let channel = try makeChannel(sink)
+        let reads = ReadCounter()
+        try channel.pipeline.syncOperations.addHandler(reads, position: .first)
+        let many = String(repeating: post("/event?ack=durable", Self.event), count: HTTPIngestHandler.maxOutstanding)
+        try channel.writeInbound(ByteBuffer(string: many))
+        channel.read()
+        #expect(reads.count == 0)
+        sink.completeDurability(true)
+        channel.embeddedEventLoop.run()
+        #expect(reads.count == 1)
+        _ = try channel.finish()
+    }
+
+    /// More of one site's events than the queue can ever hold: 413, not an endless 503.
+    @Test func aBatchLargerThanTheQueueIsRefusedForGood() throws {
+        let channel = try makeChannel(FakeSink(capacity: 2))
+        try channel.writeInbound(ByteBuffer(string: post("/events", "[\(Self.event),\(Self.event),\(Self.event)]")))
+        let out = try written(channel)
+        #expect(out.hasPrefix("HTTP/1.1 413"))
+        #expect(out.contains("must fit a queue shard"))
+        _ = try channel.finish()
+    }
+}

@@ -99,3 +99,21 @@ import TallyWire
         #expect(sink.events.map(\.eventType) == ["e2-0", "e2-1"])
     }
 }
+
+extension WireTCPHandlerTests {
+    /// A frame that can never fit the queue is refused with an ERROR frame instead of waiting
+    /// forever; frames received before it are still enqueued.
+    @Test func aFrameLargerThanTheQueueIsRefused() throws {
+        let sink = FakeSink(capacity: 3)
+        let channel = try makeChannel(sink)
+        try channel.writeInbound(frame(1, events: 2, ack: false))
+        try channel.writeInbound(frame(2, events: 4, ack: false))
+        guard case .error(let code, _) = try sent(channel).first else {
+            Issue.record("no ERROR frame")
+            return
+        }
+        #expect(code == .frameTooLarge)
+        #expect(!channel.isActive)
+        #expect(sink.depth == 2)
+    }
+}

@@ -94,6 +94,17 @@ func waitUntil(_ timeout: Duration = .seconds(20), _ condition: () async throws 
         #expect(later.value)
     }
 
+    /// More events for one shard than it can ever hold: refused for good, and a waiter is
+    /// told at once (its retry then gets the refusal) instead of waiting forever.
+    @Test func eventsThatCanNeverFitAreRefusedForGood() throws {
+        let q = ShardedQueue(shards: 1, capacity: 3)
+        let four = [Event](repeating: Event(siteID: "s", eventType: "page_view", timestamp: 0), count: 4)
+        #expect(throws: EnqueueRefusal.tooLarge) { try q.enqueue(four) }
+        let called = ManagedAtomicFlag()
+        q.whenSpace(for: four) { called.set(true) }
+        #expect(called.value)
+    }
+
     @Test func shardingIsStable() {
         let q = ShardedQueue(shards: 4, capacity: 1)
         // FNV-1a of "demo-site" mod 4 must not change between releases (spool ordering relies on it).
