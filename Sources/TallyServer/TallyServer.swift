@@ -9,6 +9,7 @@ import Prometheus
 import ServiceLifecycle
 import UnixSignals
 import TallyCore
+import TallyHTTP
 import TallyIngest
 import TallyPipeline
 import TallyReport
@@ -77,6 +78,7 @@ public final class TallyServer: Sendable {
 
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
         let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
         ReportRoutes(store: store, registry: registry,
                      health: { await Self.health(pipeline: pipeline, store: store) },
                      beforeScrape: {

@@ -64,6 +64,7 @@ import Testing
         for path in ["/event/", "//event", "/Event", "/events/"] {
             let r = try await c.post(path, event)
             #expect(r.status == 404, "\(path)")
+            #expect(try json(r.body)["error"] as? String == "Not Found", "\(path)")
         }
         var r = try await c.request(.HEAD, "/health")
         #expect(r.status == 200)
