@@ -49,6 +49,7 @@ public struct Serve: AsyncParsableCommand {
     @Option(help: help("udp-rcvbuf")) var udpRcvbuf: Int?
     @Option(help: help("durable-timeout-ms")) var durableTimeoutMs: Int?
     @Option(help: help("shutdown-timeout")) var shutdownTimeout: Int?
+    @Option(help: help("max-connections")) var maxConnections: Int?
     @Option(help: help("log-level")) var logLevel: String?
     @Option(help: help("config")) var config: String?
 
@@ -62,7 +63,7 @@ public struct Serve: AsyncParsableCommand {
                                       ("queue-capacity", queueCapacity), ("flush-events", flushEvents),
                                       ("flush-interval-ms", flushIntervalMs), ("max-spool-files", maxSpoolFiles),
                                       ("udp-rcvbuf", udpRcvbuf), ("durable-timeout-ms", durableTimeoutMs),
-                                      ("shutdown-timeout", shutdownTimeout)]
+                                      ("shutdown-timeout", shutdownTimeout), ("max-connections", maxConnections)]
         var out: [String: ConfigContent] = [:]
         for (k, v) in strings { if let v { out[k] = .string(v) } }
         for (k, v) in ints { if let v { out[k] = .int(v) } }

@@ -6,6 +6,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import HummingbirdCore
 import ServiceLifecycle
 import TallyCore
 import TallyWire
@@ -19,11 +20,14 @@ public final class WireServer: Service, Sendable {
         public var port: Int
         /// Requested SO_RCVBUF for the UDP socket (the kernel may cap it at net.core.rmem_max).
         public var udpReceiveBuffer: Int
+        /// Open TCP connections at most (see ``ConnectionLimit``).
+        public var maxConnections: Int
 
-        public init(host: String, port: Int, udpReceiveBuffer: Int) {
+        public init(host: String, port: Int, udpReceiveBuffer: Int, maxConnections: Int) {
             self.host = host
             self.port = port
             self.udpReceiveBuffer = udpReceiveBuffer
+            self.maxConnections = maxConnections
         }
     }
 
@@ -60,7 +64,13 @@ public final class WireServer: Service, Sendable {
     /// Binds both sockets; returns the port.
     func start() async throws -> Int {
         let sink = self.sink, metrics = self.metrics, logger = self.logger
+        let limit = ConnectionLimit(maximum: configuration.maxConnections, listener: "wire", factory: metrics.factory)
         let tcp = try await ServerBootstrap(group: group)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AvailableConnectionsChannelHandler(delegate: limit))
+                }
+            }
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -29,6 +29,8 @@ public struct ServerConfiguration: Sendable {
     /// batches not loaded by then stay in the spool for the next start.
     public var shutdownTimeout = Duration.seconds(30)
     public var logLevel = Logger.Level.info
+    /// Open connections per listener (HTTP, wire TCP); nil: from the open-file limit.
+    public var maxConnections: Int?
 
     public init() {}
 }
@@ -93,6 +95,13 @@ public enum Settings {
         duration("durable-timeout-ms", .milliseconds, \.durableTimeout, "Milliseconds `?ack=durable` waits for the spool before a 503."),
         duration("shutdown-timeout", .seconds, \.shutdownTimeout,
                  "Seconds a graceful shutdown (SIGTERM) may take: listeners finish, the queue drains into the store; what is not loaded by then stays spooled for the next start."),
+        Setting(name: "max-connections", kind: .integer,
+                help: "Open connections per listener (HTTP, wire TCP); past it new connections wait in the kernel's backlog. 0: half the open-file limit (raised to its hard limit at start) less 128.",
+                apply: { c, v throws(SettingError) in
+                    guard case .int(let n) = v, n >= 0 else { throw SettingError(description: "must be at least 0") }
+                    c.maxConnections = n == 0 ? nil : n
+                },
+                describe: { $0.maxConnections.map(String.init) ?? "0" }),
         Setting(name: "log-level", kind: .string, help: "`trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`; logs go to stderr.",
                 apply: { c, v throws(SettingError) in
                     guard case .string(let s) = v, let level = Logger.Level(rawValue: s) else {

@@ -69,11 +69,16 @@ public final class TallyServer: Sendable {
             store: store, metricsFactory: factory, logger: logger)
         self.pipeline = pipeline
 
+        let descriptors = ConnectionLimit.raiseDescriptorLimit()
+        let perListener = c.maxConnections ?? ConnectionLimit.automatic(descriptorLimit: descriptors.soft)
+        logger.info("open-file limit", metadata: [
+            "soft": "\(descriptors.soft)", "hard": "\(descriptors.hard)", "max_connections_per_listener": "\(perListener)"])
         let ready = Ready()
         self.ready = ready
         let ingestMetrics = IngestMetrics(factory: factory, logger: logger)
         let wire = WireServer(
-            configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer),
+            configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer,
+                                 maxConnections: perListener),
             sink: pipeline, metrics: ingestMetrics, logger: logger, onBound: { ready.wireBound($0) })
 
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
@@ -90,7 +95,8 @@ public final class TallyServer: Sendable {
             // POST /event and /events are answered in the channel pipeline; the rest reach the router.
             server: .http1(ingest: IngestContext(sink: pipeline, metrics: ingestMetrics, durableTimeout: c.durableTimeout,
                                                  serverName: "tally")),
-            configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally"),
+            configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally",
+                                 availableConnectionsDelegate: ConnectionLimit(maximum: perListener, listener: "http", factory: factory)),
             onServerRunning: { channel in ready.httpBound(channel.localAddress?.port ?? c.httpPort) },
             logger: logger)
 
