@@ -216,11 +216,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
             return ctx.fireErrorCaught(error)
         }
         let refusal: IngestRefusal = parserError == .headerOverflow ? .headersTooLarge : .malformedRequest("\(parserError)")
-        if let c = collecting {
-            // The request being read cannot be finished: its slot gets the refusal.
-            collecting = nil
-            slots.removeAll { if case .direct(c.id, _, _) = $0 { true } else { false } }
-        }
+        // The request being read cannot be finished; the refusal takes its place.
+        abandonCollecting()
         if forwarding {
             // Hummingbird is reading a request that will never end; it learns when the
             // connection closes.
@@ -239,10 +236,9 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     public func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
-        if case ChannelEvent.inputClosed = event, let c = collecting {
+        if case ChannelEvent.inputClosed = event, collecting != nil {
             // The client stopped sending in the middle of a body: that request never completes.
-            collecting = nil
-            slots.removeAll { if case .direct(c.id, _, _) = $0 { true } else { false } }
+            abandonCollecting()
             advance(ctx)
         }
         guard event is ChannelShouldQuiesceEvent else { return ctx.fireUserInboundEventTriggered(event) }
@@ -312,8 +308,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     private func answer(_ id: UInt64, _ answer: Answer, _ ctx: ChannelHandlerContext) {
-        guard let i = slots.firstIndex(where: { if case .direct(id, nil, _) = $0 { true } else { false } }),
-              case .direct(_, _, let facts) = slots[i] else { return }
+        guard let i = pendingIndex(id), case .direct(_, _, let facts) = slots[i] else { return }
         slots[i] = .direct(id: id, answer: answer, head: facts)
         advance(ctx)
     }
@@ -332,8 +327,22 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
 
     /// Whether request `id` still waits for its answer (the first of answer and timeout wins,
     /// and only the winner is counted).
-    private func isPending(_ id: UInt64) -> Bool {
-        slots.contains { if case .direct(id, nil, _) = $0 { true } else { false } }
+    private func isPending(_ id: UInt64) -> Bool { pendingIndex(id) != nil }
+
+    private func pendingIndex(_ id: UInt64) -> CircularBuffer<Slot>.Index? {
+        slots.firstIndex { if case .direct(id, nil, _) = $0 { true } else { false } }
+    }
+
+    /// Whether answers of this handler are still to leave (a close waits for them).
+    private var directAnswersOutstanding: Bool {
+        slots.contains { if case .direct = $0 { true } else { false } }
+    }
+
+    /// Forgets the request whose body is being read, and its slot (it will never complete).
+    private func abandonCollecting() {
+        guard let c = collecting else { return }
+        collecting = nil
+        slots.removeAll { if case .direct(c.id, _, _) = $0 { true } else { false } }
     }
 
     private var handlerContext: ChannelHandlerContext?
@@ -378,7 +387,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         if wrote {
             if reading { needsFlush = true } else { ctx.flush() }
         }
-        if held.isEmpty && !pendingCloses.isEmpty && !slots.contains(where: { if case .direct = $0 { true } else { false } }) {
+        if held.isEmpty && !pendingCloses.isEmpty && !directAnswersOutstanding {
             let closes = pendingCloses
             pendingCloses = []
             for c in closes { performClose(ctx, mode: c.mode, promise: c.promise) }
@@ -469,7 +478,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     /// this handler, or writes held behind them, are still to leave; they always come (a durable
     /// ack within its timeout). Closing the input is never deferred.
     public func close(context ctx: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
-        if mode != .input, ctx.channel.isActive, !held.isEmpty || slots.contains(where: { if case .direct = $0 { true } else { false } }) {
+        if mode != .input, ctx.channel.isActive, !held.isEmpty || directAnswersOutstanding {
             acceptingRequests = false
             pendingCloses.append((mode, promise))
             return

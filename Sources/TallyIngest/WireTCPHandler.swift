@@ -137,13 +137,17 @@ final class WireTCPHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let rejection = error as? FrameRejection, !closing else { return context.close(promise: nil) }
         // Whole frames received before the bad one are still the sender's delivered events.
-        if !waiting.isEmpty {
-            LateFrames.enqueue(waiting.map(\.events)[...], sink: sink, metrics: metrics)
-            waiting.removeAll()
-        }
+        handOffWaiting()
         metrics.rejected("tcp", reason: rejection.reason.label, detail: rejection.detail + "; closing the connection",
                          peer: context.remoteAddress?.description)
         sendError(rejection.reason, rejection.detail, context: context)
+    }
+
+    /// Frames still waiting for room outlive this connection: ``LateFrames`` enqueues them.
+    private func handOffWaiting() {
+        guard !waiting.isEmpty else { return }
+        LateFrames.enqueue(waiting.map(\.events)[...], sink: sink, metrics: metrics)
+        waiting.removeAll()
     }
 
     private func sendError(_ code: WireError, _ message: String, context: ChannelHandlerContext) {
@@ -158,10 +162,7 @@ final class WireTCPHandler: ChannelDuplexHandler {
     /// bytes were received, so they are still enqueued: dropping them would lose events a
     /// plain-TCP sender rightly considers delivered.
     func channelInactive(context: ChannelHandlerContext) {
-        if !closing, !waiting.isEmpty {
-            LateFrames.enqueue(waiting.map(\.events)[...], sink: sink, metrics: metrics)
-            waiting.removeAll()
-        }
+        if !closing { handOffWaiting() }
         closing = true
         context.fireChannelInactive()
     }
