@@ -37,6 +37,23 @@ import TallyServer
         #expect(try await resolve([], env: ["TALLY_CONFIG": file]).httpPort == 9001)
     }
 
+    /// Every flag reaches its field (the flags are mapped to settings by hand in `Serve`).
+    @Test func everyFlagTakesEffect() async throws {
+        let c = try await resolve([
+            "--data-dir", "/d", "--store", "postgres://u@h/db", "--http-host", "127.0.0.2", "--http-port", "1001",
+            "--wire-host", "127.0.0.3", "--wire-port", "1002", "--shards", "3", "--queue-capacity", "1003",
+            "--flush-events", "1004", "--flush-interval-ms", "1005", "--max-spool-files", "1006", "--udp-rcvbuf", "1007",
+            "--durable-timeout-ms", "1008", "--shutdown-timeout", "1009", "--max-connections", "1010", "--log-level", "error",
+        ])
+        #expect(c.dataDirectory == "/d" && c.storeURL == "postgres://u@h/db" && c.httpHost == "127.0.0.2" && c.httpPort == 1001)
+        #expect(c.wireHost == "127.0.0.3" && c.wirePort == 1002 && c.shards == 3 && c.queueCapacity == 1003)
+        #expect(c.flushEvents == 1004 && c.flushInterval == .milliseconds(1005) && c.maxSpoolFiles == 1006)
+        #expect(c.udpReceiveBuffer == 1007 && c.durableTimeout == .milliseconds(1008) && c.shutdownTimeout == .seconds(1009))
+        #expect(c.maxConnections == 1010 && c.logLevel == .error)
+        // Every setting was given above.
+        #expect(Settings.all.count == 16)
+    }
+
     @Test func badValuesNameTheFlagAndTheVariable() async throws {
         let cases: [([String], [String: String], String)] = [
             ([], ["TALLY_SHARDS": "many"], #"--shards (TALLY_SHARDS, or "shards" in the config file) must be an integer"#),
