@@ -34,6 +34,8 @@ let package = Package(
 
         // Pure values: the event, its validation, days and times; the EventSink protocol.
         .target(name: "TallyCore", swiftSettings: strict),
+        // The JSON event format (strict RFC 8259, streaming limits), as TallyWire is the binary one.
+        .target(name: "TallyJSON", dependencies: ["TallyCore"], swiftSettings: strict),
         // HTTP concerns shared by ingest and reports: JSON error bodies, the Date header.
         .target(name: "TallyHTTP", dependencies: [
             "TallyCore",
@@ -67,7 +69,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The HTTP ingest path and the UDP/TCP listeners, feeding any EventSink.
         .target(name: "TallyIngest", dependencies: [
-            "TallyCore", "TallyWire", "TallyHTTP",
+            "TallyCore", "TallyWire", "TallyJSON", "TallyHTTP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -137,9 +139,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ], path: "tools/loadgen/tally-load", swiftSettings: strict),
 
-        // libFuzzer harness for the wire decoder (scripts/fuzz.sh); a corpus replayer otherwise.
+        // libFuzzer harnesses for the wire decoder and the JSON body reader (scripts/fuzz.sh);
+        // a corpus replayer otherwise.
         .executableTarget(name: "tally-fuzz", dependencies: [
-            "TallyWire",
+            "TallyWire", "TallyJSON", "TallyCore",
             .product(name: "NIOCore", package: "swift-nio"),
         ], path: "Tests/Fuzz", swiftSettings: strict),
 
@@ -151,6 +154,7 @@ let package = Package(
         ], path: "Tests/Support", swiftSettings: strict),
 
         .testTarget(name: "TallyCoreTests", dependencies: ["TallyCore", "TallyHTTP"], swiftSettings: strict),
+        .testTarget(name: "TallyJSONTests", dependencies: ["TallyJSON", "TallyCore"], swiftSettings: strict),
         .testTarget(name: "TallyWireTests", dependencies: [
             "TallyWire", "TallyCore",
             .product(name: "NIOCore", package: "swift-nio"),

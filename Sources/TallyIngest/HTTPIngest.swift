@@ -3,6 +3,7 @@ import HummingbirdCore
 import NIOCore
 import TallyCore
 import TallyHTTP
+import TallyJSON
 
 /// The one HTTP ingest rule set: which requests are ingest requests, and how a complete one
 /// turns into events or an ``IngestRefusal``. ``HTTPIngestHandler`` is its only caller; a new
@@ -37,7 +38,7 @@ public enum HTTPIngest {
     }
 
     /// A complete ingest request as the handler read it.
-    public struct Request {
+    public struct Request: Sendable {
         public var route: Route
         /// The `ack` query value, nil when absent.
         public var ack: Substring?
@@ -79,14 +80,19 @@ public enum HTTPIngest {
         if r.bodyTooLarge { throw .bodyTooLarge(limit: r.route.bodyLimit) }
         let body = r.body ?? ByteBuffer()
         let parsed = body.withUnsafeReadableBytes { bytes in
-            Result { () throws(IngestRefusal) -> [Event] in
+            Result { () throws(EventJSONError) -> [Event] in
                 switch r.route {
-                case .event: [try EventBodyParser.single(bytes, receivedAt: receivedAt)]
-                case .events: try EventBodyParser.batch(bytes, receivedAt: receivedAt)
+                case .event: [try EventJSON.single(bytes, receivedAt: receivedAt)]
+                case .events: try EventJSON.batch(bytes, receivedAt: receivedAt, maxEvents: maxBatchEvents)
                 }
             }
         }
-        return (try parsed.get(), ack)
+        switch parsed {
+        case .success(let events): return (events, ack)
+        case .failure(.malformed(let detail)): throw .malformedJSON(detail)
+        case .failure(.invalid(let problems)): throw .invalidPayload(problems)
+        case .failure(.tooManyEvents): throw .tooManyEvents
+        }
     }
 
     static func ackLevel(_ value: Substring?) throws(IngestRefusal) -> AckLevel {

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import TallyCore
 import TallyHTTP
 
@@ -102,6 +103,9 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     /// client pipelining behind a slow durable ack cannot grow memory without bound.
     static let maxOutstanding = 64
     static let lingerTimeout = TimeAmount.seconds(2)
+    /// Bodies longer than this are parsed off the event loop (a 128 KiB batch takes about a
+    /// millisecond to read; the hop to the thread pool and back costs tens of microseconds).
+    static let offloadBytes = 128 * 1024
     /// The last keep-alive response, reused while its status, body and `Date` second repeat
     /// (nearly every 202 of a busy connection is the same).
     private var last: (second: Int64, answer: Answer, keepAlive10: Bool, head: HTTPResponseHead, bytes: ByteBuffer)?
@@ -253,15 +257,35 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     // MARK: Answering
 
     /// Decodes and enqueues a complete request; answers now (queued) or when durable.
+    /// A body over ``offloadBytes`` is parsed on NIO's thread pool, so one client's 8 MiB batch
+    /// never stalls the other connections of this event loop; its answer keeps its slot.
     private func handle(_ c: Collecting, _ ctx: ChannelHandlerContext) {
-        let ingest = context
-        let decoded: (events: [Event], ack: HTTPIngest.AckLevel)
-        do {
-            decoded = try HTTPIngest.decode(c.request, receivedAt: Timestamp.now())
-        } catch {
-            return answer(c.id, refusal: error, ctx)
+        let receivedAt = Timestamp.now()
+        guard (c.request.body?.readableBytes ?? 0) > Self.offloadBytes else {
+            return enqueue(Result { () throws(IngestRefusal) in try HTTPIngest.decode(c.request, receivedAt: receivedAt) }, c, ctx)
         }
-        let (events, ack) = decoded
+        let bound = NIOLoopBound(self, eventLoop: ctx.eventLoop)
+        let request = c.request
+        NIOThreadPool.singleton.runIfActive(eventLoop: ctx.eventLoop) {
+            Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt) }
+        }.whenComplete { result in
+            let handler = bound.value
+            guard let ctx = handler.handlerContext, handler.isPending(c.id) else { return }
+            switch result {
+            case .success(let decoded): handler.enqueue(decoded, c, ctx)
+            case .failure: handler.answer(c.id, refusal: .shuttingDown, ctx)
+            }
+        }
+    }
+
+    private func enqueue(_ decoded: Result<(events: [Event], ack: HTTPIngest.AckLevel), IngestRefusal>, _ c: Collecting,
+                         _ ctx: ChannelHandlerContext) {
+        let ingest = context
+        let events: [Event], ack: HTTPIngest.AckLevel
+        switch decoded {
+        case .success(let d): (events, ack) = d
+        case .failure(let refusal): return answer(c.id, refusal: refusal, ctx)
+        }
         switch ack {
         case .queued:
             do {

@@ -12,9 +12,10 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
     case unsupportedMediaType(String)
     /// The body is longer than the route allows (the limit in bytes).
     case bodyTooLarge(limit: Int)
-    /// A batch with more events than one request may carry (how many it had).
-    case tooManyEvents(Int)
-    /// Not JSON: what the parser said, with where.
+    /// A batch with more events than one request may carry (refused at the first one too many,
+    /// without reading the rest).
+    case tooManyEvents
+    /// Not JSON (RFC 8259): where (byte offset) and what.
     case malformedJSON(String)
     /// JSON, but not valid events: every problem found.
     case invalidPayload([String])
@@ -89,7 +90,7 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .invalidAck: [#"ack must be "queued" or "durable""#]
         case .unsupportedMediaType(let media): ["expected application/json or text/plain, got \(media)"]
         case .bodyTooLarge(let limit): ["body exceeds \(limit) bytes"]
-        case .tooManyEvents(let n): ["at most \(HTTPIngest.maxBatchEvents) events per request, got \(n)"]
+        case .tooManyEvents: ["at most \(HTTPIngest.maxBatchEvents) events per request"]
         case .malformedJSON(let detail): [detail]
         case .exceedsQueue: ["one site's events in a request must fit a queue shard (--queue-capacity); send fewer per request"]
         case .invalidPayload(let problems): problems
