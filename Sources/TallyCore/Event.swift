@@ -1,7 +1,8 @@
 /// One analytics event after validation: the unit that flows through the queue, the spool and the store.
 ///
 /// Timestamps are microseconds since the Unix epoch, UTC; every event has one (the receive time
-/// when the sender gave none).
+/// when the sender gave none). Two events are equal when their names have the same bytes
+/// (see ``ExactString``), not merely canonically equivalent ones.
 public struct Event: Sendable, Hashable {
     public var siteID: String
     public var eventType: String
@@ -20,7 +21,20 @@ public struct Event: Sendable, Hashable {
     /// The event type counted by `total_views` and `top_paths`.
     public static let pageView = "page_view"
 
-    public var isPageView: Bool { eventType == Event.pageView }
+    public var isPageView: Bool { eventType.utf8Equals(Event.pageView) }
+
+    public static func == (a: Event, b: Event) -> Bool {
+        a.timestamp == b.timestamp && a.siteID.utf8Equals(b.siteID) && a.eventType.utf8Equals(b.eventType)
+            && a.path.utf8Equals(b.path) && a.userID.utf8Equals(b.userID)
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(ExactString(siteID))
+        hasher.combine(ExactString(eventType))
+        hasher.combine(path.map { ExactString($0) })
+        hasher.combine(userID.map { ExactString($0) })
+        hasher.combine(timestamp)
+    }
 
     /// The UTC day the event falls on.
     public var day: UTCDay { UTCDay(containing: timestamp) }

@@ -30,7 +30,7 @@ public final class ShardedQueue: Sendable {
             return
         }
         let first = shardIndex(for: events[0].siteID)
-        if events.allSatisfy({ $0.siteID == events[0].siteID }) {
+        if events.allSatisfy({ $0.siteID.utf8Equals(events[0].siteID) }) {
             if events.count > shards[first].capacity { throw .tooLarge }
             try shards[first].append(events, onDurable: onDurable)
             return

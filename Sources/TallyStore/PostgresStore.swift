@@ -187,10 +187,10 @@ public final class PostgresStore: EventStore, Sendable {
                 for batch in fresh {
                 let ingested = Self.copyTimestamp(batch.createdAt)
                 for e in batch.events {
-                    Self.copyField(e.siteID, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
-                    Self.copyField(e.eventType, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
-                    Self.copyField(e.path, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
-                    Self.copyField(e.userID, &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    Self.copyField(PostgresName.stored(e.siteID), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    Self.copyField(PostgresName.stored(e.eventType), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    Self.copyField(e.path.map(PostgresName.stored), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    Self.copyField(e.userID.map(PostgresName.stored), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
                     buffer.writeString(Self.copyTimestamp(e.timestamp)); buffer.writeInteger(UInt8(ascii: "\t"))
                     buffer.writeString(ingested); buffer.writeInteger(UInt8(ascii: "\n"))
                     if buffer.readableBytes > 1 << 16 {
@@ -206,7 +206,7 @@ public final class PostgresStore: EventStore, Sendable {
             if !dv.isEmpty {
                 try await conn.query("""
                     INSERT INTO daily_views(site_id, day, views)
-                    SELECT s, DATE '1970-01-01' + d, v FROM unnest(\(dv.map(\.key.site)), \(dv.map { Int32($0.key.day) }), \(dv.map(\.value))) AS t(s, d, v)
+                    SELECT s, DATE '1970-01-01' + d, v FROM unnest(\(dv.map { PostgresName.stored($0.key.site.string) }), \(dv.map { Int32($0.key.day) }), \(dv.map(\.value))) AS t(s, d, v)
                     ON CONFLICT (site_id, day) DO UPDATE SET views = daily_views.views + excluded.views
                     """, logger: logger)
             }
@@ -214,7 +214,7 @@ public final class PostgresStore: EventStore, Sendable {
             if !dpv.isEmpty {
                 try await conn.query("""
                     INSERT INTO daily_path_views(site_id, day, path, views)
-                    SELECT s, DATE '1970-01-01' + d, p, v FROM unnest(\(dpv.map(\.key.site)), \(dpv.map { Int32($0.key.day) }), \(dpv.map(\.key.path)), \(dpv.map(\.value))) AS t(s, d, p, v)
+                    SELECT s, DATE '1970-01-01' + d, p, v FROM unnest(\(dpv.map { PostgresName.stored($0.key.site.string) }), \(dpv.map { Int32($0.key.day) }), \(dpv.map { PostgresName.stored($0.key.path.string) }), \(dpv.map(\.value))) AS t(s, d, p, v)
                     ON CONFLICT (site_id, day, path) DO UPDATE SET views = daily_path_views.views + excluded.views
                     """, logger: logger)
             }
@@ -222,7 +222,7 @@ public final class PostgresStore: EventStore, Sendable {
             if !spv.isEmpty {
                 try await conn.query("""
                     INSERT INTO site_path_views(site_id, path, views)
-                    SELECT * FROM unnest(\(spv.map(\.key.site)), \(spv.map(\.key.path)), \(spv.map(\.value)))
+                    SELECT * FROM unnest(\(spv.map { PostgresName.stored($0.key.site.string) }), \(spv.map { PostgresName.stored($0.key.path.string) }), \(spv.map(\.value)))
                     ON CONFLICT (site_id, path) DO UPDATE SET views = site_path_views.views + excluded.views
                     """, logger: logger)
             }
@@ -230,14 +230,14 @@ public final class PostgresStore: EventStore, Sendable {
             if !du.isEmpty {
                 try await conn.query("""
                     INSERT INTO daily_users(site_id, day, user_id)
-                    SELECT s, DATE '1970-01-01' + d, u FROM unnest(\(du.map(\.site)), \(du.map { Int32($0.day) }), \(du.map(\.user))) AS t(s, d, u)
+                    SELECT s, DATE '1970-01-01' + d, u FROM unnest(\(du.map { PostgresName.stored($0.site.string) }), \(du.map { Int32($0.day) }), \(du.map { PostgresName.stored($0.user.string) })) AS t(s, d, u)
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
             }
             let su = r.siteUsers.sorted { ($0.site, $0.user) < ($1.site, $1.user) }
             if !su.isEmpty {
                 try await conn.query("""
-                    INSERT INTO site_users(site_id, user_id) SELECT * FROM unnest(\(su.map(\.site)), \(su.map(\.user)))
+                    INSERT INTO site_users(site_id, user_id) SELECT * FROM unnest(\(su.map { PostgresName.stored($0.site.string) }), \(su.map { PostgresName.stored($0.user.string) }))
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
             }
@@ -253,6 +253,7 @@ public final class PostgresStore: EventStore, Sendable {
 
     func stats(siteID: String, day: UTCDay?, limit: Int, _ client: PostgresClient) async throws -> SiteStats {
         let lim = Int64(limit)
+        let siteID = PostgresName.stored(siteID)
         let logger = self.logger
         // REPEATABLE READ: the three numbers come from one snapshot.
         return try await client.withConnection { conn in
@@ -265,13 +266,13 @@ public final class PostgresStore: EventStore, Sendable {
                     for try await v in try await conn.query("SELECT views FROM daily_views WHERE site_id = \(siteID) AND day = DATE '1970-01-01' + \(d)", logger: logger).decode(Int64.self) { views = v }
                     for try await u in try await conn.query("SELECT count(*) FROM daily_users WHERE site_id = \(siteID) AND day = DATE '1970-01-01' + \(d)", logger: logger).decode(Int64.self) { users = u }
                     for try await (p, v) in try await conn.query("SELECT path, views FROM daily_path_views WHERE site_id = \(siteID) AND day = DATE '1970-01-01' + \(d) ORDER BY views DESC, path COLLATE \"C\" ASC LIMIT \(lim)", logger: logger).decode((String, Int64).self) {
-                        top.append(PathViews(path: p, views: v))
+                        top.append(PathViews(path: PostgresName.name(p), views: v))
                     }
                 } else {
                     for try await v in try await conn.query("SELECT coalesce(sum(views), 0)::bigint FROM daily_views WHERE site_id = \(siteID)", logger: logger).decode(Int64.self) { views = v }
                     for try await u in try await conn.query("SELECT count(*) FROM site_users WHERE site_id = \(siteID)", logger: logger).decode(Int64.self) { users = u }
                     for try await (p, v) in try await conn.query("SELECT path, views FROM site_path_views WHERE site_id = \(siteID) ORDER BY views DESC, path COLLATE \"C\" ASC LIMIT \(lim)", logger: logger).decode((String, Int64).self) {
-                        top.append(PathViews(path: p, views: v))
+                        top.append(PathViews(path: PostgresName.name(p), views: v))
                     }
                 }
                 try await conn.query("COMMIT", logger: logger)

@@ -128,9 +128,12 @@ public struct Statement {
         return UnsafeRawBufferPointer(start: p, count: n)
     }
 
+    /// The column's text, all `sqlite3_column_bytes` of it: a name may contain NUL, which
+    /// `String(cString:)` would cut it at.
     func text(_ column: Int32) -> String {
         guard let p = sqlite3_column_text(handle, column) else { return "" }
-        return String(cString: p)
+        let n = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeRawBufferPointer(start: p, count: n), as: UTF8.self)
     }
 }
 

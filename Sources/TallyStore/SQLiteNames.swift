@@ -1,4 +1,5 @@
 import CSQLite
+import TallyCore
 
 /// Interns the names of one dictionary table (`sites`, `paths`, …) as integer ids, with an
 /// in-memory cache in front of it. Used only on the writer connection, inside a transaction.
@@ -10,8 +11,9 @@ final class SQLiteNames {
     private let lookup: String
     private let insert: String
     private let limit: Int
-    private var cached: [String: Int64] = [:]
-    private var staged: [String: Int64] = [:]
+    /// Keyed by bytes: `String` keys would give NFC and NFD spellings of a name one id.
+    private var cached: [ExactString: Int64] = [:]
+    private var staged: [ExactString: Int64] = [:]
 
     /// `limit`: entries kept in memory; past it the cache starts again empty (a miss costs
     /// one B-tree lookup, so forgetting is only slower, never wrong).
@@ -22,7 +24,12 @@ final class SQLiteNames {
     }
 
     func id(_ name: String, _ db: SQLiteConnection) throws -> Int64 {
-        if let id = cached[name] ?? staged[name] { return id }
+        try id(ExactString(name), db)
+    }
+
+    func id(_ key: ExactString, _ db: SQLiteConnection) throws -> Int64 {
+        if let id = cached[key] ?? staged[key] { return id }
+        let name = key.string
         let add = try db.statement(insert)
         add.bind(1, name)
         try add.run()
@@ -36,7 +43,7 @@ final class SQLiteNames {
             id = find.int(0)
             sqlite3_reset(find.handle)
         }
-        staged[name] = id
+        staged[key] = id
         return id
     }
 

@@ -76,13 +76,13 @@ final class SQLiteWriter {
         var lastType = "", lastTypeID: Int64 = -1, lastIsView = false
         for batch in batches {
             for e in batch.events {
-                if lastSiteID < 0 || e.siteID != lastSite {
+                if lastSiteID < 0 || !e.siteID.utf8Equals(lastSite) {
                     lastSite = e.siteID
                     lastSiteID = try sites.id(e.siteID, db)
                     // Rollup keys pack the site id beside the day in one word.
                     guard lastSiteID < Int64(Int32.max) else { throw StoreError("more than 2^31 sites") }
                 }
-                if lastTypeID < 0 || e.eventType != lastType {
+                if lastTypeID < 0 || !e.eventType.utf8Equals(lastType) {
                     lastType = e.eventType
                     lastTypeID = try types.id(e.eventType, db)
                     lastIsView = e.isPageView

@@ -77,11 +77,12 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 
 /// Per-batch rollups, computed in memory so each batch touches every rollup row once.
 public struct BatchRollup: Sendable {
-    public struct DayKey: Hashable, Sendable { public var site: String; public var day: Int32 }
-    public struct DayPathKey: Hashable, Sendable { public var site: String; public var day: Int32; public var path: String }
-    public struct SitePathKey: Hashable, Sendable { public var site: String; public var path: String }
-    public struct DayUserKey: Hashable, Sendable { public var site: String; public var day: Int32; public var user: String }
-    public struct SiteUserKey: Hashable, Sendable { public var site: String; public var user: String }
+    // Names are ExactStrings: keys that differ in bytes stay apart, as they do in the store.
+    public struct DayKey: Hashable, Sendable { public var site: ExactString; public var day: Int32 }
+    public struct DayPathKey: Hashable, Sendable { public var site: ExactString; public var day: Int32; public var path: ExactString }
+    public struct SitePathKey: Hashable, Sendable { public var site: ExactString; public var path: ExactString }
+    public struct DayUserKey: Hashable, Sendable { public var site: ExactString; public var day: Int32; public var user: ExactString }
+    public struct SiteUserKey: Hashable, Sendable { public var site: ExactString; public var user: ExactString }
 
     public var dayViews: [DayKey: Int64] = [:]
     public var dayPathViews: [DayPathKey: Int64] = [:]
@@ -93,17 +94,19 @@ public struct BatchRollup: Sendable {
     public init(_ events: [Event], knownDay: Set<DayUserKey> = [], knownSite: Set<SiteUserKey> = []) {
         for e in events {
             let day = e.day.number
+            let site = ExactString(e.siteID)
             if let u = e.userID, !u.isEmpty {
-                let dk = DayUserKey(site: e.siteID, day: day, user: u)
+                let user = ExactString(u)
+                let dk = DayUserKey(site: site, day: day, user: user)
                 if !knownDay.contains(dk) { dayUsers.insert(dk) }
-                let sk = SiteUserKey(site: e.siteID, user: u)
+                let sk = SiteUserKey(site: site, user: user)
                 if !knownSite.contains(sk) { siteUsers.insert(sk) }
             }
             guard e.isPageView else { continue }
-            dayViews[DayKey(site: e.siteID, day: day), default: 0] += 1
-            if let p = e.path {
-                dayPathViews[DayPathKey(site: e.siteID, day: day, path: p), default: 0] += 1
-                sitePathViews[SitePathKey(site: e.siteID, path: p), default: 0] += 1
+            dayViews[DayKey(site: site, day: day), default: 0] += 1
+            if let p = e.path.map({ ExactString($0) }) {
+                dayPathViews[DayPathKey(site: site, day: day, path: p), default: 0] += 1
+                sitePathViews[SitePathKey(site: site, path: p), default: 0] += 1
             }
         }
     }
