@@ -50,6 +50,10 @@ public struct Serve: AsyncParsableCommand {
     @Option(help: help("durable-timeout-ms")) var durableTimeoutMs: Int?
     @Option(help: help("shutdown-timeout")) var shutdownTimeout: Int?
     @Option(help: help("max-connections")) var maxConnections: Int?
+    @Option(help: help("header-timeout")) var headerTimeout: Int?
+    @Option(help: help("body-timeout")) var bodyTimeout: Int?
+    @Option(help: help("idle-timeout")) var idleTimeout: Int?
+    @Option(help: help("max-buffered-bytes")) var maxBufferedBytes: Int?
     @Option(help: help("log-level")) var logLevel: String?
     @Option(help: help("config")) var config: String?
 
@@ -63,7 +67,9 @@ public struct Serve: AsyncParsableCommand {
                                       ("queue-capacity", queueCapacity), ("flush-events", flushEvents),
                                       ("flush-interval-ms", flushIntervalMs), ("max-spool-files", maxSpoolFiles),
                                       ("udp-rcvbuf", udpRcvbuf), ("durable-timeout-ms", durableTimeoutMs),
-                                      ("shutdown-timeout", shutdownTimeout), ("max-connections", maxConnections)]
+                                      ("shutdown-timeout", shutdownTimeout), ("max-connections", maxConnections),
+                                      ("header-timeout", headerTimeout), ("body-timeout", bodyTimeout), ("idle-timeout", idleTimeout),
+                                      ("max-buffered-bytes", maxBufferedBytes)]
         var out: [String: ConfigContent] = [:]
         for (k, v) in strings { if let v { out[k] = .string(v) } }
         for (k, v) in ints { if let v { out[k] = .int(v) } }

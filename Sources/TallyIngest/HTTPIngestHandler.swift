@@ -128,6 +128,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                 dropping = true
                 return
             }
+            ctx.triggerUserOutboundEvent(ReadProgress.headRead, promise: nil)
             let facts = RequestFacts(
                 close: !head.isKeepAlive, keepAlive10: head.version == .http1_0 && head.isKeepAlive,
                 expectsContinue: head.version != .http1_0 && head.headers.first(name: "expect")?.lowercased() == "100-continue")
@@ -189,6 +190,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
             }
             guard let c = collecting else {
                 forwarding = false
+                ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
                 return ctx.fireChannelRead(data)
             }
             collecting = nil
@@ -240,6 +242,20 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     }
 
     public func userInboundEventTriggered(context ctx: ChannelHandlerContext, event: Any) {
+        if let guardEvent = event as? ReadGuardEvent {
+            // The request being read will not complete: it is answered (408 or 503) in its
+            // place, and the ReadGuard closes the connection soon after.
+            abandonCollecting()
+            forwarding = false
+            switch guardEvent {
+            case .timedOut(let phase):
+                let limit = phase == .body ? context.timeouts.body : context.timeouts.start
+                refuseAtHead(.requestTimeout(phase, limit), RequestFacts(close: true, keepAlive10: false, expectsContinue: false), ctx)
+            case .overBudget:
+                refuseAtHead(.overloaded, RequestFacts(close: true, keepAlive10: false, expectsContinue: false), ctx)
+            }
+            return
+        }
         if case ChannelEvent.inputClosed = event, collecting != nil {
             // The client stopped sending in the middle of a body: that request never completes.
             abandonCollecting()
@@ -261,8 +277,11 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     /// never stalls the other connections of this event loop; its answer keeps its slot.
     private func handle(_ c: Collecting, _ ctx: ChannelHandlerContext) {
         let receivedAt = Timestamp.now()
+        // The body's bytes count against the read budget until it is parsed.
         guard (c.request.body?.readableBytes ?? 0) > Self.offloadBytes else {
-            return enqueue(Result { () throws(IngestRefusal) in try HTTPIngest.decode(c.request, receivedAt: receivedAt) }, c, ctx)
+            let decoded = Result { () throws(IngestRefusal) in try HTTPIngest.decode(c.request, receivedAt: receivedAt) }
+            ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
+            return enqueue(decoded, c, ctx)
         }
         let bound = NIOLoopBound(self, eventLoop: ctx.eventLoop)
         let request = c.request
@@ -271,6 +290,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         }.whenComplete { result in
             let handler = bound.value
             guard let ctx = handler.handlerContext, handler.isPending(c.id) else { return }
+            ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
             switch result {
             case .success(let decoded): handler.enqueue(decoded, c, ctx)
             case .failure: handler.answer(c.id, refusal: .shuttingDown, ctx)
@@ -558,10 +578,17 @@ public struct IngestContext: Sendable {
     /// The `Server` header of direct answers (Hummingbird adds its own to the rest).
     public var serverName: String?
 
-    public init(sink: any EventSink, metrics: IngestMetrics, durableTimeout: Duration, serverName: String? = nil) {
+    /// Bytes of partly read requests, shared by every connection (and the wire listener).
+    public var budget: BufferBudget
+    public var timeouts: ReadTimeouts
+
+    public init(sink: any EventSink, metrics: IngestMetrics, durableTimeout: Duration, serverName: String? = nil,
+                budget: BufferBudget, timeouts: ReadTimeouts) {
         self.sink = sink
         self.metrics = metrics
         self.durableTimeout = TimeAmount(durableTimeout)
         self.serverName = serverName
+        self.budget = budget
+        self.timeouts = timeouts
     }
 }

@@ -4,9 +4,9 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// Hummingbird's HTTP/1 child channel with an ``HTTPIngestHandler`` placed directly behind
-/// NIO's request decoder, ahead of the HTTPTypes conversion, Hummingbird's connection state
-/// handler and the router.
+/// Hummingbird's HTTP/1 child channel with a ``ReadGuard`` in front (budget, read timeouts)
+/// and an ``HTTPIngestHandler`` placed directly behind NIO's request decoder, ahead of the
+/// HTTPTypes conversion, Hummingbird's connection state handler and the router.
 ///
 /// Hummingbird's `additionalChannelHandlers` sit after that conversion; the ingest handler
 /// works on NIO's own request and response parts, so it is added here once Hummingbird has
@@ -16,12 +16,14 @@ public struct IngestHTTP1Channel: ServerChildChannel {
 
     let inner: HTTP1Channel
     let makeHandler: @Sendable () -> HTTPIngestHandler
+    let makeGuard: @Sendable () -> ReadGuard
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let ops = channel.pipeline.syncOperations
             let decoder = try ops.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             try ops.addHandler(makeHandler(), position: .after(decoder))
+            try ops.addHandler(makeGuard(), position: .first)
             return value
         }
     }
@@ -39,7 +41,12 @@ extension HTTPServerBuilder {
             maxHeaderFieldCount: HTTPIngest.maxHeaderCount + 1))
         return .init { responder in
             IngestHTTP1Channel(inner: HTTP1Channel(responder: responder, configuration: configuration),
-                               makeHandler: { HTTPIngestHandler(context: ingest) })
+                               makeHandler: { HTTPIngestHandler(context: ingest) },
+                               makeGuard: {
+                                   ReadGuard(budget: ingest.budget, timeouts: ingest.timeouts, startPhase: .header) {
+                                       ingest.metrics.timedOut("http", $0)
+                                   }
+                               })
         }
     }
 }

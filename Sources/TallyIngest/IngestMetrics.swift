@@ -40,6 +40,11 @@ public final class IngestMetrics: Sendable {
         log?.refused(transport, reason: reason, detail: detail.isEmpty ? reason : detail, peer: peer)
     }
 
+    /// A connection closed because a read did not finish in time (`phase`: header, body, frame).
+    public func timedOut(_ listener: String, _ phase: ReadPhase) {
+        counter("tally_read_timeouts_total", [("listener", listener), ("phase", phase.rawValue)]).increment()
+    }
+
     func counter(_ label: String, _ dims: [(String, String)]) -> Counter {
         let key = label + dims.map { "|\($0.0)=\($0.1)" }.joined()
         return counters.withLockedValue { c in

@@ -1,4 +1,5 @@
 import HTTPTypes
+import NIOCore
 import TallyCore
 import TallyHTTP
 
@@ -37,6 +38,10 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
     case headersTooLarge
     /// Not HTTP/1.1 the decoder can read (what it said).
     case malformedRequest(String)
+    /// The request's head or body did not arrive within its timeout (which part, the limit).
+    case requestTimeout(ReadPhase, TimeAmount)
+    /// Reading the request would pass the server's budget for buffered request bytes.
+    case overloaded
 
     public var status: HTTPResponse.Status {
         switch self {
@@ -45,7 +50,8 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .headersTooLarge: .requestHeaderFieldsTooLarge
         case .unsupportedMediaType: .unsupportedMediaType
         case .bodyTooLarge, .tooManyEvents, .exceedsQueue: .contentTooLarge
-        case .queueFull, .shuttingDown, .spoolUnavailable, .durableTimeout: .serviceUnavailable
+        case .queueFull, .shuttingDown, .spoolUnavailable, .durableTimeout, .overloaded: .serviceUnavailable
+        case .requestTimeout: .requestTimeout
         }
     }
 
@@ -64,6 +70,8 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .uriTooLong: "uri_too_long"
         case .headersTooLarge: "headers_too_large"
         case .malformedRequest: "malformed_request"
+        case .requestTimeout: "timeout"
+        case .overloaded: "overloaded"
         }
     }
 
@@ -82,6 +90,8 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .uriTooLong: "Request target too long"
         case .headersTooLarge: "Request header fields too large"
         case .malformedRequest: "Malformed HTTP request"
+        case .requestTimeout: "Request timeout"
+        case .overloaded: "Server busy, retry later"
         }
     }
 
@@ -98,6 +108,9 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .uriTooLong(let limit): ["the request target exceeds \(limit) bytes"]
         case .headersTooLarge: ["headers exceed \(HTTPIngest.maxHeaderBytes) bytes or \(HTTPIngest.maxHeaderCount) fields"]
         case .malformedRequest(let what): [what]
+        case .requestTimeout(let phase, let limit):
+            ["the request \(phase == .header ? "head" : "body") did not arrive within \(limit.nanoseconds / 1_000_000_000) s"]
+        case .overloaded: ["the server holds as many partly received requests as it may; retry later"]
         case .queueFull, .shuttingDown, .spoolUnavailable, .durableTimeout: nil
         }
     }

@@ -22,12 +22,19 @@ public final class WireServer: Service, Sendable {
         public var udpReceiveBuffer: Int
         /// Open TCP connections at most (see ``ConnectionLimit``).
         public var maxConnections: Int
+        /// Bytes of partly received frames, shared with the HTTP listener.
+        public var budget: BufferBudget
+        /// A frame must arrive whole within `start` of its first byte; a connection reading
+        /// nothing is closed after `idle`.
+        public var timeouts: ReadTimeouts
 
-        public init(host: String, port: Int, udpReceiveBuffer: Int, maxConnections: Int) {
+        public init(host: String, port: Int, udpReceiveBuffer: Int, maxConnections: Int, budget: BufferBudget, timeouts: ReadTimeouts) {
             self.host = host
             self.port = port
             self.udpReceiveBuffer = udpReceiveBuffer
             self.maxConnections = maxConnections
+            self.budget = budget
+            self.timeouts = timeouts
         }
     }
 
@@ -65,6 +72,7 @@ public final class WireServer: Service, Sendable {
     func start() async throws -> Int {
         let sink = self.sink, metrics = self.metrics, logger = self.logger
         let limit = ConnectionLimit(maximum: configuration.maxConnections, listener: "wire", factory: metrics.factory)
+        let budget = configuration.budget, timeouts = configuration.timeouts
         let tcp = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -78,6 +86,7 @@ public final class WireServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers(
+                        ReadGuard(budget: budget, timeouts: timeouts, startPhase: .frame) { metrics.timedOut("wire", $0) },
                         ByteToMessageHandler(WireFrameDecoder()),
                         WireTCPHandler(sink: sink, metrics: metrics))
                 }

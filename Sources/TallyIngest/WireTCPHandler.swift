@@ -46,6 +46,7 @@ final class WireTCPHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        context.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
         guard !closing else { return }
         waiting.append(Received(events: frame.resolved(receivedAt: Timestamp.now()), sequence: frame.sequence,
                                 ackRequested: frame.ackRequested))
@@ -131,6 +132,20 @@ final class WireTCPHandler: ChannelDuplexHandler {
             FrameEncoder.writeAck(last, into: &out)
             context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         }
+    }
+
+    /// A frame that did not arrive whole in time, or would pass the read budget: the sender
+    /// learns why before the ``ReadGuard`` closes the connection.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? ReadGuardEvent, !closing else { return context.fireUserInboundEventTriggered(event) }
+        handOffWaiting()
+        let (code, message): (WireError, String)
+        switch event {
+        case .timedOut: (code, message) = (.truncated, "frame not received whole in time; closing the connection")
+        case .overBudget: (code, message) = (.overloaded, "server holds as many partly received frames as it may; retry later")
+        }
+        metrics.rejected("tcp", reason: code == .truncated ? "timeout" : "overloaded", detail: message, peer: context.remoteAddress?.description)
+        sendError(code, message, context: context)
     }
 
     /// The decoder's rejections arrive here; anything else is a broken connection.

@@ -31,6 +31,14 @@ public struct ServerConfiguration: Sendable {
     public var logLevel = Logger.Level.info
     /// Open connections per listener (HTTP, wire TCP); nil: from the open-file limit.
     public var maxConnections: Int?
+    /// From a request's first byte to the end of its head (slowloris).
+    public var headerTimeout = Duration.seconds(10)
+    /// From the end of a request's head to the end of its body; a wire frame's whole time.
+    public var bodyTimeout = Duration.seconds(30)
+    /// A connection with nothing to read or answer is closed after this.
+    public var idleTimeout = Duration.seconds(120)
+    /// Bytes of partly received requests and frames, all connections together.
+    public var maxBufferedBytes = 64 << 20
 
     public init() {}
 }
@@ -102,6 +110,13 @@ public enum Settings {
                     c.maxConnections = n == 0 ? nil : n
                 },
                 describe: { $0.maxConnections.map(String.init) ?? "0" }),
+        duration("header-timeout", .seconds, \.headerTimeout,
+                 "Seconds from an HTTP request's first byte to the end of its head; past it, 408 and the connection closes."),
+        duration("body-timeout", .seconds, \.bodyTimeout,
+                 "Seconds for an HTTP request's body after its head, and for a whole wire frame; past it, 408 (HTTP) or an ERROR frame, and the connection closes."),
+        duration("idle-timeout", .seconds, \.idleTimeout, "Seconds a connection may read nothing (between requests or frames) before it is closed."),
+        integer("max-buffered-bytes", \.maxBufferedBytes,
+                "Bytes of partly received requests and frames held by all connections together; a read past it is answered 503 (HTTP) or `overloaded` (wire) and the connection closes."),
         Setting(name: "log-level", kind: .string, help: "`trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`; logs go to stderr.",
                 apply: { c, v throws(SettingError) in
                     guard case .string(let s) = v, let level = Logger.Level(rawValue: s) else {

@@ -76,9 +76,11 @@ public final class TallyServer: Sendable {
         let ready = Ready()
         self.ready = ready
         let ingestMetrics = IngestMetrics(factory: factory, logger: logger)
+        let budget = BufferBudget(limit: c.maxBufferedBytes, factory: factory)
         let wire = WireServer(
             configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer,
-                                 maxConnections: perListener),
+                                 maxConnections: perListener, budget: budget,
+                                 timeouts: ReadTimeouts(start: c.bodyTimeout, body: c.bodyTimeout, idle: c.idleTimeout)),
             sink: pipeline, metrics: ingestMetrics, logger: logger, onBound: { ready.wireBound($0) })
 
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
@@ -94,7 +96,8 @@ public final class TallyServer: Sendable {
             router: router,
             // POST /event and /events are answered in the channel pipeline; the rest reach the router.
             server: .http1(ingest: IngestContext(sink: pipeline, metrics: ingestMetrics, durableTimeout: c.durableTimeout,
-                                                 serverName: "tally")),
+                                                 serverName: "tally", budget: budget,
+                                                 timeouts: ReadTimeouts(start: c.headerTimeout, body: c.bodyTimeout, idle: c.idleTimeout))),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally",
                                  availableConnectionsDelegate: ConnectionLimit(maximum: perListener, listener: "http", factory: factory)),
             onServerRunning: { channel in ready.httpBound(channel.localAddress?.port ?? c.httpPort) },

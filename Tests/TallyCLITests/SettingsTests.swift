@@ -44,14 +44,17 @@ import TallyServer
             "--wire-host", "127.0.0.3", "--wire-port", "1002", "--shards", "3", "--queue-capacity", "1003",
             "--flush-events", "1004", "--flush-interval-ms", "1005", "--max-spool-files", "1006", "--udp-rcvbuf", "1007",
             "--durable-timeout-ms", "1008", "--shutdown-timeout", "1009", "--max-connections", "1010", "--log-level", "error",
+            "--header-timeout", "1011", "--body-timeout", "1012", "--idle-timeout", "1013", "--max-buffered-bytes", "1014",
         ])
         #expect(c.dataDirectory == "/d" && c.storeURL == "postgres://u@h/db" && c.httpHost == "127.0.0.2" && c.httpPort == 1001)
         #expect(c.wireHost == "127.0.0.3" && c.wirePort == 1002 && c.shards == 3 && c.queueCapacity == 1003)
         #expect(c.flushEvents == 1004 && c.flushInterval == .milliseconds(1005) && c.maxSpoolFiles == 1006)
         #expect(c.udpReceiveBuffer == 1007 && c.durableTimeout == .milliseconds(1008) && c.shutdownTimeout == .seconds(1009))
         #expect(c.maxConnections == 1010 && c.logLevel == .error)
+        #expect(c.headerTimeout == .seconds(1011) && c.bodyTimeout == .seconds(1012) && c.idleTimeout == .seconds(1013))
+        #expect(c.maxBufferedBytes == 1014)
         // Every setting was given above.
-        #expect(Settings.all.count == 16)
+        #expect(Settings.all.count == 20)
     }
 
     @Test func badValuesNameTheFlagAndTheVariable() async throws {

@@ -12,14 +12,19 @@ import TallyCore
 @Suite struct HTTPIngestHandlerTests {
     static let event = #"{"site_id":"s","event_type":"page_view","path":"/a"}"#
 
-    func makeChannel(_ sink: FakeSink, durableTimeout: Duration = .seconds(10)) throws -> EmbeddedChannel {
+    /// NIO's server pipeline with the ``ReadGuard`` in front and the ingest handler behind the
+    /// decoder, as ``IngestHTTP1Channel`` builds it.
+    func makeChannel(_ sink: FakeSink, durableTimeout: Duration = .seconds(10),
+                     budget: BufferBudget = BufferBudget(limit: 64 << 20, factory: NOOPMetricsHandler.instance),
+                     timeouts: ReadTimeouts = ReadTimeouts(start: .seconds(10), body: .seconds(30), idle: .seconds(120))) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         let ops = channel.pipeline.syncOperations
         try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
         let ingest = IngestContext(sink: sink, metrics: IngestMetrics(factory: NOOPMetricsHandler.instance),
-                                   durableTimeout: durableTimeout, serverName: "t")
+                                   durableTimeout: durableTimeout, serverName: "t", budget: budget, timeouts: timeouts)
         let decoder = try ops.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
         try ops.addHandler(HTTPIngestHandler(context: ingest), position: .after(decoder))
+        try ops.addHandler(ReadGuard(budget: budget, timeouts: timeouts, startPhase: .header), position: .first)
         // Active, as an accepted connection is, so closing it is observable.
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         #expect(channel.isActive)
