@@ -39,10 +39,14 @@ test: test-deps
 	TALLY_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build 2>&1 | tee .build/swift-test.log; status=$${PIPESTATUS[0]}; \
 	scripts/pg-test-server.sh stop; exit $$status
 	TALLY_BIN=.build/debug/tally scripts/crash-test.sh --kills $(if $(CI),5,10)
+	# Memory and latency bounds hold for what users run: the release build.
+	$(SWIFT) build -c release --product tally
+	set -o pipefail; scripts/hostile_test.py --binary .build/release/tally | tee .build/hostile-test.log
 	$(MAKE) fuzz FUZZ_SECONDS=$(if $(CI),15,$(FUZZ_SECONDS))
 	@n=$$(grep -aoE "Test run with [0-9]+ tests" .build/swift-test.log | grep -oE "[0-9]+" | tail -n 1); \
-	echo "make test: swift test ($$n tests), crash test and fuzz all passed"; \
-	echo "tally: $$((n + 2)) passed, 0 failed"
+	h=$$(grep -aoE "hostile: [0-9]+ passed" .build/hostile-test.log | grep -oE "[0-9]+"); \
+	echo "make test: swift test ($$n tests), crash test, hostile clients ($$h checks) and fuzz all passed"; \
+	echo "tally: $$((n + h + 2)) passed, 0 failed"
 
 test-unit: deps
 	$(SWIFT) test --skip TallyEndToEndTests

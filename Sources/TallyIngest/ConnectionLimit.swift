@@ -31,6 +31,11 @@ public struct ConnectionLimit: AvailableConnectionsDelegate {
 
     public func isAcceptingNewConnections() -> Bool { open < maximum }
 
+    /// The listen backlog of both listeners (the kernel caps it at `net.core.somaxconn`): while
+    /// a listener is at its maximum, new connections wait here; a full backlog drops SYNs, and
+    /// the client then retries only after a second.
+    public static let backlog = 4096
+
     /// Raises the soft open-file limit to the hard one and returns both (a process starts with a
     /// soft limit of often 1024, far below what a busy collector needs).
     public static func raiseDescriptorLimit() -> (soft: Int, hard: Int) {

@@ -67,6 +67,9 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     private struct Collecting {
         var id: UInt64
         var request: HTTPIngest.Request
+        /// The declared `Content-Length` (within the route's limit), allocated at once so a
+        /// large body is not copied through a doubling buffer.
+        var length: Int?
     }
 
     private let context: IngestContext
@@ -141,7 +144,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
             }
             if let (route, ack, badQuery) = HTTPIngest.route(method: head.method.rawValue, target: head.uri) {
                 // Known too long before the body is read: answer now, not after reading it.
-                if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > route.bodyLimit {
+                let length = head.headers.first(name: "content-length").flatMap { Int($0) }
+                if let length, length > route.bodyLimit {
                     return refuseAtHead(.bodyTooLarge(limit: route.bodyLimit), facts, ctx)
                 }
                 let id = nextID
@@ -150,7 +154,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                 if facts.close { acceptingRequests = false }
                 collecting = Collecting(id: id, request: HTTPIngest.Request(
                     route: route, ack: ack, badQueryParameter: badQuery, contentType: head.headers.first(name: "content-type"),
-                    body: nil, bodyTooLarge: false))
+                    body: nil, bodyTooLarge: false), length: length)
                 sendContinueIfFront(ctx)
             } else {
                 slots.append(.forwarded)
@@ -176,7 +180,13 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                     c.request.bodyTooLarge = true
                     c.request.body = nil
                 } else if c.request.body == nil {
-                    c.request.body = chunk
+                    if let length = c.length, length > chunk.readableBytes {
+                        var body = ctx.channel.allocator.buffer(capacity: length)
+                        body.writeBuffer(&chunk)
+                        c.request.body = body
+                    } else {
+                        c.request.body = chunk
+                    }
                 } else {
                     c.request.body!.writeBuffer(&chunk)
                 }

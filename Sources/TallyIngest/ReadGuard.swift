@@ -83,7 +83,7 @@ public enum ReadPhase: String, Sendable {
 ///   message that came in the same read are released early).
 /// - Past the budget, or after a timeout, nothing more is read into memory: the rest is
 ///   dropped, the handler behind answers (503, 408, an ERROR frame), and the connection is
-///   closed at most ``grace`` later whatever it does.
+///   closed at most ``grace`` later whatever it does. Its bytes stay charged until it closes.
 /// - Costs: no timer per request. One scheduled check per connection fires at the earliest
 ///   deadline and, when the deadline moved (progress was made), re-arms for the new one.
 public final class ReadGuard: ChannelDuplexHandler, RemovableChannelHandler {
@@ -208,13 +208,15 @@ public final class ReadGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func refuse(_ event: ReadGuardEvent, _ context: ChannelHandlerContext) {
         if case .timedOut(let p) = event { onTimeout(p) }
-        budget.release(held)
-        held = 0
+        // What was read stays charged until the connection closes: the decoders behind still
+        // hold it until then.
         phase = .refused
         check?.cancel()
         check = nil
         context.fireUserInboundEventTriggered(event)
         let channel = context.channel
-        context.eventLoop.scheduleTask(in: Self.grace) { channel.close(promise: nil) }
+        let backstop = context.eventLoop.scheduleTask(in: Self.grace) { channel.close(promise: nil) }
+        // Once closed, the task (and with it the channel and its buffers) is let go at once.
+        channel.closeFuture.whenComplete { _ in backstop.cancel() }
     }
 }

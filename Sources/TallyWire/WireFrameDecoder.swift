@@ -12,6 +12,11 @@ public struct WireFrameDecoder: ByteToMessageDecoder {
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         switch try FrameDecoder.decode(&buffer) {
         case .needMoreData:
+            // The header gives the frame's size: room for all of it at once, so the rest is read
+            // into one buffer of that size rather than one that doubles (and copies) as it fills.
+            if let length = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt32.self) {
+                buffer.reserveCapacity(minimumWritableBytes: Wire.headerSize + Int(length) - buffer.readableBytes)
+            }
             return .needMoreData
         case .frame(.events(let frame)):
             context.fireChannelRead(wrapInboundOut(frame))

@@ -40,9 +40,9 @@ import TallyWire
         #expect(b.inUse > 0)
         channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         #expect(try http.written(channel).contains("the request body did not arrive within 30 s"))
-        #expect(b.inUse == 0)
         channel.embeddedEventLoop.advanceTime(by: ReadGuard.grace)
         #expect(!channel.isActive)
+        #expect(b.inUse == 0)
     }
 
     @Test func progressKeepsAConnectionOpenAndIdlenessClosesIt() throws {
@@ -120,9 +120,9 @@ import TallyWire
         #expect(b.inUse == part.readableBytes)
         channel.embeddedEventLoop.advanceTime(by: .seconds(30))
         #expect(try errorCode(channel) == .truncated)
-        #expect(b.inUse == 0)
         channel.embeddedEventLoop.advanceTime(by: ReadGuard.grace)
         #expect(!channel.isActive)
+        #expect(b.inUse == 0)
     }
 
     @Test func wireFramesPastTheBudgetAreRefused() throws {
@@ -133,6 +133,8 @@ import TallyWire
         try channel.writeInbound(whole.readSlice(length: 900)!)
         try channel.writeInbound(whole.readSlice(length: 200)!)
         #expect(try errorCode(channel) == .overloaded)
+        // Closed once the ERROR frame is out; nothing stays charged.
+        #expect(!channel.isActive)
         #expect(b.inUse == 0)
     }
 }
