@@ -31,7 +31,6 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        .systemLibrary(name: "CMalloc"),
 
         // Pure values: the event, its validation, days and times; the EventSink protocol.
         .target(name: "TallyCore", swiftSettings: strict),
@@ -113,7 +112,7 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], swiftSettings: strict),
         .executableTarget(name: "tally", dependencies: [
-            "TallyCLI", .target(name: "CMalloc", condition: .when(platforms: [.linux])),
+            "TallyCLI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -32,7 +32,12 @@ public struct ExactString: Hashable, Comparable, Sendable, CustomStringConvertib
 
 extension String {
     /// Byte equality of the UTF-8 forms (not canonical equivalence).
+    ///
+    /// Fast path: two `String`s with the same 16-byte representation are the same bytes (a
+    /// small string holds its bytes inline, a large one points to one buffer), which is what
+    /// nearly every comparison of a cache lookup or a repeated site finds.
     @inlinable public func utf8Equals(_ other: String) -> Bool {
+        if unsafeBitCast(self, to: (UInt64, UInt64).self) == unsafeBitCast(other, to: (UInt64, UInt64).self) { return true }
         var a = self, b = other
         return a.withUTF8 { x in
             b.withUTF8 { y in x.count == y.count && (x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0) }

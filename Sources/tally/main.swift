@@ -1,7 +1,4 @@
 import ArgumentParser
-#if canImport(Glibc)
-import CMalloc
-#endif
 import NIOCore
 import NIOPosix
 import TallyCLI
@@ -10,14 +7,6 @@ import TallyCLI
 // thread that read the request instead of hopping to a second pool (≈2× HTTP throughput on
 // two cores). Must happen before the first task is created, hence top-level code, not @main.
 _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-
-#if canImport(Glibc)
-// Buffers of 256 KiB and more (large request bodies, wire frames) are mmapped and given back to
-// the kernel when freed. glibc otherwise raises this threshold after the first such free and
-// serves later large buffers from the heap, which it rarely returns: RSS would stay at the
-// high-water mark of the largest burst (see scripts/hostile_test.py, stalled-wire).
-_ = mallopt(M_MMAP_THRESHOLD, 256 * 1024)
-#endif
 
 // `await Tally.main()` here would pick ParsableCommand's synchronous overload, so parse and
 // run explicitly.
