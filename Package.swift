@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0", traits: []),
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.5.0"),
+        // Already built for postgres-nio; HMAC-SHA256 for visitor ids.
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
@@ -36,6 +38,11 @@ let package = Package(
         .target(name: "TallyCore", swiftSettings: strict),
         // The JSON event format (strict RFC 8259, streaming limits), as TallyWire is the binary one.
         .target(name: "TallyJSON", dependencies: ["TallyCore"], swiftSettings: strict),
+        // What the server derives per event: visitor id, device/browser/OS, bot flag, referrer host.
+        .target(name: "TallyEnrich", dependencies: [
+            "TallyCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
         // HTTP concerns shared by ingest and reports: JSON error bodies, the Date header.
         .target(name: "TallyHTTP", dependencies: [
             "TallyCore",
@@ -69,7 +76,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The HTTP ingest path and the UDP/TCP listeners, feeding any EventSink.
         .target(name: "TallyIngest", dependencies: [
-            "TallyCore", "TallyWire", "TallyJSON", "TallyHTTP",
+            "TallyCore", "TallyWire", "TallyJSON", "TallyEnrich", "TallyHTTP",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -90,7 +97,7 @@ let package = Package(
         ], swiftSettings: strict),
         // Wiring and service lifecycle, shared by the CLI and the end-to-end tests.
         .target(name: "TallyServer", dependencies: [
-            "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyReport",
+            "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyReport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -155,6 +162,7 @@ let package = Package(
 
         .testTarget(name: "TallyCoreTests", dependencies: ["TallyCore", "TallyHTTP"], swiftSettings: strict),
         .testTarget(name: "TallyJSONTests", dependencies: ["TallyJSON", "TallyCore"], swiftSettings: strict),
+        .testTarget(name: "TallyEnrichTests", dependencies: ["TallyEnrich", "TallyCore"], swiftSettings: strict),
         .testTarget(name: "TallyWireTests", dependencies: [
             "TallyWire", "TallyCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -168,7 +176,7 @@ let package = Package(
         .testTarget(name: "TallyPipelineTests", dependencies: ["TallyPipeline", "TallyStore", "TallyCore", "TallyWire", "TallyTestSupport"],
                     swiftSettings: strict),
         .testTarget(name: "TallyIngestTests", dependencies: [
-            "TallyIngest", "TallyCore", "TallyWire",
+            "TallyIngest", "TallyCore", "TallyWire", "TallyEnrich",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -54,6 +54,8 @@ public struct Serve: AsyncParsableCommand {
     @Option(help: help("body-timeout")) var bodyTimeout: Int?
     @Option(help: help("idle-timeout")) var idleTimeout: Int?
     @Option(help: help("max-buffered-bytes")) var maxBufferedBytes: Int?
+    @Option(help: help("trusted-proxies")) var trustedProxies: String?
+    @Flag(help: help("no-bot-filter")) var noBotFilter = false
     @Option(help: help("log-level")) var logLevel: String?
     @Option(help: help("config")) var config: String?
 
@@ -62,7 +64,7 @@ public struct Serve: AsyncParsableCommand {
     /// The flags given on the command line, by setting name.
     var flags: [String: ConfigContent] {
         let strings: [(String, String?)] = [("data-dir", dataDir), ("store", store), ("http-host", httpHost),
-                                            ("wire-host", wireHost), ("log-level", logLevel)]
+                                            ("wire-host", wireHost), ("log-level", logLevel), ("trusted-proxies", trustedProxies)]
         let ints: [(String, Int?)] = [("http-port", httpPort), ("wire-port", wirePort), ("shards", shards),
                                       ("queue-capacity", queueCapacity), ("flush-events", flushEvents),
                                       ("flush-interval-ms", flushIntervalMs), ("max-spool-files", maxSpoolFiles),
@@ -73,6 +75,7 @@ public struct Serve: AsyncParsableCommand {
         var out: [String: ConfigContent] = [:]
         for (k, v) in strings { if let v { out[k] = .string(v) } }
         for (k, v) in ints { if let v { out[k] = .int(v) } }
+        if noBotFilter { out["no-bot-filter"] = .bool(true) }
         return out
     }
 

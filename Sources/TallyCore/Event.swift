@@ -9,13 +9,28 @@ public struct Event: Sendable, Hashable {
     public var path: String?
     public var userID: String?
     public var timestamp: Int64
+    /// Where the visitor came from. As sent, until ingest keeps only its host (lower-cased,
+    /// without `www.`; nil for a direct visit or a same-site referrer).
+    public var referrer: String?
+    public var utmSource: String?
+    public var utmMedium: String?
+    public var utmCampaign: String?
+    /// What the server derived about the sender (never taken from clients).
+    public var visit: Visit
 
-    public init(siteID: String, eventType: String, path: String? = nil, userID: String? = nil, timestamp: Int64) {
+    public init(siteID: String, eventType: String, path: String? = nil, userID: String? = nil, timestamp: Int64,
+                referrer: String? = nil, utmSource: String? = nil, utmMedium: String? = nil, utmCampaign: String? = nil,
+                visit: Visit = Visit()) {
         self.siteID = siteID
         self.eventType = eventType
         self.path = path
         self.userID = userID
         self.timestamp = timestamp
+        self.referrer = referrer
+        self.utmSource = utmSource
+        self.utmMedium = utmMedium
+        self.utmCampaign = utmCampaign
+        self.visit = visit
     }
 
     /// The event type counted by `total_views` and `top_paths`.
@@ -23,9 +38,14 @@ public struct Event: Sendable, Hashable {
 
     public var isPageView: Bool { eventType.utf8Equals(Event.pageView) }
 
+    /// Counted in views, users and visitors: everything but what bot filtering flagged.
+    public var counts: Bool { !visit.isBot }
+
     public static func == (a: Event, b: Event) -> Bool {
         a.timestamp == b.timestamp && a.siteID.utf8Equals(b.siteID) && a.eventType.utf8Equals(b.eventType)
-            && a.path.utf8Equals(b.path) && a.userID.utf8Equals(b.userID)
+            && a.path.utf8Equals(b.path) && a.userID.utf8Equals(b.userID) && a.referrer.utf8Equals(b.referrer)
+            && a.utmSource.utf8Equals(b.utmSource) && a.utmMedium.utf8Equals(b.utmMedium)
+            && a.utmCampaign.utf8Equals(b.utmCampaign) && a.visit == b.visit
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -34,10 +54,62 @@ public struct Event: Sendable, Hashable {
         hasher.combine(path.map { ExactString($0) })
         hasher.combine(userID.map { ExactString($0) })
         hasher.combine(timestamp)
+        hasher.combine(referrer.map { ExactString($0) })
+        hasher.combine(visit.visitor)
     }
 
     /// The UTC day the event falls on.
     public var day: UTCDay { UTCDay(containing: timestamp) }
+}
+
+/// What the server derived about an event's sender at ingest: stored with the event, never
+/// accepted from a client. `visitor` 0 means none (an event over the wire without a client
+/// address, or without the facts to hash).
+public struct Visit: Sendable, Hashable {
+    public var visitor: UInt64
+    public var device: Device?
+    public var browser: String?
+    public var os: String?
+    /// A crawler, preview fetcher or automated browser: stored, flagged, and counted nowhere.
+    public var isBot: Bool
+
+    public init(visitor: UInt64 = 0, device: Device? = nil, browser: String? = nil, os: String? = nil, isBot: Bool = false) {
+        self.visitor = visitor
+        self.device = device
+        self.browser = browser
+        self.os = os
+        self.isBot = isBot
+    }
+
+    public var isEmpty: Bool { self == Visit() }
+
+    public static func == (a: Visit, b: Visit) -> Bool {
+        a.visitor == b.visitor && a.device == b.device && a.browser.utf8Equals(b.browser) && a.os.utf8Equals(b.os)
+            && a.isBot == b.isBot
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(visitor)
+        hasher.combine(isBot)
+    }
+}
+
+/// The device class a User-Agent names.
+public enum Device: UInt8, Sendable, CaseIterable {
+    case desktop = 1, mobile = 2, tablet = 3
+
+    public var name: String {
+        switch self {
+        case .desktop: "desktop"
+        case .mobile: "mobile"
+        case .tablet: "tablet"
+        }
+    }
+
+    public init?(name: String) {
+        guard let d = Device.allCases.first(where: { $0.name == name }) else { return nil }
+        self = d
+    }
 }
 
 /// Limits every transport enforces, so an event accepted over HTTP is also valid on the wire.
@@ -46,6 +118,8 @@ public enum EventLimits {
     public static let maxEventTypeBytes = 64
     public static let maxPathBytes = 2048
     public static let maxUserIDBytes = 256
+    public static let maxReferrerBytes = 2048
+    public static let maxUTMBytes = 256
     /// 1970-01-01T00:00:00Z.
     public static let minTimestamp: Int64 = 0
     /// 2100-01-01T00:00:00Z (exclusive): later timestamps are almost surely unit mistakes.

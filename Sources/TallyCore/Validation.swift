@@ -15,14 +15,23 @@ public struct RawEvent: Sendable, Equatable {
     public var path: RawField
     public var userID: RawField
     public var timestamp: RawField
+    public var referrer: RawField
+    public var utmSource: RawField
+    public var utmMedium: RawField
+    public var utmCampaign: RawField
 
     public init(siteID: RawField = .absent, eventType: RawField = .absent, path: RawField = .absent,
-                userID: RawField = .absent, timestamp: RawField = .absent) {
+                userID: RawField = .absent, timestamp: RawField = .absent, referrer: RawField = .absent,
+                utmSource: RawField = .absent, utmMedium: RawField = .absent, utmCampaign: RawField = .absent) {
         self.siteID = siteID
         self.eventType = eventType
         self.path = path
         self.userID = userID
         self.timestamp = timestamp
+        self.referrer = referrer
+        self.utmSource = utmSource
+        self.utmMedium = utmMedium
+        self.utmCampaign = utmCampaign
     }
 
     /// Validates every field; `receivedAt` (µs) stands in for a missing timestamp.
@@ -49,8 +58,13 @@ public struct RawEvent: Sendable, Equatable {
         case .wrongType:
             problems.append("timestamp must be a valid ISO 8601 date string")
         }
+        let referrer = Self.optional("referrer", referrer, max: EventLimits.maxReferrerBytes, &problems)
+        let source = Self.optional("utm_source", utmSource, max: EventLimits.maxUTMBytes, &problems)
+        let medium = Self.optional("utm_medium", utmMedium, max: EventLimits.maxUTMBytes, &problems)
+        let campaign = Self.optional("utm_campaign", utmCampaign, max: EventLimits.maxUTMBytes, &problems)
         guard problems.isEmpty, let site, let type else { return .failure(ValidationError(problems)) }
-        return .success(Event(siteID: site, eventType: type, path: path, userID: user, timestamp: ts))
+        return .success(Event(siteID: site, eventType: type, path: path, userID: user, timestamp: ts, referrer: referrer,
+                              utmSource: source, utmMedium: medium, utmCampaign: campaign))
     }
 
     private static func required(_ name: String, _ field: RawField, max: Int, _ problems: inout [String]) -> String? {
@@ -103,12 +117,15 @@ extension Event {
         if !siteID.isEmpty, siteID.utf8.count <= EventLimits.maxSiteIDBytes,
            !eventType.isEmpty, eventType.utf8.count <= EventLimits.maxEventTypeBytes,
            (path?.utf8.count ?? 0) <= EventLimits.maxPathBytes, (userID?.utf8.count ?? 0) <= EventLimits.maxUserIDBytes,
+           (referrer?.utf8.count ?? 0) <= EventLimits.maxReferrerBytes, (utmSource?.utf8.count ?? 0) <= EventLimits.maxUTMBytes,
+           (utmMedium?.utf8.count ?? 0) <= EventLimits.maxUTMBytes, (utmCampaign?.utf8.count ?? 0) <= EventLimits.maxUTMBytes,
            timestamp >= EventLimits.minTimestamp, timestamp < EventLimits.maxTimestamp {
             return []
         }
-        let raw = RawEvent(siteID: .string(siteID), eventType: .string(eventType),
-                           path: path.map(RawField.string) ?? .absent,
-                           userID: userID.map(RawField.string) ?? .absent)
+        func raw(_ s: String?) -> RawField { s.map(RawField.string) ?? .absent }
+        let raw = RawEvent(siteID: .string(siteID), eventType: .string(eventType), path: raw(path), userID: raw(userID),
+                           referrer: raw(referrer), utmSource: raw(utmSource), utmMedium: raw(utmMedium),
+                           utmCampaign: raw(utmCampaign))
         var problems: [String]
         switch raw.validate(receivedAt: 0) {
         case .success: problems = []

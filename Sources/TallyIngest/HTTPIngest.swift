@@ -4,6 +4,7 @@ import NIOCore
 import TallyCore
 import TallyHTTP
 import TallyJSON
+import TallyEnrich
 
 /// The one HTTP ingest rule set: which requests are ingest requests, and how a complete one
 /// turns into events or an ``IngestRefusal``. ``HTTPIngestHandler`` is its only caller; a new
@@ -30,6 +31,14 @@ public enum HTTPIngest {
         public var bodyLimit: Int { self == .event ? maxEventBody : maxBatchBody }
     }
 
+    /// CORS: every ingest answer may be read by any page (sites limit origins once they have
+    /// keys); a preflight is answered at once and cached by the browser for a day.
+    public static let allowOrigin = ("Access-Control-Allow-Origin", "*")
+    public static let preflightHeaders = [
+        allowOrigin, ("Access-Control-Allow-Methods", "POST, OPTIONS"),
+        ("Access-Control-Allow-Headers", "Content-Type"), ("Access-Control-Max-Age", "86400"),
+    ]
+
     public enum AckLevel: String, Sendable {
         /// Answer once the events are in the in-memory queue (the default).
         case queued
@@ -48,12 +57,14 @@ public enum HTTPIngest {
         public var body: ByteBuffer?
         /// The body went past ``Route/bodyLimit`` and was not kept.
         public var bodyTooLarge: Bool
+        /// Who sent it (address, User-Agent, page): for the visitor id and device, never stored.
+        public var client: ClientFacts = ClientFacts()
     }
 
     /// The ingest route of a request line with its `ack` value and the first query parameter
     /// with broken percent-encoding; nil for every other request.
     static func route(method: String, target: String) -> (route: Route, ack: Substring?, badQuery: String?)? {
-        guard method == "POST" else { return nil }
+        guard method == "POST" || method == "OPTIONS" else { return nil }
         // The common case, a bare path, without parsing.
         switch target {
         case "/event": return (.event, nil, nil)
@@ -73,7 +84,7 @@ public enum HTTPIngest {
 
     /// Checks, in order: the query's encoding, the ack level, the content type, the body length, then the body
     /// itself. Returns the events and how to acknowledge them.
-    public static func decode(_ r: Request, receivedAt: Int64) throws(IngestRefusal) -> (events: [Event], ack: AckLevel) {
+    public static func decode(_ r: Request, receivedAt: Int64, enricher: Enricher) throws(IngestRefusal) -> (events: [Event], ack: AckLevel, bots: Int) {
         if let name = r.badQueryParameter { throw .badPercentEncoding(name) }
         let ack = try ackLevel(r.ack)
         try checkContentType(r.contentType)
@@ -88,7 +99,10 @@ public enum HTTPIngest {
             }
         }
         switch parsed {
-        case .success(let events): return (events, ack)
+        case .success(var events):
+            var bots = 0
+            for i in events.indices where enricher.enrich(&events[i], client: r.client, receivedAt: receivedAt) { bots += 1 }
+            return (events, ack, bots)
         case .failure(.malformed(let detail)): throw .malformedJSON(detail)
         case .failure(.invalid(let problems)): throw .invalidPayload(problems)
         case .failure(.tooManyEvents): throw .tooManyEvents

@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import TallyCore
 import TallyHTTP
+import TallyEnrich
 
 /// The only HTTP ingest path: answers every `POST /event` and `POST /events`, right behind
 /// NIO's HTTP/1 request decoder, in front of Hummingbird (which answers every other request).
@@ -47,6 +48,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     struct Answer {
         var status: Int
         var body: String
+        /// A CORS preflight's 204 (its `Access-Control-Allow-*` headers, no body).
+        var preflight = false
     }
 
     enum Slot {
@@ -70,6 +73,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         /// The declared `Content-Length` (within the route's limit), allocated at once so a
         /// large body is not copied through a doubling buffer.
         var length: Int?
+        /// `OPTIONS`: a CORS preflight, answered 204 once read.
+        var preflight = false
     }
 
     private let context: IngestContext
@@ -114,6 +119,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     private var last: (second: Int64, answer: Answer, keepAlive10: Bool, head: HTTPResponseHead, bytes: ByteBuffer)?
     /// The `Date` header value, made again when the second changes.
     private var date: (second: Int64, value: String) = (-1, "")
+    /// The peer's address as text, looked up once per connection.
+    private var peerAddress: String??
 
     public init(context: IngestContext) {
         self.context = context
@@ -152,9 +159,15 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                 nextID &+= 1
                 slots.append(.direct(id: id, answer: nil, head: facts))
                 if facts.close { acceptingRequests = false }
+                if peerAddress == nil { peerAddress = .some(ctx.remoteAddress?.ipAddress) }
+                let forwarded = head.headers["x-forwarded-for"]
+                let client = ClientFacts(
+                    address: context.enricher.addressRule.address(
+                        peer: peerAddress!, forwardedFor: forwarded.isEmpty ? nil : forwarded.joined(separator: ",")),
+                    userAgent: head.headers.first(name: "user-agent"), pageHost: head.headers.first(name: "origin"))
                 collecting = Collecting(id: id, request: HTTPIngest.Request(
                     route: route, ack: ack, badQueryParameter: badQuery, contentType: head.headers.first(name: "content-type"),
-                    body: nil, bodyTooLarge: false), length: length)
+                    body: nil, bodyTooLarge: false, client: client), length: length, preflight: head.method == .OPTIONS)
                 sendContinueIfFront(ctx)
             } else {
                 slots.append(.forwarded)
@@ -286,17 +299,22 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     /// A body over ``offloadBytes`` is parsed on NIO's thread pool, so one client's 8 MiB batch
     /// never stalls the other connections of this event loop; its answer keeps its slot.
     private func handle(_ c: Collecting, _ ctx: ChannelHandlerContext) {
+        if c.preflight {
+            ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
+            return answer(c.id, Answer(status: 204, body: "", preflight: true), ctx)
+        }
         let receivedAt = Timestamp.now()
+        let enricher = context.enricher
         // The body's bytes count against the read budget until it is parsed.
         guard (c.request.body?.readableBytes ?? 0) > Self.offloadBytes else {
-            let decoded = Result { () throws(IngestRefusal) in try HTTPIngest.decode(c.request, receivedAt: receivedAt) }
+            let decoded = Result { () throws(IngestRefusal) in try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher) }
             ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
             return enqueue(decoded, c, ctx)
         }
         let bound = NIOLoopBound(self, eventLoop: ctx.eventLoop)
         let request = c.request
         NIOThreadPool.singleton.runIfActive(eventLoop: ctx.eventLoop) {
-            Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt) }
+            Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher) }
         }.whenComplete { result in
             let handler = bound.value
             guard let ctx = handler.handlerContext, handler.isPending(c.id) else { return }
@@ -308,14 +326,15 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         }
     }
 
-    private func enqueue(_ decoded: Result<(events: [Event], ack: HTTPIngest.AckLevel), IngestRefusal>, _ c: Collecting,
+    private func enqueue(_ decoded: Result<(events: [Event], ack: HTTPIngest.AckLevel, bots: Int), IngestRefusal>, _ c: Collecting,
                          _ ctx: ChannelHandlerContext) {
         let ingest = context
-        let events: [Event], ack: HTTPIngest.AckLevel
+        let events: [Event], ack: HTTPIngest.AckLevel, bots: Int
         switch decoded {
-        case .success(let d): (events, ack) = d
+        case .success(let d): (events, ack, bots) = d
         case .failure(let refusal): return answer(c.id, refusal: refusal, ctx)
         }
+        if bots > 0 { ingest.metrics.filtered("http", reason: "bot", bots) }
         switch ack {
         case .queued:
             do {
@@ -477,12 +496,17 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         let second = Timestamp.now() / 1_000_000
         let head: HTTPResponseHead, bytes: ByteBuffer
         if !closing, let l = last, l.second == second, l.answer.status == answer.status, l.keepAlive10 == facts.keepAlive10,
-           l.answer.body == answer.body {
+           l.answer.preflight == answer.preflight, l.answer.body == answer.body {
             (head, bytes) = (l.head, l.bytes)
         } else {
             if second != date.second { date = (second, HTTPDate.format(seconds: second)) }
             var fields = HTTPHeaders()
-            for field in JSONResponse.headers(status: answer.status) { fields.add(name: field.name.rawName, value: field.value) }
+            if answer.preflight {
+                for (name, value) in HTTPIngest.preflightHeaders { fields.add(name: name, value: value) }
+            } else {
+                for field in JSONResponse.headers(status: answer.status) { fields.add(name: field.name.rawName, value: field.value) }
+                fields.add(name: HTTPIngest.allowOrigin.0, value: HTTPIngest.allowOrigin.1)
+            }
             fields.add(name: "Content-Length", value: String(answer.body.utf8.count))
             fields.add(name: "Date", value: date.value)
             if let serverName = context.serverName { fields.add(name: "Server", value: serverName) }
@@ -587,13 +611,16 @@ public struct IngestContext: Sendable {
     public var durableTimeout: TimeAmount
     /// The `Server` header of direct answers (Hummingbird adds its own to the rest).
     public var serverName: String?
+    /// Referrer hosts, visitor ids, device classes and bot flags, for every transport.
+    public var enricher: Enricher
 
     /// Bytes of partly read requests, shared by every connection (and the wire listener).
     public var budget: BufferBudget
     public var timeouts: ReadTimeouts
 
     public init(sink: any EventSink, metrics: IngestMetrics, durableTimeout: Duration, serverName: String? = nil,
-                budget: BufferBudget, timeouts: ReadTimeouts) {
+                budget: BufferBudget, timeouts: ReadTimeouts, enricher: Enricher) {
+        self.enricher = enricher
         self.sink = sink
         self.metrics = metrics
         self.durableTimeout = TimeAmount(durableTimeout)

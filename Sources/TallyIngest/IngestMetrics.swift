@@ -40,6 +40,11 @@ public final class IngestMetrics: Sendable {
         log?.refused(transport, reason: reason, detail: detail.isEmpty ? reason : detail, peer: peer)
     }
 
+    /// Events answered 202 and stored, flagged, but counted nowhere (`reason`: "bot").
+    public func filtered(_ transport: String, reason: String, _ count: Int) {
+        counter("tally_events_filtered_total", [("transport", transport), ("reason", reason)]).increment(by: count)
+    }
+
     /// A connection closed because a read did not finish in time (`phase`: header, body, frame).
     public func timedOut(_ listener: String, _ phase: ReadPhase) {
         counter("tally_read_timeouts_total", [("listener", listener), ("phase", phase.rawValue)]).increment()

@@ -10,6 +10,7 @@ import HummingbirdCore
 import ServiceLifecycle
 import TallyCore
 import TallyWire
+import TallyEnrich
 
 /// The wire protocol on one port over both TCP and UDP, as a service: `run` binds both
 /// sockets, reports the port, and on graceful shutdown closes the listeners and every open
@@ -27,8 +28,11 @@ public final class WireServer: Service, Sendable {
         /// A frame must arrive whole within `start` of its first byte; a connection reading
         /// nothing is closed after `idle`.
         public var timeouts: ReadTimeouts
+        public var enricher: Enricher
 
-        public init(host: String, port: Int, udpReceiveBuffer: Int, maxConnections: Int, budget: BufferBudget, timeouts: ReadTimeouts) {
+        public init(host: String, port: Int, udpReceiveBuffer: Int, maxConnections: Int, budget: BufferBudget, timeouts: ReadTimeouts,
+                    enricher: Enricher) {
+            self.enricher = enricher
             self.host = host
             self.port = port
             self.udpReceiveBuffer = udpReceiveBuffer
@@ -72,7 +76,7 @@ public final class WireServer: Service, Sendable {
     func start() async throws -> Int {
         let sink = self.sink, metrics = self.metrics, logger = self.logger
         let limit = ConnectionLimit(maximum: configuration.maxConnections, listener: "wire", factory: metrics.factory)
-        let budget = configuration.budget, timeouts = configuration.timeouts
+        let budget = configuration.budget, timeouts = configuration.timeouts, enricher = configuration.enricher
         let tcp = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -88,7 +92,7 @@ public final class WireServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandlers(
                         ReadGuard(budget: budget, timeouts: timeouts, startPhase: .frame) { metrics.timedOut("wire", $0) },
                         ByteToMessageHandler(WireFrameDecoder()),
-                        WireTCPHandler(sink: sink, metrics: metrics))
+                        WireTCPHandler(sink: sink, metrics: metrics, enricher: enricher))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
@@ -103,7 +107,7 @@ public final class WireServer: Service, Sendable {
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536 * vector))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics))
+                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics, enricher: enricher))
                     }
                 }
                 .bind(host: configuration.host, port: port).get()

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import TallyCore
 import TallyWire
+import TallyEnrich
 
 /// One TCP connection of the wire protocol, behind `ByteToMessageHandler(WireFrameDecoder())`:
 /// enqueues each decoded frame's events, answers ACKs in frame order once the events are
@@ -36,9 +37,12 @@ final class WireTCPHandler: ChannelDuplexHandler {
     private var awaitingAck = CircularBuffer<(sequence: UInt64, durable: Bool, id: UInt64)>()
     private var nextAckID: UInt64 = 0
 
-    init(sink: any EventSink, metrics: IngestMetrics) {
+    private let enricher: Enricher
+
+    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher()) {
         self.sink = sink
         self.metrics = metrics
+        self.enricher = enricher
     }
 
     func handlerAdded(context: ChannelHandlerContext) { handlerContext = context }
@@ -48,7 +52,8 @@ final class WireTCPHandler: ChannelDuplexHandler {
         let frame = unwrapInboundIn(data)
         context.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
         guard !closing else { return }
-        waiting.append(Received(events: frame.resolved(receivedAt: Timestamp.now()), sequence: frame.sequence,
+        let events = frame.enrichedEvents(receivedAt: Timestamp.now(), enricher: enricher, metrics: metrics, transport: "tcp")
+        waiting.append(Received(events: events, sequence: frame.sequence,
                                 ackRequested: frame.ackRequested))
         if waiting.count == 1 { drain(context) }
     }

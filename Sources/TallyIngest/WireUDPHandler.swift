@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import TallyCore
 import TallyWire
+import TallyEnrich
 
 /// UDP datagrams of the wire protocol: each holds one or more whole frames, decoded by the same
 /// ``FrameDecoder`` as TCP. UDP has no ACKs and no flow control, so every frame this handler
@@ -12,9 +13,12 @@ final class WireUDPHandler: ChannelInboundHandler {
     private let sink: any EventSink
     private let metrics: IngestMetrics
 
-    init(sink: any EventSink, metrics: IngestMetrics) {
+    private let enricher: Enricher
+
+    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher()) {
         self.sink = sink
         self.metrics = metrics
+        self.enricher = enricher
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -29,7 +33,7 @@ final class WireUDPHandler: ChannelInboundHandler {
                     reject(FrameRejection(.truncated, "frame cut off at the end of the datagram"), from: envelope.remoteAddress)
                     return
                 case .frame(.events(let frame)):
-                    let events = frame.resolved(receivedAt: receivedAt)
+                    let events = frame.enrichedEvents(receivedAt: receivedAt, enricher: enricher, metrics: metrics, transport: "udp")
                     do {
                         try sink.enqueue(events)
                         metrics.accepted("udp", events.count)

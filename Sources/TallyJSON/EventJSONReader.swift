@@ -18,7 +18,7 @@ struct EventJSONReader {
     /// The last value of each known field (byte range and string): the events of one batch
     /// mostly repeat the site and the type, and a repeat costs a byte compare instead of UTF-8
     /// validation and an allocation.
-    private var last: [(range: Range<Int>, value: String)?] = Array(repeating: nil, count: 5)
+    private var last: [(range: Range<Int>, value: String)?] = Array(repeating: nil, count: EventField.count)
 
     init(_ b: UnsafeRawBufferPointer, fastPath: Bool = true) {
         self.b = b
@@ -71,13 +71,13 @@ struct EventJSONReader {
     mutating func fastObject() -> RawEvent? {
         guard take(UInt8(ascii: "{")) else { return nil }
         var e = RawEvent()
-        var seen: UInt8 = 0
+        var seen: UInt16 = 0
         skipSpace()
         if take(UInt8(ascii: "}")) { return e }
         while true {
             skipSpace()
             guard let key = plainString() else { return nil }
-            let field = Self.field(UnsafeRawBufferPointer(rebasing: b[key]))
+            let field = EventField.bit(UnsafeRawBufferPointer(rebasing: b[key]))
             guard field != 0, seen & field == 0 else { return nil }
             seen |= field
             skipSpace()
@@ -135,32 +135,12 @@ struct EventJSONReader {
         return true
     }
 
-    /// Bit of a known field name, 0 for any other key.
-    static func field<C: Collection<UInt8>>(_ k: C) -> UInt8 {
-        func equals(_ name: StaticString) -> Bool {
-            guard k.count == name.utf8CodeUnitCount else { return false }
-            var j = 0
-            for c in k {
-                guard c == name.utf8Start[j] else { return false }
-                j += 1
-            }
-            return true
-        }
-        switch k.count {
-        case 4: return equals("path") ? 4 : 0
-        case 7: return equals("site_id") ? 1 : equals("user_id") ? 8 : 0
-        case 9: return equals("timestamp") ? 16 : 0
-        case 10: return equals("event_type") ? 2 : 0
-        default: return 0
-        }
-    }
-
     // MARK: Strict reader
 
     private mutating func strictObject() throws(EventJSONError) -> RawEvent {
         i += 1
         var e = RawEvent()
-        var seen: UInt8 = 0
+        var seen: UInt16 = 0
         var otherKeys = Set<[UInt8]>()
         skipSpace()
         if take(UInt8(ascii: "}")) { return e }
@@ -169,7 +149,7 @@ struct EventJSONReader {
             let keyAt = i
             guard peek == UInt8(ascii: "\"") else { throw malformed("expected a string key") }
             let key = try string()
-            let field = Self.field(key)
+            let field = EventField.bit(key)
             if field != 0 ? seen & field != 0 : !otherKeys.insert(key).inserted {
                 throw malformed("duplicate key \"\(String(decoding: key, as: UTF8.self))\"", at: keyAt)
             }
@@ -374,15 +354,46 @@ struct EventJSONReader {
     }
 }
 
+/// The known keys of an event object, one bit each.
+enum EventField {
+    static let count = 9
+
+    /// Bit of a known field name, 0 for any other key.
+    static func bit<C: Collection<UInt8>>(_ k: C) -> UInt16 {
+        func equals(_ name: StaticString) -> Bool {
+            guard k.count == name.utf8CodeUnitCount else { return false }
+            var j = 0
+            for c in k {
+                guard c == name.utf8Start[j] else { return false }
+                j += 1
+            }
+            return true
+        }
+        switch k.count {
+        case 4: return equals("path") ? 1 << 2 : 0
+        case 7: return equals("site_id") ? 1 << 0 : equals("user_id") ? 1 << 3 : 0
+        case 8: return equals("referrer") ? 1 << 5 : 0
+        case 9: return equals("timestamp") ? 1 << 4 : 0
+        case 10: return equals("event_type") ? 1 << 1 : equals("utm_source") ? 1 << 6 : equals("utm_medium") ? 1 << 7 : 0
+        case 12: return equals("utm_campaign") ? 1 << 8 : 0
+        default: return 0
+        }
+    }
+}
+
 extension RawEvent {
-    /// Sets the field of ``EventJSONReader/field(_:)``'s bit.
-    fileprivate mutating func set(_ field: UInt8, _ value: RawField) {
+    /// Sets the field of ``EventField/bit(_:)``'s bit.
+    fileprivate mutating func set(_ field: UInt16, _ value: RawField) {
         switch field {
-        case 1: siteID = value
-        case 2: eventType = value
-        case 4: path = value
-        case 8: userID = value
-        default: timestamp = value
+        case 1 << 0: siteID = value
+        case 1 << 1: eventType = value
+        case 1 << 2: path = value
+        case 1 << 3: userID = value
+        case 1 << 4: timestamp = value
+        case 1 << 5: referrer = value
+        case 1 << 6: utmSource = value
+        case 1 << 7: utmMedium = value
+        default: utmCampaign = value
         }
     }
 }

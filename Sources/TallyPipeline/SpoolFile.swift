@@ -102,7 +102,7 @@ enum SpoolFormat {
             events.reserveCapacity(count)
             while buffer.readableBytes > 0 {
                 do {
-                    guard case .frame(.events(let f)) = try FrameDecoder.decode(&buffer) else {
+                    guard case .frame(.events(let f)) = try FrameDecoder.decode(&buffer, trusted: true) else {
                         throw SpoolError.corrupt("payload is not a run of EVENTS frames")
                     }
                     events += f.resolved(receivedAt: created)

@@ -2,6 +2,7 @@ import Configuration
 import Foundation
 import Logging
 import TallyStore
+import TallyEnrich
 
 /// Everything `tally serve` can be told. The values written here are the defaults, the only
 /// place they are defined: ``Settings`` reads each from flags, `TALLY_*` variables or a config
@@ -39,6 +40,10 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout = Duration.seconds(120)
     /// Bytes of partly received requests and frames, all connections together.
     public var maxBufferedBytes = 64 << 20
+    /// Proxies whose `X-Forwarded-For` names the client (none: the socket peer is the client).
+    public var trustedProxies: [AddressRange] = []
+    /// Events from crawlers and automated browsers are stored flagged and counted nowhere.
+    public var botFilter = true
 
     public init() {}
 }
@@ -48,6 +53,8 @@ public struct ServerConfiguration: Sendable {
 public struct Setting: Sendable {
     public enum Kind: Sendable {
         case string, integer, port
+        /// A flag without a value (`--name`); `true`/`false` as a variable or in the file.
+        case flag
         /// An integer count of this unit, stored as a `Duration`.
         case milliseconds, seconds
     }
@@ -63,7 +70,7 @@ public struct Setting: Sendable {
     public var flag: String { "--" + name }
     public var environmentVariable: String { "TALLY_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
 
-    var configType: ConfigType { kind == .string ? .string : .int }
+    var configType: ConfigType { kind == .string ? .string : kind == .flag ? .bool : .int }
 }
 
 /// A setting that was given a value it cannot take.
@@ -117,6 +124,26 @@ public enum Settings {
         duration("idle-timeout", .seconds, \.idleTimeout, "Seconds a connection may read nothing (between requests or frames) before it is closed."),
         integer("max-buffered-bytes", \.maxBufferedBytes,
                 "Bytes of partly received requests and frames held by all connections together; a read past it is answered 503 (HTTP) or `overloaded` (wire) and the connection closes."),
+        Setting(name: "trusted-proxies", kind: .string,
+                help: "Comma-separated addresses or CIDR ranges (`10.0.0.0/8,::1`) of reverse proxies whose `X-Forwarded-For` names the visitor's address; empty: the socket peer is the visitor.",
+                apply: { c, v throws(SettingError) in
+                    guard case .string(let s) = v else { throw SettingError(description: "must be text") }
+                    var ranges: [AddressRange] = []
+                    for part in s.split(separator: ",") {
+                        let text = part.trimmingCharacters(in: .whitespaces)
+                        guard let r = AddressRange(text) else { throw SettingError(description: "\(text) is not an address or CIDR range") }
+                        ranges.append(r)
+                    }
+                    c.trustedProxies = ranges
+                },
+                describe: { $0.trustedProxies.isEmpty ? "none" : $0.trustedProxies.map(\.description).joined(separator: ",") }),
+        Setting(name: "no-bot-filter", kind: .flag,
+                help: "Count events from crawlers, preview fetchers and automated browsers like any other (by default they are stored, flagged, and counted in `tally_events_filtered_total{reason=\"bot\"}` only).",
+                apply: { c, v throws(SettingError) in
+                    guard case .bool(let on) = v else { throw SettingError(description: "must be true or false") }
+                    c.botFilter = !on
+                },
+                describe: { $0.botFilter ? "off" : "on" }),
         Setting(name: "log-level", kind: .string, help: "`trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`; logs go to stderr.",
                 apply: { c, v throws(SettingError) in
                     guard case .string(let s) = v, let level = Logger.Level(rawValue: s) else {
@@ -142,10 +169,11 @@ public enum Settings {
             do {
                 switch s.configType {
                 case .int: value = try await reader.fetchInt(forKey: key).map(ConfigContent.int)
+                case .bool: value = try await reader.fetchBool(forKey: key).map(ConfigContent.bool)
                 default: value = try await reader.fetchString(forKey: key).map(ConfigContent.string)
                 }
             } catch {
-                throw SettingError(description: "\(s.flag) (\(s.environmentVariable), or \"\(s.name)\" in the config file) must be \(s.kind == .string ? "text" : "an integer")")
+                throw SettingError(description: "\(s.flag) (\(s.environmentVariable), or \"\(s.name)\" in the config file) must be \(s.kind == .string ? "text" : s.kind == .flag ? "true or false" : "an integer")")
             }
             guard let value else { continue }
             do {

@@ -9,6 +9,7 @@ import Prometheus
 import ServiceLifecycle
 import UnixSignals
 import TallyCore
+import TallyEnrich
 import TallyHTTP
 import TallyIngest
 import TallyPipeline
@@ -77,10 +78,14 @@ public final class TallyServer: Sendable {
         self.ready = ready
         let ingestMetrics = IngestMetrics(factory: factory, logger: logger)
         let budget = BufferBudget(limit: c.maxBufferedBytes, factory: factory)
+        let enricher = Enricher(botFilter: c.botFilter, addressRule: ClientAddressRule(trustedProxies: c.trustedProxies))
+        let salts = SaltKeeper(store: store, enricher: enricher, logger: logger)
+        await salts.sync()
         let wire = WireServer(
             configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer,
                                  maxConnections: perListener, budget: budget,
-                                 timeouts: ReadTimeouts(start: c.bodyTimeout, body: c.bodyTimeout, idle: c.idleTimeout)),
+                                 timeouts: ReadTimeouts(start: c.bodyTimeout, body: c.bodyTimeout, idle: c.idleTimeout),
+                                 enricher: enricher),
             sink: pipeline, metrics: ingestMetrics, logger: logger, onBound: { ready.wireBound($0) })
 
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
@@ -97,13 +102,14 @@ public final class TallyServer: Sendable {
             // POST /event and /events are answered in the channel pipeline; the rest reach the router.
             server: .http1(ingest: IngestContext(sink: pipeline, metrics: ingestMetrics, durableTimeout: c.durableTimeout,
                                                  serverName: "tally", budget: budget,
-                                                 timeouts: ReadTimeouts(start: c.headerTimeout, body: c.bodyTimeout, idle: c.idleTimeout))),
+                                                 timeouts: ReadTimeouts(start: c.headerTimeout, body: c.bodyTimeout, idle: c.idleTimeout),
+                                                 enricher: enricher)),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally", backlog: ConnectionLimit.backlog,
                                  availableConnectionsDelegate: ConnectionLimit(maximum: perListener, listener: "http", factory: factory)),
             onServerRunning: { channel in ready.httpBound(channel.localAddress?.port ?? c.httpPort) },
             logger: logger)
 
-        self.services = [StoreService(store: store), pipeline, wire, app]
+        self.services = [StoreService(store: store), salts, pipeline, wire, app]
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfiguration.gracefulShutdownSignals = gracefulShutdownSignals
         groupConfiguration.maximumGracefulShutdownDuration = c.shutdownTimeout

@@ -104,6 +104,16 @@ public final class PostgresStore: EventStore, Sendable {
         "CREATE TABLE IF NOT EXISTS site_path_views(site_id TEXT NOT NULL, path TEXT NOT NULL, views BIGINT NOT NULL, PRIMARY KEY(site_id, path))",
         "CREATE TABLE IF NOT EXISTS daily_users(site_id TEXT NOT NULL, day DATE NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY(site_id, day, user_id))",
         "CREATE TABLE IF NOT EXISTS site_users(site_id TEXT NOT NULL, user_id TEXT NOT NULL, PRIMARY KEY(site_id, user_id))",
+        // Where visitors came from and what they used, the visitor id and the bot flag (bots are
+        // stored, and counted nowhere); distinct visitors per day; the daily salts.
+        """
+        ALTER TABLE events ADD COLUMN IF NOT EXISTS referrer TEXT, ADD COLUMN IF NOT EXISTS utm_source TEXT,
+            ADD COLUMN IF NOT EXISTS utm_medium TEXT, ADD COLUMN IF NOT EXISTS utm_campaign TEXT,
+            ADD COLUMN IF NOT EXISTS device TEXT, ADD COLUMN IF NOT EXISTS browser TEXT, ADD COLUMN IF NOT EXISTS os TEXT,
+            ADD COLUMN IF NOT EXISTS visitor BIGINT, ADD COLUMN IF NOT EXISTS bot BOOLEAN NOT NULL DEFAULT false
+        """,
+        "CREATE TABLE IF NOT EXISTS daily_visitors(site_id TEXT NOT NULL, day DATE NOT NULL, visitor BIGINT NOT NULL, PRIMARY KEY(site_id, day, visitor))",
+        "CREATE TABLE IF NOT EXISTS visitor_salts(day DATE PRIMARY KEY, salt BYTEA NOT NULL)",
     ]
 
     /// Bounds every database call: while the server is unreachable the pool would otherwise
@@ -180,7 +190,9 @@ public final class PostgresStore: EventStore, Sendable {
             guard !fresh.isEmpty else { return (outcomes, nil) }
             let r = BatchRollup(fresh.flatMap(\.events), knownDay: known.day, knownSite: known.site)
 
-            try await conn.copyFrom(table: "events", columns: ["site_id", "event_type", "path", "user_id", "event_ts", "ingested_at"],
+            try await conn.copyFrom(table: "events", columns: ["site_id", "event_type", "path", "user_id", "event_ts", "ingested_at",
+                                                              "referrer", "utm_source", "utm_medium", "utm_campaign", "device",
+                                                              "browser", "os", "visitor", "bot"],
                                     logger: logger) { writer in
                 var buffer = ByteBuffer()
                 buffer.reserveCapacity(1 << 16)
@@ -192,7 +204,13 @@ public final class PostgresStore: EventStore, Sendable {
                     Self.copyField(e.path.map(PostgresName.stored), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
                     Self.copyField(e.userID.map(PostgresName.stored), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
                     buffer.writeString(Self.copyTimestamp(e.timestamp)); buffer.writeInteger(UInt8(ascii: "\t"))
-                    buffer.writeString(ingested); buffer.writeInteger(UInt8(ascii: "\n"))
+                    buffer.writeString(ingested); buffer.writeInteger(UInt8(ascii: "\t"))
+                    for label in [e.referrer, e.utmSource, e.utmMedium, e.utmCampaign, e.visit.device?.name, e.visit.browser, e.visit.os] {
+                        Self.copyField(label.map(PostgresName.stored), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    }
+                    Self.copyField(e.visit.visitor == 0 ? nil : String(Int64(bitPattern: e.visit.visitor)), &buffer)
+                    buffer.writeInteger(UInt8(ascii: "\t"))
+                    buffer.writeStaticString(e.visit.isBot ? "t" : "f"); buffer.writeInteger(UInt8(ascii: "\n"))
                     if buffer.readableBytes > 1 << 16 {
                         try await writer.write(buffer)
                         buffer.clear()
@@ -231,6 +249,14 @@ public final class PostgresStore: EventStore, Sendable {
                 try await conn.query("""
                     INSERT INTO daily_users(site_id, day, user_id)
                     SELECT s, DATE '1970-01-01' + d, u FROM unnest(\(du.map { PostgresName.stored($0.site.string) }), \(du.map { Int32($0.day) }), \(du.map { PostgresName.stored($0.user.string) })) AS t(s, d, u)
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+            }
+            let dvis = r.dayVisitors.sorted { ($0.site, $0.day, $0.visitor) < ($1.site, $1.day, $1.visitor) }
+            if !dvis.isEmpty {
+                try await conn.query("""
+                    INSERT INTO daily_visitors(site_id, day, visitor)
+                    SELECT s, DATE '1970-01-01' + d, v FROM unnest(\(dvis.map { PostgresName.stored($0.site.string) }), \(dvis.map { Int32($0.day) }), \(dvis.map { Int64(bitPattern: $0.visitor) })) AS t(s, d, v)
                     ON CONFLICT DO NOTHING
                     """, logger: logger)
             }
@@ -291,6 +317,37 @@ public final class PostgresStore: EventStore, Sendable {
             for try await v in try await client.query("SELECT coalesce(max(id), 0)::bigint FROM events", logger: logger).decode(Int64.self) { n = v }
             return n
         }
+    }
+
+    public func visitorSalt(for day: UTCDay, proposed: [UInt8], keepFrom: UTCDay) async throws -> [UInt8] {
+        let logger = self.logger
+        return try await bounded("salt") { client in
+            try await client.withTransaction(logger: logger) { conn in
+                let d = Int32(day.number), keep = Int32(keepFrom.number)
+                try await conn.query("DELETE FROM visitor_salts WHERE day < DATE '1970-01-01' + \(keep)", logger: logger)
+                try await conn.query("""
+                    INSERT INTO visitor_salts(day, salt) VALUES(DATE '1970-01-01' + \(d), decode(\(Self.hex(proposed)), 'hex'))
+                    ON CONFLICT DO NOTHING
+                    """, logger: logger)
+                var salt: [UInt8] = []
+                for try await hex in try await conn.query("SELECT encode(salt, 'hex') FROM visitor_salts WHERE day = DATE '1970-01-01' + \(d)",
+                                                          logger: logger).decode(String.self) {
+                    salt = Self.bytes(hex: hex)
+                }
+                guard !salt.isEmpty else { throw StoreError("visitor salt neither inserted nor found") }
+                return salt
+            }
+        }
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+
+    static func bytes(hex: String) -> [UInt8] {
+        let u = Array(hex.utf8)
+        func v(_ c: UInt8) -> UInt8 { c >= 97 ? c - 87 : c >= 65 ? c - 55 : c - 48 }
+        return stride(from: 0, to: u.count - 1, by: 2).map { v(u[$0]) << 4 | v(u[$0 + 1]) }
     }
 
     public func close() async throws {

@@ -1,4 +1,4 @@
-/// The SQLite schema (version 2) and the migration from version 1.
+/// The SQLite schema (version 3) and the migrations from versions 1 and 2.
 ///
 /// Names (sites, event types, paths, users) are interned once in dictionary tables and every
 /// row and rollup key refers to them by integer id: an integer row is a third of the bytes of
@@ -6,13 +6,14 @@
 /// cost far less than with text. The `events` view gives back the text columns of version 1,
 /// so `SELECT … FROM events` keeps working for your own queries.
 enum SQLiteSchema {
-    static let version = 2
+    static let version = 3
 
     static let tables = """
         CREATE TABLE IF NOT EXISTS sites(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
         CREATE TABLE IF NOT EXISTS event_types(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
         CREATE TABLE IF NOT EXISTS paths(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
         CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        CREATE TABLE IF NOT EXISTS labels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
         CREATE TABLE IF NOT EXISTS event_rows(
             id INTEGER PRIMARY KEY,
             site INTEGER NOT NULL,
@@ -20,7 +21,7 @@ enum SQLiteSchema {
             path INTEGER,
             user INTEGER,
             event_ts INTEGER NOT NULL,
-            ingested_at INTEGER NOT NULL);
+            ingested_at INTEGER NOT NULL\(v3Columns.map { ",\n            " + $0 }.joined()));
         CREATE TABLE IF NOT EXISTS loaded_batches(
             batch_id TEXT PRIMARY KEY, event_count INTEGER NOT NULL, loaded_at INTEGER NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS daily_views(
@@ -40,14 +41,53 @@ enum SQLiteSchema {
             site INTEGER NOT NULL, chunk INTEGER NOT NULL,
             members INTEGER NOT NULL, bits BLOB NOT NULL,
             PRIMARY KEY(site, chunk)) WITHOUT ROWID;
-        CREATE VIEW IF NOT EXISTS events AS
-            SELECT e.id, s.name AS site_id, t.name AS event_type, p.name AS path, u.name AS user_id,
-                   e.event_ts, e.ingested_at
+        \(v3Tables)
+        CREATE VIEW IF NOT EXISTS events AS \(eventsView);
+        """
+
+    /// Version 3: where visitors came from and what they used, the visitor id and the bot
+    /// flag. Names (referrer host, UTM values, browser, OS) are interned in `labels`.
+    static let v3Columns = [
+        "referrer INTEGER", "utm_source INTEGER", "utm_medium INTEGER", "utm_campaign INTEGER",
+        "device INTEGER", "browser INTEGER", "os INTEGER", "visitor INTEGER", "bot INTEGER NOT NULL DEFAULT 0",
+    ]
+
+    /// Distinct visitors per site and day (bots excluded), counted exactly over any range by
+    /// `count(DISTINCT visitor)`; and the daily salts of anonymous visitor ids.
+    static let v3Tables = """
+        CREATE TABLE IF NOT EXISTS daily_visitors(
+            site INTEGER NOT NULL, day INTEGER NOT NULL, visitor INTEGER NOT NULL,
+            PRIMARY KEY(site, day, visitor)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS visitor_salts(day INTEGER PRIMARY KEY, salt BLOB NOT NULL);
+        """
+
+    /// Text columns for your own queries (`device`: desktop, mobile or tablet; `bot`: 0 or 1).
+    static let eventsView = """
+        SELECT e.id, s.name AS site_id, t.name AS event_type, p.name AS path, u.name AS user_id,
+                   e.event_ts, e.ingested_at, r.name AS referrer, us.name AS utm_source, um.name AS utm_medium,
+                   uc.name AS utm_campaign, CASE e.device WHEN 1 THEN 'desktop' WHEN 2 THEN 'mobile' WHEN 3 THEN 'tablet' END AS device,
+                   b.name AS browser, o.name AS os, e.visitor, e.bot
             FROM event_rows e
             JOIN sites s ON s.id = e.site
             JOIN event_types t ON t.id = e.type
             LEFT JOIN paths p ON p.id = e.path
-            LEFT JOIN users u ON u.id = e.user;
+            LEFT JOIN users u ON u.id = e.user
+            LEFT JOIN labels r ON r.id = e.referrer
+            LEFT JOIN labels us ON us.id = e.utm_source
+            LEFT JOIN labels um ON um.id = e.utm_medium
+            LEFT JOIN labels uc ON uc.id = e.utm_campaign
+            LEFT JOIN labels b ON b.id = e.browser
+            LEFT JOIN labels o ON o.id = e.os
+        """
+
+    /// Version 2 → 3: new columns (old rows: no attribution, no visitor, not bots), new tables,
+    /// the wider view, and visitors rebuilt from the rows that have one (none).
+    static let migrateFromV2 = """
+        \(v3Columns.map { "ALTER TABLE event_rows ADD COLUMN \($0);" }.joined(separator: "\n"))
+        CREATE TABLE IF NOT EXISTS labels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+        \(v3Tables)
+        DROP VIEW IF EXISTS events;
+        CREATE VIEW events AS \(eventsView);
         """
 
     static let microsPerDay: Int64 = 86_400_000_000
@@ -59,13 +99,16 @@ enum SQLiteSchema {
         DELETE FROM daily_views; DELETE FROM daily_path_views; DELETE FROM site_path_views;
         INSERT INTO daily_views(site, day, views)
             SELECT site, event_ts / \(microsPerDay), count(*) FROM event_rows
-            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') GROUP BY 1, 2;
+            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') AND bot = 0 GROUP BY 1, 2;
         INSERT INTO daily_path_views(site, day, path, views)
             SELECT site, event_ts / \(microsPerDay), path, count(*) FROM event_rows
-            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') AND path IS NOT NULL GROUP BY 1, 2, 3;
+            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') AND bot = 0 AND path IS NOT NULL GROUP BY 1, 2, 3;
         INSERT INTO site_path_views(site, path, views)
             SELECT site, path, count(*) FROM event_rows
-            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') AND path IS NOT NULL GROUP BY 1, 2;
+            WHERE type = (SELECT id FROM event_types WHERE name = 'page_view') AND bot = 0 AND path IS NOT NULL GROUP BY 1, 2;
+        DELETE FROM daily_visitors;
+        INSERT INTO daily_visitors(site, day, visitor)
+            SELECT DISTINCT site, event_ts / \(microsPerDay), visitor FROM event_rows WHERE visitor IS NOT NULL AND bot = 0;
         """
 
     /// Version 1 kept text in every row and rollup key. Its raw `events` rows are interned into
@@ -101,6 +144,8 @@ enum SQLiteSchema {
             if version == 0, try isVersion1(db) {
                 try db.exec(migrateFromV1)
                 try SQLiteUserSets(db: db).rebuild()
+            } else if version == 2 {
+                try db.exec(migrateFromV2)
             } else if version > Self.version {
                 throw StoreError("the SQLite file has schema version \(version); this tally knows up to \(Self.version)")
             } else {

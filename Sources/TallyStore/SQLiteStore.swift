@@ -91,6 +91,33 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         }
     }
 
+    public func visitorSalt(for day: UTCDay, proposed: [UInt8], keepFrom: UTCDay) async throws -> [UInt8] {
+        try await onWriter { w in
+            let db = w.db
+            try db.exec("BEGIN IMMEDIATE")
+            do {
+                let drop = try db.statement("DELETE FROM visitor_salts WHERE day < ?1")
+                drop.bind(1, Int64(keepFrom.number))
+                try drop.run()
+                let add = try db.statement("INSERT INTO visitor_salts(day, salt) VALUES(?1, ?2) ON CONFLICT DO NOTHING")
+                add.bind(1, Int64(day.number))
+                add.bind(2, blob: proposed)
+                try add.run()
+                let get = try db.statement("SELECT salt FROM visitor_salts WHERE day = ?1")
+                get.bind(1, Int64(day.number))
+                guard try get.step() else { throw StoreError("visitor salt neither inserted nor found") }
+                let salt = Array(get.blob(0))
+                db.resetAll()
+                try db.exec("COMMIT")
+                return salt
+            } catch {
+                db.resetAll()
+                try? db.exec("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
     public func close() async throws {
         writerLock.withLock { writer = nil }
         readerLock.withLock { reader = nil }

@@ -10,6 +10,8 @@ final class SQLiteWriter {
     private let types = SQLiteNames(table: "event_types", limit: 1 << 12)
     private let paths = SQLiteNames(table: "paths", limit: 1 << 20)
     private let users = SQLiteNames(table: "users", limit: 1 << 20)
+    /// Referrer hosts, UTM values, browser and OS families.
+    private let labels = SQLiteNames(table: "labels", limit: 1 << 16)
 
     init(_ db: SQLiteConnection) { self.db = db }
 
@@ -57,12 +59,12 @@ final class SQLiteWriter {
             }
             try upsert(rollup)
             try db.exec("COMMIT")
-            for n in [sites, types, paths, users] { n.commit() }
+            for n in [sites, types, paths, users, labels] { n.commit() }
             return outcomes
         } catch {
             db.resetAll()
             try? db.exec("ROLLBACK")
-            for n in [sites, types, paths, users] { n.rollback() }
+            for n in [sites, types, paths, users, labels] { n.rollback() }
             throw error
         }
     }
@@ -90,11 +92,18 @@ final class SQLiteWriter {
                 var user: Int64 = -1, countsAsUser = false
                 if let u = e.userID {
                     user = try users.id(u, db)
-                    countsAsUser = !u.isEmpty
+                    countsAsUser = !u.isEmpty && e.counts
                 }
+                func label(_ s: String?) throws -> Int64 { try s.map { try labels.id($0, db) } ?? -1 }
+                let v = e.visit
                 rows.append(SQLiteRow(site: lastSiteID, type: lastTypeID, path: try e.path.map { try paths.id($0, db) } ?? -1,
                                       user: user, timestamp: e.timestamp, ingestedAt: batch.createdAt,
-                                      day: UTCDay(containing: e.timestamp).number, isView: lastIsView, countsAsUser: countsAsUser))
+                                      day: UTCDay(containing: e.timestamp).number, isView: lastIsView && e.counts,
+                                      countsAsUser: countsAsUser,
+                                      referrer: try label(e.referrer), utmSource: try label(e.utmSource),
+                                      utmMedium: try label(e.utmMedium), utmCampaign: try label(e.utmCampaign),
+                                      device: v.device.map { Int64($0.rawValue) } ?? -1, browser: try label(v.browser),
+                                      os: try label(v.os), visitor: v.visitor, bot: v.isBot))
             }
         }
         return rows
@@ -102,15 +111,30 @@ final class SQLiteWriter {
 
     private func append(_ rows: [SQLiteRow]) throws {
         try rows.withUnsafeBufferPointer { rows in
-            try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES", columns: 6, count: rows.count) { s, p, i in
+            try db.insertRows("""
+                INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at, referrer, utm_source, utm_medium,
+                                       utm_campaign, device, browser, os, visitor, bot) VALUES
+                """, columns: 15, count: rows.count) { s, p, i in
                 let row = rows[i]
                 let h = s.handle
+                func id(_ column: Int32, _ v: Int64) {
+                    if v >= 0 { sqlite3_bind_int64(h, p + column, v) } else { sqlite3_bind_null(h, p + column) }
+                }
                 sqlite3_bind_int64(h, p, row.site)
                 sqlite3_bind_int64(h, p + 1, row.type)
-                if row.path >= 0 { sqlite3_bind_int64(h, p + 2, row.path) } else { sqlite3_bind_null(h, p + 2) }
-                if row.user >= 0 { sqlite3_bind_int64(h, p + 3, row.user) } else { sqlite3_bind_null(h, p + 3) }
+                id(2, row.path)
+                id(3, row.user)
                 sqlite3_bind_int64(h, p + 4, row.timestamp)
                 sqlite3_bind_int64(h, p + 5, row.ingestedAt)
+                id(6, row.referrer)
+                id(7, row.utmSource)
+                id(8, row.utmMedium)
+                id(9, row.utmCampaign)
+                id(10, row.device)
+                id(11, row.browser)
+                id(12, row.os)
+                if row.visitor != 0 { sqlite3_bind_int64(h, p + 13, Int64(bitPattern: row.visitor)) } else { sqlite3_bind_null(h, p + 13) }
+                sqlite3_bind_int64(h, p + 14, row.bot ? 1 : 0)
             }
         }
     }
@@ -136,6 +160,11 @@ final class SQLiteWriter {
         let sets = SQLiteUserSets(db: db)
         try sets.add(r.dayUsers, daily: true)
         try sets.add(r.siteUsers, daily: false)
+        let visitors = try db.statement("INSERT INTO daily_visitors(site, day, visitor) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
+        for k in r.dayVisitors {
+            visitors.bind(1, SQLiteRollup.site(k.a)); visitors.bind(2, SQLiteRollup.day(k.a)); visitors.bind(3, Int64(bitPattern: k.b))
+            try visitors.run()
+        }
     }
 
 }
@@ -146,13 +175,19 @@ private final class UnsafeTransfer<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
-/// One `event_rows` row before it is bound (-1 stands for NULL), with what the rollup needs.
+/// One `event_rows` row before it is bound (-1 stands for NULL, visitor 0 too), with what the
+/// rollup needs. Bots are rows like any other, but neither views nor users nor visitors.
 struct SQLiteRow {
     var site: Int64, type: Int64, path: Int64, user: Int64, timestamp: Int64, ingestedAt: Int64
     var day: Int32
+    /// A page view that counts (not a bot).
     var isView: Bool
-    /// Has a non-empty user id.
+    /// Has a non-empty user id, and counts.
     var countsAsUser: Bool
+    var referrer: Int64 = -1, utmSource: Int64 = -1, utmMedium: Int64 = -1, utmCampaign: Int64 = -1
+    var device: Int64 = -1, browser: Int64 = -1, os: Int64 = -1
+    var visitor: UInt64 = 0
+    var bot = false
 }
 
 /// One load's rollup deltas, each sorted in its table's primary-key order so the upserts visit
@@ -166,6 +201,8 @@ struct SQLiteRollup {
     var sitePathViews: Entries = []
     var dayUsers: Entries = []
     var siteUsers: Entries = []
+    /// Distinct (site-day, visitor) pairs of events that count.
+    var dayVisitors: Entries = []
 
     init() {}
 
@@ -174,9 +211,11 @@ struct SQLiteRollup {
         let capacity = min(rows.count, 1 << 16)
         var dv = IDPairTable(), dpv = IDPairTable(capacity: capacity / 4), spv = IDPairTable(capacity: capacity / 4)
         var du = IDPairTable(capacity: capacity), su = IDPairTable(capacity: capacity / 4)
+        var dvis = IDPairTable(capacity: capacity / 4)
         for r in rows {
             let siteDay = IDPairTable.word(r.site, r.day)
             let site = UInt64(r.site)
+            if r.visitor != 0 && !r.bot { dvis.add(siteDay, r.visitor) }
             if r.countsAsUser {
                 du.add(siteDay, UInt64(r.user))
                 su.add(site, UInt64(r.user))
@@ -193,6 +232,7 @@ struct SQLiteRollup {
         sitePathViews = spv.sorted()
         dayUsers = du.sorted()
         siteUsers = su.sorted()
+        dayVisitors = dvis.sorted()
     }
 
     static func site(_ word: UInt64) -> Int64 { Int64(word >> 32) }

@@ -57,6 +57,10 @@ public protocol EventStore: Sendable {
     func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats
     /// Total raw events stored (all sites), for health and tests.
     func eventCount() async throws -> Int64
+    /// The salt of anonymous visitor ids for `day`: the stored one, or `proposed` when there is
+    /// none yet (the first collector to ask sets it for all that share the store). Salts of
+    /// days before `keepFrom` are deleted in the same transaction.
+    func visitorSalt(for day: UTCDay, proposed: [UInt8], keepFrom: UTCDay) async throws -> [UInt8]
     func close() async throws
 }
 
@@ -83,18 +87,22 @@ public struct BatchRollup: Sendable {
     public struct SitePathKey: Hashable, Sendable { public var site: ExactString; public var path: ExactString }
     public struct DayUserKey: Hashable, Sendable { public var site: ExactString; public var day: Int32; public var user: ExactString }
     public struct SiteUserKey: Hashable, Sendable { public var site: ExactString; public var user: ExactString }
+    public struct DayVisitorKey: Hashable, Sendable { public var site: ExactString; public var day: Int32; public var visitor: UInt64 }
 
     public var dayViews: [DayKey: Int64] = [:]
     public var dayPathViews: [DayPathKey: Int64] = [:]
     public var sitePathViews: [SitePathKey: Int64] = [:]
     public var dayUsers: Set<DayUserKey> = []
     public var siteUsers: Set<SiteUserKey> = []
+    public var dayVisitors: Set<DayVisitorKey> = []
 
     /// `knownDay`/`knownSite`: user rows already stored, left out of the rollup.
     public init(_ events: [Event], knownDay: Set<DayUserKey> = [], knownSite: Set<SiteUserKey> = []) {
-        for e in events {
+        // Bots are stored rows, but neither views nor users nor visitors.
+        for e in events where e.counts {
             let day = e.day.number
             let site = ExactString(e.siteID)
+            if e.visit.visitor != 0 { dayVisitors.insert(DayVisitorKey(site: site, day: day, visitor: e.visit.visitor)) }
             if let u = e.userID, !u.isEmpty {
                 let user = ExactString(u)
                 let dk = DayUserKey(site: site, day: day, user: user)

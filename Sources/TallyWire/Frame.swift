@@ -1,10 +1,17 @@
 import NIOCore
 import TallyCore
 
-/// Constants of the Tally wire protocol, version 1 (see proto/PROTOCOL.md).
+/// Constants of the Tally wire protocol (see proto/PROTOCOL.md).
 public enum Wire {
     public static let magic: UInt16 = 0x5459  // "TY"
+    /// The seed's fields. Frames that need nothing more are written as version 1, so they stay
+    /// readable by version-1 servers.
     public static let version: UInt8 = 1
+    /// Adds attribution (referrer, UTM) and client facts (address, User-Agent) per event.
+    public static let version2: UInt8 = 2
+    /// Client facts: an IPv4 or IPv6 address in text, and a User-Agent.
+    public static let maxClientAddressBytes = 64
+    public static let maxUserAgentBytes = 1024
     public static let headerSize = 8
     /// Largest payload a frame may declare; larger lengths are rejected before any allocation.
     public static let maxPayload = 1 << 20
@@ -23,7 +30,16 @@ enum EventFlag {
     static let user: UInt8 = 0x02
     static let timestamp: UInt8 = 0x04
     static let sameType: UInt8 = 0x08
-    static let known: UInt8 = 0x0F
+    /// Version 2: referrer, utm_source, utm_medium, utm_campaign (empty = absent).
+    static let attribution: UInt8 = 0x10
+    /// Version 2: the client's address and User-Agent, for the visitor id and device; never stored.
+    static let client: UInt8 = 0x20
+    /// Version 2, spool files only: what the server derived (visitor, device, bot, browser, os).
+    static let visit: UInt8 = 0x40
+
+    static func known(version: UInt8, trusted: Bool) -> UInt8 {
+        version == Wire.version ? 0x0F : trusted ? 0x7F : 0x3F
+    }
 }
 
 /// Frame-level flags of an EVENTS frame.
@@ -49,10 +65,12 @@ public struct EventsFrame: Sendable, Equatable {
     }
 
     /// The events as ``Event`` values, stamping those without a timestamp with `receivedAt`.
+    /// Client facts are not part of an ``Event``: ingest reads them from ``events``.
     public func resolved(receivedAt: Int64) -> [Event] {
         events.map {
             Event(siteID: siteID, eventType: $0.eventType, path: $0.path, userID: $0.userID,
-                  timestamp: $0.timestamp ?? receivedAt)
+                  timestamp: $0.timestamp ?? receivedAt, referrer: $0.referrer, utmSource: $0.utmSource,
+                  utmMedium: $0.utmMedium, utmCampaign: $0.utmCampaign, visit: $0.visit ?? Visit())
         }
     }
 }
@@ -63,17 +81,43 @@ public struct WireEvent: Sendable, Equatable {
     public var path: String?
     public var userID: String?
     public var timestamp: Int64?
+    public var referrer: String?
+    public var utmSource: String?
+    public var utmMedium: String?
+    public var utmCampaign: String?
+    /// The visitor's address as text, when an edge proxy forwards it.
+    public var clientAddress: String?
+    public var userAgent: String?
+    /// Spool files only: what the server derived.
+    public var visit: Visit?
 
-    public init(eventType: String, path: String? = nil, userID: String? = nil, timestamp: Int64? = nil) {
+    public init(eventType: String, path: String? = nil, userID: String? = nil, timestamp: Int64? = nil,
+                referrer: String? = nil, utmSource: String? = nil, utmMedium: String? = nil, utmCampaign: String? = nil,
+                clientAddress: String? = nil, userAgent: String? = nil, visit: Visit? = nil) {
         self.eventType = eventType
         self.path = path
         self.userID = userID
         self.timestamp = timestamp
+        self.referrer = referrer
+        self.utmSource = utmSource
+        self.utmMedium = utmMedium
+        self.utmCampaign = utmCampaign
+        self.clientAddress = clientAddress
+        self.userAgent = userAgent
+        self.visit = visit
     }
 
+    /// A stored event as the spool writes it (with what the server derived, if anything).
     public init(_ event: Event) {
-        self.init(eventType: event.eventType, path: event.path, userID: event.userID, timestamp: event.timestamp)
+        self.init(eventType: event.eventType, path: event.path, userID: event.userID, timestamp: event.timestamp,
+                  referrer: event.referrer, utmSource: event.utmSource, utmMedium: event.utmMedium,
+                  utmCampaign: event.utmCampaign, visit: event.visit.isEmpty ? nil : event.visit)
     }
+
+    var hasAttribution: Bool { referrer != nil || utmSource != nil || utmMedium != nil || utmCampaign != nil }
+    var hasClient: Bool { clientAddress != nil || userAgent != nil }
+    /// Needs version 2.
+    var isVersion2: Bool { hasAttribution || hasClient || visit != nil }
 }
 
 /// Any frame the protocol defines.

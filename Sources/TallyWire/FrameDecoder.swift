@@ -13,8 +13,9 @@ public enum FrameDecoder {
 
     /// Decodes one frame from the front of `buffer`, consuming it. On `needMoreData` nothing is
     /// consumed. On a rejection whose header was sound, the bad frame is consumed so the caller
-    /// may go on with the next one.
-    public static func decode(_ buffer: inout ByteBuffer) throws(FrameRejection) -> Step {
+    /// may go on with the next one. `trusted`: the bytes are the server's own spool, which may
+    /// carry what the server derived about each event (never accepted from a sender).
+    public static func decode(_ buffer: inout ByteBuffer, trusted: Bool = false) throws(FrameRejection) -> Step {
         guard buffer.readableBytes >= Wire.headerSize else {
             // Reject garbage as early as possible instead of waiting for 8 bytes of it.
             if let m0 = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), m0 != UInt8(Wire.magic >> 8) {
@@ -26,7 +27,7 @@ public enum FrameDecoder {
         let magic = buffer.getInteger(at: start, as: UInt16.self)!
         guard magic == Wire.magic else { throw FrameRejection(.badMagic) }
         let version = buffer.getInteger(at: start + 2, as: UInt8.self)!
-        guard version == Wire.version else {
+        guard version == Wire.version || version == Wire.version2 else {
             throw FrameRejection(.unsupportedVersion, "unsupported protocol version \(version)")
         }
         let type = buffer.getInteger(at: start + 3, as: UInt8.self)!
@@ -42,7 +43,7 @@ public enum FrameDecoder {
         }
         let frame: Frame
         switch frameType {
-        case .events: frame = .events(try decodeEvents(&payload))
+        case .events: frame = .events(try decodeEvents(&payload, version: version, trusted: trusted))
         case .ack:
             guard let seq = payload.readInteger(as: UInt64.self) else { throw FrameRejection(.truncated) }
             frame = .ack(sequence: seq)
@@ -57,7 +58,7 @@ public enum FrameDecoder {
         return .frame(frame)
     }
 
-    static func decodeEvents(_ p: inout ByteBuffer) throws(FrameRejection) -> EventsFrame {
+    static func decodeEvents(_ p: inout ByteBuffer, version: UInt8 = Wire.version, trusted: Bool = false) throws(FrameRejection) -> EventsFrame {
         guard let flags = p.readInteger(as: UInt8.self), let seq = p.readInteger(as: UInt64.self) else {
             throw FrameRejection(.truncated)
         }
@@ -72,9 +73,10 @@ public enum FrameDecoder {
         var events: [WireEvent] = []
         events.reserveCapacity(Int(count))
         var previousType: String?
+        let known = EventFlag.known(version: version, trusted: trusted)
         for index in 0..<Int(count) {
             guard let ef = p.readInteger(as: UInt8.self) else { throw FrameRejection(.truncated) }
-            guard ef & ~EventFlag.known == 0 else {
+            guard ef & ~known == 0 else {
                 throw FrameRejection(.invalidFlags, "event \(index): unknown flags 0x\(String(ef, radix: 16))")
             }
             let type: String
@@ -103,17 +105,47 @@ public enum FrameDecoder {
                 guard let t = p.readInteger(as: Int64.self) else { throw FrameRejection(.truncated) }
                 ts = t
             }
+            var e = WireEvent(eventType: type, path: path.flatMap { $0.isEmpty ? nil : $0 },
+                              userID: user.flatMap { $0.isEmpty ? nil : $0 }, timestamp: ts)
+            if ef & EventFlag.attribution != 0 {
+                e.referrer = try optionalString(&p)
+                e.utmSource = try optionalString(&p)
+                e.utmMedium = try optionalString(&p)
+                e.utmCampaign = try optionalString(&p)
+            }
+            if ef & EventFlag.client != 0 {
+                e.clientAddress = try optionalString(&p)
+                e.userAgent = try optionalString(&p)
+                if (e.clientAddress?.utf8.count ?? 0) > Wire.maxClientAddressBytes {
+                    throw FrameRejection(.invalidEvent, "event \(index): client address must be at most \(Wire.maxClientAddressBytes) bytes")
+                }
+                if (e.userAgent?.utf8.count ?? 0) > Wire.maxUserAgentBytes {
+                    throw FrameRejection(.invalidEvent, "event \(index): user agent must be at most \(Wire.maxUserAgentBytes) bytes")
+                }
+            }
+            if ef & EventFlag.visit != 0 {
+                guard let visitor = p.readInteger(as: UInt64.self), let device = p.readInteger(as: UInt8.self),
+                      let bot = p.readInteger(as: UInt8.self) else { throw FrameRejection(.truncated) }
+                let browser = try optionalString(&p), os = try optionalString(&p)
+                e.visit = Visit(visitor: visitor, device: Device(rawValue: device), browser: browser, os: os, isBot: bot != 0)
+            }
             let candidate = Event(siteID: site, eventType: type, path: path, userID: user,
-                                  timestamp: ts ?? EventLimits.minTimestamp)
+                                  timestamp: ts ?? EventLimits.minTimestamp, referrer: e.referrer, utmSource: e.utmSource,
+                                  utmMedium: e.utmMedium, utmCampaign: e.utmCampaign)
             let problems = candidate.problems()
             if !problems.isEmpty {
                 throw FrameRejection(.invalidEvent, "event \(index): " + problems.joined(separator: "; "))
             }
-            events.append(WireEvent(eventType: type, path: path.flatMap { $0.isEmpty ? nil : $0 },
-                                    userID: user.flatMap { $0.isEmpty ? nil : $0 }, timestamp: ts))
+            events.append(e)
         }
         return EventsFrame(sequence: seq, ackRequested: flags & FrameFlag.ackRequested != 0,
                            siteID: site, events: events)
+    }
+
+    /// A string field where zero length means absent.
+    static func optionalString(_ p: inout ByteBuffer) throws(FrameRejection) -> String? {
+        guard let s = try readString(&p) else { throw FrameRejection(.truncated) }
+        return s.isEmpty ? nil : s
     }
 
     /// Reads a u16-length-prefixed UTF-8 string; nil when the buffer ends first.

@@ -8,14 +8,15 @@ public enum FrameEncoder {
         // Every flusher batch and client send goes through here: size the frame once and
         // write it with plain stores instead of a checked ByteBuffer call per field.
         var bound = 8 + 1 + 8 + 2 + frame.siteID.utf8.count + 2
+        var version = Wire.version
         for e in frame.events {
-            bound += 1 + 2 + e.eventType.utf8.count + (e.path.map { 2 + $0.utf8.count } ?? 0)
-                + (e.userID.map { 2 + $0.utf8.count } ?? 0) + 8
+            bound += encodedSize(e)
+            if e.isVersion2 { version = Wire.version2 }
         }
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { out in
             var w = RawWriter(base: out.baseAddress!)
             w.integer(Wire.magic)
-            w.integer(Wire.version)
+            w.integer(version)
             w.integer(FrameType.events.rawValue)
             let lengthAt = w.offset
             w.integer(UInt32(0))
@@ -29,6 +30,9 @@ public enum FrameEncoder {
                 if e.path != nil { flags |= EventFlag.path }
                 if e.userID != nil { flags |= EventFlag.user }
                 if e.timestamp != nil { flags |= EventFlag.timestamp }
+                if e.hasAttribution { flags |= EventFlag.attribution }
+                if e.hasClient { flags |= EventFlag.client }
+                if e.visit != nil { flags |= EventFlag.visit }
                 // Byte-wise: String == is Unicode-canonical, and the receiver must get the same bytes.
                 let same = previousType.map { sameBytes($0, e.eventType) } ?? false
                 if same { flags |= EventFlag.sameType }
@@ -37,6 +41,20 @@ public enum FrameEncoder {
                 if let p = e.path { w.string(p) }
                 if let u = e.userID { w.string(u) }
                 if let t = e.timestamp { w.integer(t) }
+                if e.hasAttribution {
+                    for s in [e.referrer, e.utmSource, e.utmMedium, e.utmCampaign] { w.string(s ?? "") }
+                }
+                if e.hasClient {
+                    w.string(e.clientAddress ?? "")
+                    w.string(e.userAgent ?? "")
+                }
+                if let v = e.visit {
+                    w.integer(v.visitor)
+                    w.integer(v.device?.rawValue ?? 0)
+                    w.integer(UInt8(v.isBot ? 1 : 0))
+                    w.string(v.browser ?? "")
+                    w.string(v.os ?? "")
+                }
                 previousType = e.eventType
             }
             w.set(UInt32(w.offset - lengthAt - 4), at: lengthAt)
@@ -107,7 +125,7 @@ public enum FrameEncoder {
         var out: [EventsFrame] = []
         var bytes = 0
         for e in events {
-            let size = encodedSize(e)
+            let size = encodedSize(WireEvent(e))
             if let last = out.last, last.siteID == e.siteID, last.events.count < cap, bytes + size <= Wire.maxPayload {
                 out[out.count - 1].events.append(WireEvent(e))
                 bytes += size
@@ -120,9 +138,14 @@ public enum FrameEncoder {
     }
 
     /// Upper bound of one event's bytes in a frame (its type counted even when repeated).
-    static func encodedSize(_ e: Event) -> Int {
-        1 + 2 + e.eventType.utf8.count + (e.path.map { 2 + $0.utf8.count } ?? 0)
+    static func encodedSize(_ e: WireEvent) -> Int {
+        func s(_ v: String?) -> Int { 2 + (v?.utf8.count ?? 0) }
+        var n = 1 + 2 + e.eventType.utf8.count + (e.path.map { 2 + $0.utf8.count } ?? 0)
             + (e.userID.map { 2 + $0.utf8.count } ?? 0) + 8
+        if e.hasAttribution { n += s(e.referrer) + s(e.utmSource) + s(e.utmMedium) + s(e.utmCampaign) }
+        if e.hasClient { n += s(e.clientAddress) + s(e.userAgent) }
+        if let v = e.visit { n += 8 + 1 + 1 + s(v.browser) + s(v.os) }
+        return n
     }
 
     private static func writeHeader(_ type: FrameType, into buffer: inout ByteBuffer) -> Int {

@@ -4,6 +4,7 @@ import NIOEmbedded
 import NIOHTTP1
 import Testing
 import TallyCore
+import TallyEnrich
 @testable import TallyIngest
 
 /// The handler on its own, in the pipeline Hummingbird builds (NIO's server pipeline, whose
@@ -16,12 +17,14 @@ import TallyCore
     /// decoder, as ``IngestHTTP1Channel`` builds it.
     func makeChannel(_ sink: FakeSink, durableTimeout: Duration = .seconds(10),
                      budget: BufferBudget = BufferBudget(limit: 64 << 20, factory: NOOPMetricsHandler.instance),
-                     timeouts: ReadTimeouts = ReadTimeouts(start: .seconds(10), body: .seconds(30), idle: .seconds(120))) throws -> EmbeddedChannel {
+                     timeouts: ReadTimeouts = ReadTimeouts(start: .seconds(10), body: .seconds(30), idle: .seconds(120)),
+                     enricher: Enricher = Enricher()) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         let ops = channel.pipeline.syncOperations
         try ops.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
         let ingest = IngestContext(sink: sink, metrics: IngestMetrics(factory: NOOPMetricsHandler.instance),
-                                   durableTimeout: durableTimeout, serverName: "t", budget: budget, timeouts: timeouts)
+                                   durableTimeout: durableTimeout, serverName: "t", budget: budget, timeouts: timeouts,
+                                   enricher: enricher)
         let decoder = try ops.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
         try ops.addHandler(HTTPIngestHandler(context: ingest), position: .after(decoder))
         try ops.addHandler(ReadGuard(budget: budget, timeouts: timeouts, startPhase: .header), position: .first)
@@ -70,7 +73,7 @@ import TallyCore
         let channel = try makeChannel(queue)
         try channel.writeInbound(ByteBuffer(string: post("/event", Self.event) + post("/event?ack=queued", Self.event)))
         let out = try written(channel)
-        let one = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 71\r\nDate: "
+        let one = "HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nAccess-Control-Allow-Origin: *\r\nContent-Length: 71\r\nDate: "
         #expect(out.components(separatedBy: one).count == 3)
         #expect(out.contains("\r\nServer: t\r\n\r\n{\"message\":\"Event accepted for processing\",\"accepted\":1,\"ack\":\"queued\"}"))
         #expect(!out.contains("Connection: close"))

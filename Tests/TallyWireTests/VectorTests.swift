@@ -11,6 +11,12 @@ struct Vectors {
         var path: String?
         var user_id: String?
         var timestamp: Int64?
+        var referrer: String?
+        var utm_source: String?
+        var utm_medium: String?
+        var utm_campaign: String?
+        var client_address: String?
+        var user_agent: String?
     }
     struct JFrame: Decodable {
         var type: String
@@ -64,7 +70,10 @@ struct Vectors {
         case "events":
             return .events(EventsFrame(sequence: j.sequence ?? 0, ackRequested: j.ack_requested ?? false, siteID: j.site_id ?? "",
                                        events: (j.events ?? []).map {
-                                           WireEvent(eventType: $0.event_type, path: $0.path, userID: $0.user_id, timestamp: $0.timestamp)
+                                           WireEvent(eventType: $0.event_type, path: $0.path, userID: $0.user_id, timestamp: $0.timestamp,
+                                                     referrer: $0.referrer, utmSource: $0.utm_source, utmMedium: $0.utm_medium,
+                                                     utmCampaign: $0.utm_campaign, clientAddress: $0.client_address,
+                                                     userAgent: $0.user_agent)
                                        }))
         case "ack": return .ack(sequence: j.sequence ?? 0)
         default: return .error(code: WireError(rawValue: j.code ?? 0) ?? .invalidEvent, message: j.message ?? "")

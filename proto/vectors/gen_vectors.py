@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Test vectors for the Tally wire protocol, version 1 (proto/PROTOCOL.md).
+"""Test vectors for the Tally wire protocol, versions 1 and 2 (proto/PROTOCOL.md).
 
 An encoder and a decoder written from PROTOCOL.md alone, in Python 3 with the standard library
 only: they show the spec is implementable outside Swift, and they produce and check the vectors.
@@ -24,6 +24,7 @@ import unicodedata
 
 MAGIC = b"TY"
 VERSION = 1
+VERSION2 = 2
 HEADER_SIZE = 8
 MAX_PAYLOAD = 1 << 20
 MAX_DATAGRAM = 65_507
@@ -40,11 +41,21 @@ EV_USER = 0x02
 EV_TIMESTAMP = 0x04
 EV_SAME_TYPE = 0x08
 EV_FLAGS_KNOWN = 0x0F
+EV_ATTRIBUTION = 0x10  # version 2: referrer, utm_source, utm_medium, utm_campaign
+EV_CLIENT = 0x20  # version 2: client_address, user_agent
+EV_VISIT = 0x40  # version 2, the server's spool only: never valid from a sender
+EV_FLAGS_KNOWN_V2 = 0x3F
+ATTRIBUTION = ("referrer", "utm_source", "utm_medium", "utm_campaign")
+CLIENT = ("client_address", "user_agent")
 
 MAX_SITE_ID = 128
 MAX_EVENT_TYPE = 64
 MAX_PATH = 2048
 MAX_USER_ID = 256
+MAX_REFERRER = 2048
+MAX_UTM = 256
+MAX_CLIENT_ADDRESS = 64
+MAX_USER_AGENT = 1024
 MIN_TIMESTAMP = 0
 MAX_TIMESTAMP = 4_102_444_800_000_000  # exclusive: 2100-01-01T00:00:00Z
 
@@ -110,6 +121,8 @@ def encode_events(frame):
     written as a zero-length string, which decodes as absent)."""
     out = [u8(FRAME_ACK_REQUESTED if frame["ack_requested"] else 0), u64(frame["sequence"]),
            string(frame["site_id"]), u16(len(frame["events"]))]
+    # Version 2 only when some event needs it, so version-1 servers read everything else.
+    version = VERSION2 if any(e.get(k) is not None for e in frame["events"] for k in ATTRIBUTION + CLIENT) else VERSION
     if not 1 <= len(frame["events"]) <= 0xFFFF:
         raise ValueError("an EVENTS frame holds 1..65535 events")
     previous = None
@@ -121,6 +134,12 @@ def encode_events(frame):
             flags |= EV_USER
         if e.get("timestamp") is not None:
             flags |= EV_TIMESTAMP
+        attribution = any(e.get(k) is not None for k in ATTRIBUTION)
+        client = any(e.get(k) is not None for k in CLIENT)
+        if attribution:
+            flags |= EV_ATTRIBUTION
+        if client:
+            flags |= EV_CLIENT
         same = previous is not None and previous.encode("utf-8") == e["event_type"].encode("utf-8")
         if same:
             flags |= EV_SAME_TYPE
@@ -133,11 +152,15 @@ def encode_events(frame):
             out.append(string(e["user_id"]))
         if e.get("timestamp") is not None:
             out.append(i64(e["timestamp"]))
+        if attribution:
+            out += [string(e.get(k) or "") for k in ATTRIBUTION]
+        if client:
+            out += [string(e.get(k) or "") for k in CLIENT]
         previous = e["event_type"]
     payload = b"".join(out)
     if len(payload) > MAX_PAYLOAD:
         raise ValueError("payload exceeds 1 MiB")
-    return frame_bytes(TYPE_EVENTS, payload)
+    return frame_bytes(TYPE_EVENTS, payload, version=version)
 
 
 def encode_ack(sequence):
@@ -225,8 +248,9 @@ def decode(data):
         return NEED_MORE_DATA
     if data[0:2] != MAGIC:
         raise Rejection("bad_magic")
-    if data[2] != VERSION:
+    if data[2] not in (VERSION, VERSION2):
         raise Rejection("unsupported_version", f"version {data[2]}")
+    version = data[2]
     frame_type = data[3]
     (length,) = struct.unpack(">I", data[4:8])
     if length > MAX_PAYLOAD:
@@ -235,7 +259,7 @@ def decode(data):
         return NEED_MORE_DATA
     p = Reader(data[HEADER_SIZE:HEADER_SIZE + length])
     if frame_type == TYPE_EVENTS:
-        frame = decode_events(p)
+        frame = decode_events(p, version)
     elif frame_type == TYPE_ACK:
         seq = p.int(">Q")
         if seq is None:
@@ -257,12 +281,19 @@ def decode(data):
     return frame, HEADER_SIZE + length
 
 
-def event_problems(site, event_type, path, user, timestamp):
+def event_problems(site, event_type, path, user, timestamp, extra=None):
     problems = []
+    extra = extra or {}
     for name, value, cap, required in (("site_id", site, MAX_SITE_ID, True),
                                        ("event_type", event_type, MAX_EVENT_TYPE, True),
                                        ("path", path, MAX_PATH, False),
-                                       ("user_id", user, MAX_USER_ID, False)):
+                                       ("user_id", user, MAX_USER_ID, False),
+                                       ("referrer", extra.get("referrer"), MAX_REFERRER, False),
+                                       ("utm_source", extra.get("utm_source"), MAX_UTM, False),
+                                       ("utm_medium", extra.get("utm_medium"), MAX_UTM, False),
+                                       ("utm_campaign", extra.get("utm_campaign"), MAX_UTM, False),
+                                       ("client address", extra.get("client_address"), MAX_CLIENT_ADDRESS, False),
+                                       ("user agent", extra.get("user_agent"), MAX_USER_AGENT, False)):
         if value is None:
             continue
         if required and value == "":
@@ -274,7 +305,7 @@ def event_problems(site, event_type, path, user, timestamp):
     return problems
 
 
-def decode_events(p):
+def decode_events(p, version=VERSION):
     flags = p.int(">B")
     seq = p.int(">Q")
     if flags is None or seq is None:
@@ -297,7 +328,7 @@ def decode_events(p):
         ef = p.int(">B")
         if ef is None:
             raise Rejection("truncated")
-        if ef & ~EV_FLAGS_KNOWN:
+        if ef & ~(EV_FLAGS_KNOWN if version == VERSION else EV_FLAGS_KNOWN_V2):
             raise Rejection("invalid_flags", f"event {index} flags 0x{ef:02x}")
         if ef & EV_SAME_TYPE:
             if previous is None:
@@ -321,11 +352,21 @@ def decode_events(p):
             ts = p.int(">q")
             if ts is None:
                 raise Rejection("truncated")
-        problems = event_problems(site, event_type, path, user, ts)
+        extra = {}
+        for flag, names in ((EV_ATTRIBUTION, ATTRIBUTION), (EV_CLIENT, CLIENT)):
+            if ef & flag:
+                for name in names:
+                    value = p.string()
+                    if value is None:
+                        raise Rejection("truncated")
+                    extra[name] = value or None
+        problems = event_problems(site, event_type, path, user, ts, extra)
         if problems:
             raise Rejection("invalid_event", f"event {index}: " + "; ".join(problems))
-        events.append({"event_type": event_type, "path": path or None, "user_id": user or None,
-                       "timestamp": ts})
+        event = {"event_type": event_type, "path": path or None, "user_id": user or None, "timestamp": ts}
+        if version == VERSION2:
+            event.update({k: extra.get(k) for k in ATTRIBUTION + CLIENT})
+        events.append(event)
     return {"type": "events", "sequence": seq, "ack_requested": bool(flags & FRAME_ACK_REQUESTED),
             "site_id": site, "events": events}
 
@@ -452,7 +493,27 @@ def valid_vectors():
     add("error_frame_empty_message",
         "ERROR frame whose message is the empty string.",
         {"type": "error", "code": 5, "message": ""})
+    add("v2_attribution_and_client",
+        "Version 2: an event with referrer and UTM values (flag 0x10) and the client address and "
+        "User-Agent an edge proxy forwards (flag 0x20), then one with neither.",
+        events_frame("shop.example", [
+            ev2(PV, "/landing", None, TS, referrer="https://news.example/item?id=1", utm_source="newsletter",
+                utm_medium="email", utm_campaign="winter sale", client_address="203.0.113.7",
+                user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+                           "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"),
+            ev2(PV, "/next", None, TS + 1)], sequence=7, ack_requested=True))
+    add("v2_partial_attribution",
+        "Version 2: only some attribution values; the others are written as zero-length strings "
+        "and read as absent. IPv6 client address without a User-Agent.",
+        events_frame("s", [ev2("click", referrer="t.co", client_address="2001:db8::1"),
+                           ev2("click", utm_campaign="launch")]))
     return v
+
+
+def ev2(event_type, path=None, user_id=None, timestamp=None, **extra):
+    e = ev(event_type, path, user_id, timestamp)
+    e.update({k: extra.get(k) for k in ATTRIBUTION + CLIENT})
+    return e
 
 
 def invalid_vectors():
@@ -480,8 +541,22 @@ def invalid_vectors():
         frame_bytes(TYPE_EVENTS, raw_events_payload("s", [ok_event]), magic=b"TX"), "bad_magic")
     add("bad_magic_http_request", "An HTTP request sent to the wire port.",
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "bad_magic")
-    add("unsupported_version_2", "Version byte 2, otherwise a valid EVENTS frame.",
-        frame_bytes(TYPE_EVENTS, raw_events_payload("s", [ok_event]), version=2), "unsupported_version")
+    add("unsupported_version_3", "Version byte 3, otherwise a valid EVENTS frame.",
+        frame_bytes(TYPE_EVENTS, raw_events_payload("s", [ok_event]), version=3), "unsupported_version")
+    add("v1_with_attribution_flag", "Version 1 with event flag 0x10, which only version 2 defines.",
+        frame_bytes(TYPE_EVENTS, raw_events_payload("s", [u8(EV_ATTRIBUTION) + string("t") + string("") * 4])),
+        "invalid_flags")
+    add("v2_visit_flag_from_sender", "Version 2 with event flag 0x40: what the server derives is never accepted from a sender.",
+        frame_bytes(TYPE_EVENTS, raw_events_payload("s", [u8(EV_VISIT) + string("t")]), version=2), "invalid_flags")
+    add("v2_attribution_truncated", "Version 2, flag 0x10 but only two of the four strings.",
+        frame_bytes(TYPE_EVENTS, raw_events_payload("s", [u8(EV_ATTRIBUTION) + string("t") + string("a") + string("b")]), version=2),
+        "truncated")
+    add("v2_referrer_too_long", "Version 2, a referrer of 2049 bytes.",
+        frame_bytes(TYPE_EVENTS, raw_events_payload("s", [u8(EV_ATTRIBUTION) + string("t") + string("r" * 2049) + string("") * 3]),
+                    version=2), "invalid_event")
+    add("v2_user_agent_too_long", "Version 2, a User-Agent of 1025 bytes.",
+        frame_bytes(TYPE_EVENTS, raw_events_payload("s", [u8(EV_CLIENT) + string("t") + string("192.0.2.1") + string("u" * 1025)]),
+                    version=2), "invalid_event")
     add("unsupported_version_0_header_only",
         "Version byte 0; the version is checked as soon as the 8 header bytes are there.",
         frame_bytes(TYPE_EVENTS, b"", version=0, length=100), "unsupported_version")
