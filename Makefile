@@ -3,7 +3,7 @@
 
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEB_PACKAGES := libsqlite3-dev libzstd-dev pkg-config zstd sqlite3 curl python3
+DEB_PACKAGES := libsqlite3-dev libzstd-dev zlib1g-dev pkg-config zstd sqlite3 curl python3
 # Only the test suite needs a PostgreSQL server (it starts a throwaway one).
 TEST_PACKAGES := postgresql wrk
 SWIFT ?= swift

@@ -33,6 +33,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Pure values: the event, its validation, days and times; the EventSink protocol.
         .target(name: "TallyCore", swiftSettings: strict),
@@ -95,9 +96,16 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: strict),
+        // GET /tally.js: the tracking script a site owner puts on their pages.
+        .target(name: "TallyBrowser", dependencies: [
+            "CZlib",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
         // Wiring and service lifecycle, shared by the CLI and the end-to-end tests.
         .target(name: "TallyServer", dependencies: [
-            "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyReport",
+            "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyBrowser", "TallyReport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -163,6 +171,7 @@ let package = Package(
         .testTarget(name: "TallyCoreTests", dependencies: ["TallyCore", "TallyHTTP"], swiftSettings: strict),
         .testTarget(name: "TallyJSONTests", dependencies: ["TallyJSON", "TallyCore"], swiftSettings: strict),
         .testTarget(name: "TallyEnrichTests", dependencies: ["TallyEnrich", "TallyCore"], swiftSettings: strict),
+        .testTarget(name: "TallyBrowserTests", dependencies: ["TallyBrowser", "CZlib"], swiftSettings: strict),
         .testTarget(name: "TallyWireTests", dependencies: [
             "TallyWire", "TallyCore",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -191,6 +200,7 @@ let package = Package(
         .testTarget(name: "TallyLoadTests", dependencies: ["TallyLoad"], swiftSettings: strict),
         .testTarget(name: "TallyEndToEndTests", dependencies: [
             "TallyServer", "TallyClient", "TallyTestSupport", "TallyLoad", "TallyCore", "TallyWire", "TallyStore", "TallyPipeline", "CSQLite",
+            "TallyEnrich",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -114,7 +114,6 @@ enum BotPatterns {
         # generic markers of self-declared robots
         crawler
         spider
-        +http
         bot/
         bot;
         bot)

@@ -10,6 +10,7 @@ import ServiceLifecycle
 import UnixSignals
 import TallyCore
 import TallyEnrich
+import TallyBrowser
 import TallyHTTP
 import TallyIngest
 import TallyPipeline
@@ -97,6 +98,7 @@ public final class TallyServer: Sendable {
                          pipeline.refreshGauges()
                          if let d = wire.kernelUDPDrops() { udpDrops.record(d) }
                      }).addRoutes(to: router)
+        ScriptRoute().addRoutes(to: router)
         let app = Application(
             router: router,
             // POST /event and /events are answered in the channel pipeline; the rest reach the router.

@@ -20,6 +20,15 @@ public enum PostgresTestDatabase {
         return parts.string!
     }
 
+    /// The first column of every row of `sql` on the database at `url`, as text.
+    public static func query(_ url: String, _ sql: String) async throws -> [String] {
+        try await withAdminClient(url) { client in
+            var out: [String] = []
+            for try await v in try await client.query(PostgresQuery(unsafeSQL: sql)).decode(String.self) { out.append(v) }
+            return out
+        }
+    }
+
     /// Runs `body` with a client connected to the database at `url` (administrative SQL).
     public static func withAdminClient<T: Sendable>(_ url: String, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
         let u = URLComponents(string: url)!

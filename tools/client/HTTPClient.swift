@@ -46,9 +46,10 @@ public final class HTTPClientConnection: Sendable {
 
     /// The complete bytes of a request (head and body), to send with ``request(_:)``.
     public static func encode(_ method: HTTPMethod, _ uri: String, host: String, body: ByteBuffer?,
-                              contentType: String = "application/json") -> PreEncodedRequest {
+                              contentType: String = "application/json", headers: [(String, String)] = []) -> PreEncodedRequest {
         var b = ByteBuffer()
         b.writeString("\(method.rawValue) \(uri) HTTP/1.1\r\nHost: \(host)\r\n")
+        for (name, value) in headers { b.writeString("\(name): \(value)\r\n") }
         if let body {
             b.writeString("Content-Type: \(contentType)\r\nContent-Length: \(body.readableBytes)\r\n\r\n")
             b.writeImmutableBuffer(body)
@@ -59,13 +60,13 @@ public final class HTTPClientConnection: Sendable {
     }
 
     public func request(_ method: HTTPMethod, _ uri: String, body: String? = nil,
-                        contentType: String = "application/json") async throws -> HTTPClientResponse {
-        try await request(method, uri, body: body.map { ByteBuffer(string: $0) }, contentType: contentType)
+                        contentType: String = "application/json", headers: [(String, String)] = []) async throws -> HTTPClientResponse {
+        try await request(method, uri, body: body.map { ByteBuffer(string: $0) }, contentType: contentType, headers: headers)
     }
 
     public func request(_ method: HTTPMethod, _ uri: String, body: ByteBuffer?,
-                        contentType: String = "application/json") async throws -> HTTPClientResponse {
-        try await request(Self.encode(method, uri, host: host, body: body, contentType: contentType))
+                        contentType: String = "application/json", headers: [(String, String)] = []) async throws -> HTTPClientResponse {
+        try await request(Self.encode(method, uri, host: host, body: body, contentType: contentType, headers: headers))
     }
 
     /// Sends a request encoded by ``encode(_:_:host:body:contentType:)``: a load generator
