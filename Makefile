@@ -4,8 +4,10 @@
 SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PACKAGES := libsqlite3-dev libzstd-dev zlib1g-dev pkg-config zstd sqlite3 curl python3
-# Only the test suite needs a PostgreSQL server (it starts a throwaway one).
-TEST_PACKAGES := postgresql wrk
+# Only the test suite needs a PostgreSQL server (it starts a throwaway one) and a browser.
+TEST_PACKAGES := postgresql wrk chromium chromium-driver python3-venv
+# Python test tools from PyPI, in a virtual environment of their own.
+VENV := .build/venv
 SWIFT ?= swift
 DATA_DIR ?= ./data
 FUZZ_SECONDS ?= 60
@@ -17,6 +19,7 @@ deps:
 
 test-deps: deps
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(TEST_PACKAGES)"
+	@$(VENV)/bin/python -c "import selenium" 2>/dev/null || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q selenium; }
 
 install-packages:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -39,14 +42,15 @@ test: test-deps
 	TALLY_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build 2>&1 | tee .build/swift-test.log; status=$${PIPESTATUS[0]}; \
 	scripts/pg-test-server.sh stop; exit $$status
 	TALLY_BIN=.build/debug/tally scripts/crash-test.sh --kills $(if $(CI),5,10)
+	$(VENV)/bin/python scripts/browser_test.py --binary .build/debug/tally
 	# Memory and latency bounds hold for what users run: the release build.
 	$(SWIFT) build -c release --product tally
 	set -o pipefail; scripts/hostile_test.py --binary .build/release/tally | tee .build/hostile-test.log
 	$(MAKE) fuzz FUZZ_SECONDS=$(if $(CI),15,$(FUZZ_SECONDS))
 	@n=$$(grep -aoE "Test run with [0-9]+ tests" .build/swift-test.log | grep -oE "[0-9]+" | tail -n 1); \
 	h=$$(grep -aoE "hostile: [0-9]+ passed" .build/hostile-test.log | grep -oE "[0-9]+"); \
-	echo "make test: swift test ($$n tests), crash test, hostile clients ($$h checks) and fuzz all passed"; \
-	echo "tally: $$((n + h + 2)) passed, 0 failed"
+	echo "make test: swift test ($$n tests), crash test, browser test, hostile clients ($$h checks) and fuzz all passed"; \
+	echo "tally: $$((n + h + 3)) passed, 0 failed"
 
 test-unit: deps
 	$(SWIFT) test --skip TallyEndToEndTests

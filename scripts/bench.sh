@@ -8,7 +8,7 @@
 #   BENCH_SKIP_BUILD=1          do not run `swift build -c release` first
 #   BENCH_RUNS=3                runs per row; the table shows the median of each column
 #   BENCH_EVENTS_SCALE=1        multiplier on every event count (and the fixed-rate duration)
-#   BENCH_MODES="http http-batch udp tcp tcp-ack"   modes to run
+#   BENCH_MODES="http http-browser http-batch udp tcp tcp-ack"   modes to run
 #   BENCH_<MODE>_EVENTS / _CONNECTIONS / _BATCH, MODE = HTTP, HTTP_BATCH, UDP, TCP, TCP_ACK
 #   BENCH_TCP_ACK_WINDOW=32
 #   BENCH_CEILING_EVENTS=2000000   rows for `tally store-ceiling`
@@ -37,7 +37,7 @@ command -v curl >/dev/null || { echo "bench: curl not found (make deps installs 
 
 RUNS=${BENCH_RUNS:-3}
 SCALE=${BENCH_EVENTS_SCALE:-1}
-MODES=${BENCH_MODES:-http http-batch udp tcp tcp-ack}
+MODES=${BENCH_MODES:-http http-browser http-batch udp tcp tcp-ack}
 LOAD_TIMEOUT=${BENCH_LOAD_TIMEOUT:-600}
 SHUTDOWN_WAIT=${BENCH_SHUTDOWN_WAIT:-60}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -50,6 +50,7 @@ scaled() { awk -v n="$1" -v s="$SCALE" -v m="${2:-1}" 'BEGIN { v = int(n * s + 0
 # Per-mode defaults: events connections batch.
 declare -A DEF=(
     [http]="200000 64 1"
+    [http-browser]="200000 64 1"
     [http-batch]="1000000 8 200"
     [udp]="1000000 4 100"
     [tcp]="1000000 4 200"
@@ -249,7 +250,11 @@ for mode in $MODES; do
     batch=${!batch_var:-$d_batch}
     args=(--mode "$mode" --events "$events" --connections "$conn" --batch "$batch")
     label="$mode (C=$conn"
-    [[ $mode == http ]] || label+=", B=$batch"
+    if [[ $mode == http-browser ]]; then
+        # Single events as the tracking script sends them: User-Agent, Origin, referrer.
+        args=(--mode http --browser --events "$events" --connections "$conn" --batch "$batch")
+    fi
+    [[ $mode == http || $mode == http-browser ]] || label+=", B=$batch"
     if [[ $mode == udp ]]; then
         # UDP has no flow control: paced, so the row shows what the server keeps up with
         # rather than how fast the kernel can drop (BENCH_UDP_RATE=0: unpaced).

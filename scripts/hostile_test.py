@@ -100,7 +100,8 @@ class Server:
         body = self.get("/metrics")[1].decode()
         return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(text))
 
-    def stop(self):
+    def stop(self, remove=True):
+        """SIGTERM; True when it was still running. `remove`: delete the data directory."""
         alive = self.proc.poll() is None
         if alive:
             self.proc.terminate()
@@ -109,7 +110,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
         return alive
 
 

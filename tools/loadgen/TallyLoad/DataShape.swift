@@ -96,11 +96,19 @@ public struct EventFactory: Sendable {
 
     public mutating func nextSite() -> Int { Int(rng.next() % UInt64(shape.sites)) }
 
+    /// What a browser sends with each event (`--browser`).
+    public static let browserHeaders = [
+        ("User-Agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
+        ("Origin", "https://site.example"),
+    ]
+    public static let browserReferrer = "https://www.google.com/search?q=tally"
+
     /// The seeds' JSON shape.
     public static func json(_ e: Event) -> String {
         var s = "{\"site_id\":\(JSONText.quote(e.siteID)),\"event_type\":\(JSONText.quote(e.eventType))"
         if let p = e.path { s += ",\"path\":\(JSONText.quote(p))" }
         if let u = e.userID { s += ",\"user_id\":\(JSONText.quote(u))" }
+        if let r = e.referrer { s += ",\"referrer\":\(JSONText.quote(r))" }
         s += ",\"timestamp\":\"\(Timestamp.format(e.timestamp))\"}"
         return s
     }

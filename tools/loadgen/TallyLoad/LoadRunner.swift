@@ -32,6 +32,8 @@ public struct LoadOptions: Sendable {
     public var seed: UInt64 = 1
     public var verify = false
     public var verifyTimeout: Double = 60
+    /// HTTP modes: browser-like requests (User-Agent, Origin, a referrer per event).
+    public var browser = false
 
     public init() {}
 
@@ -204,12 +206,17 @@ struct Worker {
             events.reserveCapacity(n)
             switch options.mode {
             case .http, .httpBatch:
-                for _ in 0..<n { events.append(factory.next()) }
+                for _ in 0..<n {
+                    var e = factory.next()
+                    if options.browser { e.referrer = EventFactory.browserReferrer }
+                    events.append(e)
+                }
                 let body = options.mode == .http ? EventFactory.json(events[0])
                     : "[" + events.map(EventFactory.json).joined(separator: ",") + "]"
                 // The whole request, so sending costs no encoding.
                 request = HTTPClientConnection.encode(.POST, options.mode == .http ? "/event" : "/events",
-                                                      host: options.httpHost, body: ByteBuffer(string: body))
+                                                      host: options.httpHost, body: ByteBuffer(string: body),
+                                                      headers: options.browser ? EventFactory.browserHeaders : [])
             case .udp, .tcp, .tcpAck:
                 // One site per frame, as an edge proxy batching per site would send.
                 let site = factory.nextSite()

@@ -37,6 +37,8 @@ struct TallyLoadCommand: AsyncParsableCommand {
     var verify = false
     @Option(help: "Seconds to wait for /stats to match.") var verifyTimeout: Double = 60
     @Flag(help: "Print JSON instead of a table.") var json = false
+    @Flag(help: "http modes: send as a browser does (a desktop Chrome User-Agent, an Origin, and a referrer in each event).")
+    var browser = false
 
     func run() async throws {
         try await drive()
@@ -72,6 +74,7 @@ struct TallyLoadCommand: AsyncParsableCommand {
         o.seed = seed
         o.verify = verify
         o.verifyTimeout = verifyTimeout
+        o.browser = browser
         let result = try await LoadRunner.run(o)
         print(json ? result.json() : result.table())
         if let v = result.verification, !v.exact, mode != .udp {
