@@ -9,14 +9,10 @@ public struct Event: Sendable, Hashable {
     public var path: String?
     public var userID: String?
     public var timestamp: Int64
-    /// Where the visitor came from. As sent, until ingest keeps only its host (lower-cased,
-    /// without `www.`; nil for a direct visit or a same-site referrer).
-    public var referrer: String?
-    public var utmSource: String?
-    public var utmMedium: String?
-    public var utmCampaign: String?
-    /// What the server derived about the sender (never taken from clients).
-    public var visit: Visit
+    /// What most events lack (attribution, and what the server derived), behind one reference:
+    /// an event without any stays as small as the seed's (queues and spool batches hold
+    /// millions of them), and one with some pays one allocation.
+    private var extra: Extra?
 
     public init(siteID: String, eventType: String, path: String? = nil, userID: String? = nil, timestamp: Int64,
                 referrer: String? = nil, utmSource: String? = nil, utmMedium: String? = nil, utmCampaign: String? = nil,
@@ -26,11 +22,41 @@ public struct Event: Sendable, Hashable {
         self.path = path
         self.userID = userID
         self.timestamp = timestamp
-        self.referrer = referrer
-        self.utmSource = utmSource
-        self.utmMedium = utmMedium
-        self.utmCampaign = utmCampaign
-        self.visit = visit
+        let fields = ExtraFields(referrer: referrer, utmSource: utmSource, utmMedium: utmMedium, utmCampaign: utmCampaign, visit: visit)
+        self.extra = fields.isEmpty ? nil : Extra(fields)
+    }
+
+    /// Where the visitor came from. As sent, until ingest keeps only its host (lower-cased,
+    /// without `www.`; nil for a direct visit or a same-site referrer).
+    public var referrer: String? {
+        get { extra?.fields.referrer }
+        set { update { $0.referrer = newValue } }
+    }
+    public var utmSource: String? {
+        get { extra?.fields.utmSource }
+        set { update { $0.utmSource = newValue } }
+    }
+    public var utmMedium: String? {
+        get { extra?.fields.utmMedium }
+        set { update { $0.utmMedium = newValue } }
+    }
+    public var utmCampaign: String? {
+        get { extra?.fields.utmCampaign }
+        set { update { $0.utmCampaign = newValue } }
+    }
+    /// What the server derived about the sender (never taken from clients).
+    public var visit: Visit {
+        get { extra?.fields.visit ?? Visit() }
+        set { update { $0.visit = newValue } }
+    }
+
+    /// Whether any of the fields behind ``extra`` is set.
+    public var hasExtra: Bool { extra != nil }
+
+    private mutating func update(_ change: (inout ExtraFields) -> Void) {
+        var fields = extra?.fields ?? ExtraFields()
+        change(&fields)
+        extra = fields.isEmpty ? nil : Extra(fields)
     }
 
     /// The event type counted by `total_views` and `top_paths`.
@@ -62,9 +88,26 @@ public struct Event: Sendable, Hashable {
     public var day: UTCDay { UTCDay(containing: timestamp) }
 }
 
+struct ExtraFields: Sendable {
+    var referrer: String?
+    var utmSource: String?
+    var utmMedium: String?
+    var utmCampaign: String?
+    var visit = Visit()
+
+    var isEmpty: Bool { referrer == nil && utmSource == nil && utmMedium == nil && utmCampaign == nil && visit.isEmpty }
+}
+
+/// Immutable, so events stay values: a change makes a new one.
+final class Extra: Sendable {
+    let fields: ExtraFields
+    init(_ fields: ExtraFields) { self.fields = fields }
+}
+
 /// What the server derived about an event's sender at ingest: stored with the event, never
-/// accepted from a client. `visitor` 0 means none (an event over the wire without a client
-/// address, or without the facts to hash).
+/// accepted from a client. `visitor` is the anonymous visitor id of an event without a
+/// `user_id` (whose visitor is the user); 0 means none (a user's event, or one over the wire
+/// without a client address).
 public struct Visit: Sendable, Hashable {
     public var visitor: UInt64
     public var device: Device?
@@ -81,7 +124,7 @@ public struct Visit: Sendable, Hashable {
         self.isBot = isBot
     }
 
-    public var isEmpty: Bool { self == Visit() }
+    public var isEmpty: Bool { visitor == 0 && device == nil && browser == nil && os == nil && !isBot }
 
     public static func == (a: Visit, b: Visit) -> Bool {
         a.visitor == b.visitor && a.device == b.device && a.browser.utf8Equals(b.browser) && a.os.utf8Equals(b.os)

@@ -47,14 +47,25 @@ public final class Enricher: Sendable {
     /// Returns whether the event was flagged as a bot.
     @discardableResult
     public func enrich(_ event: inout Event, client: ClientFacts, receivedAt: Int64) -> Bool {
+        enrich(&event, client: client, ua: userAgentClass(client.userAgent), day: UTCDay(containing: receivedAt))
+    }
+
+    /// All events of one request (one sender): the User-Agent is classified once, and an
+    /// anonymous visitor looked up once per site. Returns how many were flagged as bots.
+    public func enrich(_ events: inout [Event], client: ClientFacts, receivedAt: Int64) -> Int {
+        let ua = userAgentClass(client.userAgent), day = UTCDay(containing: receivedAt)
+        var bots = 0
+        for i in events.indices where enrich(&events[i], client: client, ua: ua, day: day) { bots += 1 }
+        return bots
+    }
+
+    private func enrich(_ event: inout Event, client: ClientFacts, ua: UserAgentClass, day: UTCDay) -> Bool {
         if event.referrer != nil { event.referrer = Referrer.host(event.referrer, pageHost: client.pageHost) }
-        let ua = userAgentClass(client.userAgent)
         var visit = Visit(device: ua.device, browser: ua.browser, os: ua.os, isBot: botFilter && ua.isBot)
-        if let user = event.userID {
-            visit.visitor = VisitorID.user(site: event.siteID, userID: user)
-        } else if let address = client.address {
-            visit.visitor = anonymousVisitor(site: event.siteID, address: address, userAgent: client.userAgent ?? "",
-                                             day: UTCDay(containing: receivedAt))
+        // An event with a user_id is counted as that user (the stores' user sets); only
+        // anonymous events need an id of their own.
+        if event.userID == nil, let address = client.address {
+            visit.visitor = anonymousVisitor(site: event.siteID, address: address, userAgent: client.userAgent ?? "", day: day)
         }
         event.visit = visit
         return visit.isBot

@@ -40,13 +40,14 @@ public final class VisitorSalts: Sendable {
     public var days: [Int32] { salts.withLock { $0.keys.sorted() } }
 }
 
-/// Visitor ids: 64 bits of HMAC-SHA256 (swift-crypto).
+/// Anonymous visitor ids: 64 bits of HMAC-SHA256 (swift-crypto). Events with a `user_id` need
+/// none: their visitor is the user (counted through the stores' user sets), so the number of
+/// visitors is the distinct users plus the distinct anonymous ids, and the two never overlap.
 public enum VisitorID {
     /// An anonymous visitor: the day's salt over site, address and User-Agent.
     public static func anonymous(key: SymmetricKey, site: String, address: String, userAgent: String) -> UInt64 {
         var message: [UInt8] = []
         message.reserveCapacity(site.utf8.count + address.utf8.count + userAgent.utf8.count + 3)
-        message.append(0x61)  // "a": never equal to a user-id message
         message += site.utf8
         message.append(0)
         message += address.utf8
@@ -54,17 +55,6 @@ public enum VisitorID {
         message += userAgent.utf8
         return id(HMAC<SHA256>.authenticationCode(for: message, using: key))
     }
-
-    /// A visitor with a `user_id`: the same id every day, so a user is one visitor over any range.
-    public static func user(site: String, userID: String) -> UInt64 {
-        var message: [UInt8] = [0x75]  // "u"
-        message += site.utf8
-        message.append(0)
-        message += userID.utf8
-        return id(HMAC<SHA256>.authenticationCode(for: message, using: userKey))
-    }
-
-    private static let userKey = SymmetricKey(data: Array("tally user visitor v1".utf8))
 
     private static func id(_ mac: HMAC<SHA256>.MAC) -> UInt64 {
         let v = mac.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }

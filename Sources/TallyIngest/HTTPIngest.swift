@@ -100,8 +100,7 @@ public enum HTTPIngest {
         }
         switch parsed {
         case .success(var events):
-            var bots = 0
-            for i in events.indices where enricher.enrich(&events[i], client: r.client, receivedAt: receivedAt) { bots += 1 }
+            let bots = enricher.enrich(&events, client: r.client, receivedAt: receivedAt)
             return (events, ack, bots)
         case .failure(.malformed(let detail)): throw .malformedJSON(detail)
         case .failure(.invalid(let problems)): throw .invalidPayload(problems)

@@ -94,49 +94,71 @@ final class SQLiteWriter {
                     user = try users.id(u, db)
                     countsAsUser = !u.isEmpty && e.counts
                 }
-                func label(_ s: String?) throws -> Int64 { try s.map { try labels.id($0, db) } ?? -1 }
-                let v = e.visit
-                rows.append(SQLiteRow(site: lastSiteID, type: lastTypeID, path: try e.path.map { try paths.id($0, db) } ?? -1,
-                                      user: user, timestamp: e.timestamp, ingestedAt: batch.createdAt,
-                                      day: UTCDay(containing: e.timestamp).number, isView: lastIsView && e.counts,
-                                      countsAsUser: countsAsUser,
-                                      referrer: try label(e.referrer), utmSource: try label(e.utmSource),
-                                      utmMedium: try label(e.utmMedium), utmCampaign: try label(e.utmCampaign),
-                                      device: v.device.map { Int64($0.rawValue) } ?? -1, browser: try label(v.browser),
-                                      os: try label(v.os), visitor: v.visitor, bot: v.isBot))
+                var row = SQLiteRow(site: lastSiteID, type: lastTypeID, path: try e.path.map { try paths.id($0, db) } ?? -1,
+                                    user: user, timestamp: e.timestamp, ingestedAt: batch.createdAt,
+                                    day: UTCDay(containing: e.timestamp).number, isView: lastIsView && e.counts,
+                                    countsAsUser: countsAsUser)
+                if e.hasExtra {
+                    let v = e.visit
+                    func label(_ s: String?) throws -> Int64 { try s.map { try labels.id($0, db) } ?? -1 }
+                    row.referrer = try label(e.referrer)
+                    row.utmSource = try label(e.utmSource)
+                    row.utmMedium = try label(e.utmMedium)
+                    row.utmCampaign = try label(e.utmCampaign)
+                    row.device = v.device.map { Int64($0.rawValue) } ?? -1
+                    row.browser = try label(v.browser)
+                    row.os = try label(v.os)
+                    row.visitor = v.visitor
+                    row.bot = v.isBot
+                }
+                rows.append(row)
             }
         }
         return rows
     }
 
+    /// A load whose rows have none of the schema-3 columns (what server-side senders mostly
+    /// send) goes in through the narrow statement: binding nine NULLs per row costs a third of
+    /// an append. Any other load uses the wide one for all its rows, so rowids stay in order
+    /// and SQLite keeps appending (explicit rowids would cost a B-tree seek per row).
     private func append(_ rows: [SQLiteRow]) throws {
+        let wide = rows.contains { !$0.isPlain }
         try rows.withUnsafeBufferPointer { rows in
+            guard wide else {
+                return try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES",
+                                         columns: 6, count: rows.count) { s, p, i in Self.bindCommon(s.handle, p, rows[i]) }
+            }
             try db.insertRows("""
                 INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at, referrer, utm_source, utm_medium,
                                        utm_campaign, device, browser, os, visitor, bot) VALUES
                 """, columns: 15, count: rows.count) { s, p, i in
-                let row = rows[i]
-                let h = s.handle
-                func id(_ column: Int32, _ v: Int64) {
-                    if v >= 0 { sqlite3_bind_int64(h, p + column, v) } else { sqlite3_bind_null(h, p + column) }
-                }
-                sqlite3_bind_int64(h, p, row.site)
-                sqlite3_bind_int64(h, p + 1, row.type)
-                id(2, row.path)
-                id(3, row.user)
-                sqlite3_bind_int64(h, p + 4, row.timestamp)
-                sqlite3_bind_int64(h, p + 5, row.ingestedAt)
-                id(6, row.referrer)
-                id(7, row.utmSource)
-                id(8, row.utmMedium)
-                id(9, row.utmCampaign)
-                id(10, row.device)
-                id(11, row.browser)
-                id(12, row.os)
+                let row = rows[i], h = s.handle
+                Self.bindCommon(h, p, row)
+                Self.bindID(h, p + 6, row.referrer)
+                Self.bindID(h, p + 7, row.utmSource)
+                Self.bindID(h, p + 8, row.utmMedium)
+                Self.bindID(h, p + 9, row.utmCampaign)
+                Self.bindID(h, p + 10, row.device)
+                Self.bindID(h, p + 11, row.browser)
+                Self.bindID(h, p + 12, row.os)
                 if row.visitor != 0 { sqlite3_bind_int64(h, p + 13, Int64(bitPattern: row.visitor)) } else { sqlite3_bind_null(h, p + 13) }
                 sqlite3_bind_int64(h, p + 14, row.bot ? 1 : 0)
             }
         }
+    }
+
+    private static func bindCommon(_ h: OpaquePointer, _ p: Int32, _ row: SQLiteRow) {
+        sqlite3_bind_int64(h, p, row.site)
+        sqlite3_bind_int64(h, p + 1, row.type)
+        bindID(h, p + 2, row.path)
+        bindID(h, p + 3, row.user)
+        sqlite3_bind_int64(h, p + 4, row.timestamp)
+        sqlite3_bind_int64(h, p + 5, row.ingestedAt)
+    }
+
+    /// An interned id, or NULL for -1.
+    private static func bindID(_ h: OpaquePointer, _ index: Int32, _ v: Int64) {
+        if v >= 0 { sqlite3_bind_int64(h, index, v) } else { sqlite3_bind_null(h, index) }
     }
 
     /// Upserts the rollup with keys in primary-key order: each B-tree page is visited once, in
@@ -188,6 +210,12 @@ struct SQLiteRow {
     var device: Int64 = -1, browser: Int64 = -1, os: Int64 = -1
     var visitor: UInt64 = 0
     var bot = false
+
+    /// Nothing of schema 3 to store.
+    var isPlain: Bool {
+        referrer < 0 && utmSource < 0 && utmMedium < 0 && utmCampaign < 0 && device < 0 && browser < 0 && os < 0
+            && visitor == 0 && !bot
+    }
 }
 
 /// One load's rollup deltas, each sorted in its table's primary-key order so the upserts visit
@@ -211,7 +239,8 @@ struct SQLiteRollup {
         let capacity = min(rows.count, 1 << 16)
         var dv = IDPairTable(), dpv = IDPairTable(capacity: capacity / 4), spv = IDPairTable(capacity: capacity / 4)
         var du = IDPairTable(capacity: capacity), su = IDPairTable(capacity: capacity / 4)
-        var dvis = IDPairTable(capacity: capacity / 4)
+        // Only anonymous visitors: most loads have none, so it starts small.
+        var dvis = IDPairTable(capacity: 16)
         for r in rows {
             let siteDay = IDPairTable.word(r.site, r.day)
             let site = UInt64(r.site)

@@ -27,11 +27,9 @@ import TallyCore
         #expect(visitor(e, address: nil) == 0)
     }
 
-    @Test func aUserIDIsTheSameVisitorEveryDayAndInEveryCollector() {
-        let a = visitor(Enricher(), user: "u-1")
-        #expect(visitor(Enricher(), user: "u-1", address: "198.51.100.1", at: Self.day + 9 * Self.dayMicros) == a)
-        #expect(visitor(Enricher(), user: "u-2") != a)
-        #expect(visitor(Enricher(), site: "t", user: "u-1") != a)
+    /// A user's visitor is the user (counted through the user sets): no anonymous id.
+    @Test func aUserHasNoAnonymousVisitorID() {
+        #expect(visitor(Enricher(), user: "u-1") == 0)
     }
 
     @Test func collectorsWithTheSameSaltAgreeAndOthersDoNot() {
