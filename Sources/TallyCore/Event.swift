@@ -14,8 +14,18 @@ public struct Event: Sendable, Hashable {
     /// millions of them), and one with some pays one allocation.
     private var extra: Extra?
 
+    /// The seed's fields only (the common case, without building the rest).
+    public init(siteID: String, eventType: String, path: String? = nil, userID: String? = nil, timestamp: Int64) {
+        self.siteID = siteID
+        self.eventType = eventType
+        self.path = path
+        self.userID = userID
+        self.timestamp = timestamp
+        self.extra = nil
+    }
+
     public init(siteID: String, eventType: String, path: String? = nil, userID: String? = nil, timestamp: Int64,
-                referrer: String? = nil, utmSource: String? = nil, utmMedium: String? = nil, utmCampaign: String? = nil,
+                referrer: String?, utmSource: String? = nil, utmMedium: String? = nil, utmCampaign: String? = nil,
                 visit: Visit = Visit()) {
         self.siteID = siteID
         self.eventType = eventType

@@ -67,7 +67,8 @@ public final class Enricher: Sendable {
         if event.userID == nil, let address = client.address {
             visit.visitor = anonymousVisitor(site: event.siteID, address: address, userAgent: client.userAgent ?? "", day: day)
         }
-        event.visit = visit
+        // Setting an empty visit on a plain event would only cost (most server-side events).
+        if !visit.isEmpty || event.hasExtra { event.visit = visit }
         return visit.isBot
     }
 

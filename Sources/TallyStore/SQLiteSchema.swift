@@ -52,8 +52,9 @@ enum SQLiteSchema {
         "device INTEGER", "browser INTEGER", "os INTEGER", "visitor INTEGER", "bot INTEGER NOT NULL DEFAULT 0",
     ]
 
-    /// Distinct visitors per site and day (bots excluded), counted exactly over any range by
-    /// `count(DISTINCT visitor)`; and the daily salts of anonymous visitor ids.
+    /// Distinct anonymous visitors per site and day (bots excluded; users are counted by the
+    /// user sets), exact over any range by `count(DISTINCT visitor)`; and the daily salts of
+    /// anonymous visitor ids.
     static let v3Tables = """
         CREATE TABLE IF NOT EXISTS daily_visitors(
             site INTEGER NOT NULL, day INTEGER NOT NULL, visitor INTEGER NOT NULL,

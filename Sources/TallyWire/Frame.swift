@@ -68,9 +68,13 @@ public struct EventsFrame: Sendable, Equatable {
     /// Client facts are not part of an ``Event``: ingest reads them from ``events``.
     public func resolved(receivedAt: Int64) -> [Event] {
         events.map {
-            Event(siteID: siteID, eventType: $0.eventType, path: $0.path, userID: $0.userID,
-                  timestamp: $0.timestamp ?? receivedAt, referrer: $0.referrer, utmSource: $0.utmSource,
-                  utmMedium: $0.utmMedium, utmCampaign: $0.utmCampaign, visit: $0.visit ?? Visit())
+            guard $0.hasExtra else {
+                return Event(siteID: siteID, eventType: $0.eventType, path: $0.path, userID: $0.userID,
+                             timestamp: $0.timestamp ?? receivedAt)
+            }
+            return Event(siteID: siteID, eventType: $0.eventType, path: $0.path, userID: $0.userID,
+                         timestamp: $0.timestamp ?? receivedAt, referrer: $0.referrer, utmSource: $0.utmSource,
+                         utmMedium: $0.utmMedium, utmCampaign: $0.utmCampaign, visit: $0.visit ?? Visit())
         }
     }
 }
@@ -81,15 +85,9 @@ public struct WireEvent: Sendable, Equatable {
     public var path: String?
     public var userID: String?
     public var timestamp: Int64?
-    public var referrer: String?
-    public var utmSource: String?
-    public var utmMedium: String?
-    public var utmCampaign: String?
-    /// The visitor's address as text, when an edge proxy forwards it.
-    public var clientAddress: String?
-    public var userAgent: String?
-    /// Spool files only: what the server derived.
-    public var visit: Visit?
+    /// Version-2 fields, behind one reference: frames of plain events (nearly all spool and
+    /// edge traffic) copy small values.
+    private var extra: WireExtra?
 
     public init(eventType: String, path: String? = nil, userID: String? = nil, timestamp: Int64? = nil,
                 referrer: String? = nil, utmSource: String? = nil, utmMedium: String? = nil, utmCampaign: String? = nil,
@@ -98,26 +96,71 @@ public struct WireEvent: Sendable, Equatable {
         self.path = path
         self.userID = userID
         self.timestamp = timestamp
-        self.referrer = referrer
-        self.utmSource = utmSource
-        self.utmMedium = utmMedium
-        self.utmCampaign = utmCampaign
-        self.clientAddress = clientAddress
-        self.userAgent = userAgent
-        self.visit = visit
+        let f = WireExtra.Fields(referrer: referrer, utmSource: utmSource, utmMedium: utmMedium, utmCampaign: utmCampaign,
+                                 clientAddress: clientAddress, userAgent: userAgent, visit: visit)
+        extra = f.isEmpty ? nil : WireExtra(f)
     }
 
     /// A stored event as the spool writes it (with what the server derived, if anything).
     public init(_ event: Event) {
-        self.init(eventType: event.eventType, path: event.path, userID: event.userID, timestamp: event.timestamp,
-                  referrer: event.referrer, utmSource: event.utmSource, utmMedium: event.utmMedium,
-                  utmCampaign: event.utmCampaign, visit: event.visit.isEmpty ? nil : event.visit)
+        self.eventType = event.eventType
+        self.path = event.path
+        self.userID = event.userID
+        self.timestamp = event.timestamp
+        guard event.hasExtra else { return }
+        let visit = event.visit
+        let f = WireExtra.Fields(referrer: event.referrer, utmSource: event.utmSource, utmMedium: event.utmMedium,
+                                 utmCampaign: event.utmCampaign, visit: visit.isEmpty ? nil : visit)
+        extra = f.isEmpty ? nil : WireExtra(f)
     }
 
-    var hasAttribution: Bool { referrer != nil || utmSource != nil || utmMedium != nil || utmCampaign != nil }
-    var hasClient: Bool { clientAddress != nil || userAgent != nil }
+    public var referrer: String? { get { extra?.fields.referrer } set { update { $0.referrer = newValue } } }
+    public var utmSource: String? { get { extra?.fields.utmSource } set { update { $0.utmSource = newValue } } }
+    public var utmMedium: String? { get { extra?.fields.utmMedium } set { update { $0.utmMedium = newValue } } }
+    public var utmCampaign: String? { get { extra?.fields.utmCampaign } set { update { $0.utmCampaign = newValue } } }
+    /// The visitor's address as text, when an edge proxy forwards it.
+    public var clientAddress: String? { get { extra?.fields.clientAddress } set { update { $0.clientAddress = newValue } } }
+    public var userAgent: String? { get { extra?.fields.userAgent } set { update { $0.userAgent = newValue } } }
+    /// Spool files only: what the server derived.
+    public var visit: Visit? { get { extra?.fields.visit } set { update { $0.visit = newValue } } }
+
+    var hasExtra: Bool { extra != nil }
+    var hasAttribution: Bool { extra.map { $0.fields.hasAttribution } ?? false }
+    var hasClient: Bool { extra.map { $0.fields.clientAddress != nil || $0.fields.userAgent != nil } ?? false }
     /// Needs version 2.
-    var isVersion2: Bool { hasAttribution || hasClient || visit != nil }
+    var isVersion2: Bool { extra != nil }
+
+    private mutating func update(_ change: (inout WireExtra.Fields) -> Void) {
+        var f = extra?.fields ?? WireExtra.Fields()
+        change(&f)
+        extra = f.isEmpty ? nil : WireExtra(f)
+    }
+
+    public static func == (a: WireEvent, b: WireEvent) -> Bool {
+        a.eventType == b.eventType && a.path == b.path && a.userID == b.userID && a.timestamp == b.timestamp
+            && a.referrer == b.referrer && a.utmSource == b.utmSource && a.utmMedium == b.utmMedium
+            && a.utmCampaign == b.utmCampaign && a.clientAddress == b.clientAddress && a.userAgent == b.userAgent
+            && a.visit == b.visit
+    }
+}
+
+/// Immutable; a change makes a new one.
+final class WireExtra: Sendable {
+    struct Fields: Sendable {
+        var referrer: String?
+        var utmSource: String?
+        var utmMedium: String?
+        var utmCampaign: String?
+        var clientAddress: String?
+        var userAgent: String?
+        var visit: Visit?
+
+        var hasAttribution: Bool { referrer != nil || utmSource != nil || utmMedium != nil || utmCampaign != nil }
+        var isEmpty: Bool { !hasAttribution && clientAddress == nil && userAgent == nil && visit == nil }
+    }
+
+    let fields: Fields
+    init(_ fields: Fields) { self.fields = fields }
 }
 
 /// Any frame the protocol defines.

@@ -129,9 +129,10 @@ public enum FrameDecoder {
                 let browser = try optionalString(&p), os = try optionalString(&p)
                 e.visit = Visit(visitor: visitor, device: Device(rawValue: device), browser: browser, os: os, isBot: bot != 0)
             }
-            let candidate = Event(siteID: site, eventType: type, path: path, userID: user,
-                                  timestamp: ts ?? EventLimits.minTimestamp, referrer: e.referrer, utmSource: e.utmSource,
-                                  utmMedium: e.utmMedium, utmCampaign: e.utmCampaign)
+            let candidate = !e.hasExtra
+                ? Event(siteID: site, eventType: type, path: path, userID: user, timestamp: ts ?? EventLimits.minTimestamp)
+                : Event(siteID: site, eventType: type, path: path, userID: user, timestamp: ts ?? EventLimits.minTimestamp,
+                        referrer: e.referrer, utmSource: e.utmSource, utmMedium: e.utmMedium, utmCampaign: e.utmCampaign)
             let problems = candidate.problems()
             if !problems.isEmpty {
                 throw FrameRejection(.invalidEvent, "event \(index): " + problems.joined(separator: "; "))
