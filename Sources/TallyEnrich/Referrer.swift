@@ -8,44 +8,47 @@ public enum Referrer {
         return host
     }
 
-    /// Where the part after `scheme://` starts, if there is a scheme.
-    static func schemeEnd(_ s: Substring) -> Substring.Index? {
-        var i = s.startIndex
-        while i < s.endIndex, s[i] != "/" {
-            if s[i] == ":" {
-                let rest = s[s.index(after: i)...]
-                return rest.hasPrefix("//") ? rest.index(rest.startIndex, offsetBy: 2) : nil
-            }
-            i = s.index(after: i)
-        }
-        return nil
-    }
-
-    /// `scheme://[user@]host[:port][/…]`, or a bare `host[/…]`.
+    /// `scheme://[user@]host[:port][/…]`, or a bare `host[/…]`. On the UTF-8 bytes: it runs
+    /// for every browser event, and `Character` iteration costs several times as much.
     static func hostPart(_ s: String) -> String? {
-        var rest = Substring(s.trimmingSpaces())
-        if let r = schemeEnd(rest) { rest = rest[r...] } else if rest.hasPrefix("//") { rest = rest.dropFirst(2) }
-        if let end = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
-        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
-        if rest.hasPrefix("[") {
-            // An IPv6 literal keeps its brackets; only a port after them goes.
-            if let close = rest.firstIndex(of: "]") { rest = rest[...close] }
-        } else if let colon = rest.firstIndex(of: ":") {
-            rest = rest[..<colon]
+        var b = Array(s.utf8)
+        var lo = 0, hi = b.count
+        func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 }
+        while lo < hi && isSpace(b[lo]) { lo += 1 }
+        while hi > lo && isSpace(b[hi - 1]) { hi -= 1 }
+        // A scheme ends at the first ":" before any "/", when "//" follows it.
+        var i = lo
+        while i < hi {
+            if b[i] == UInt8(ascii: ":") {
+                if i + 2 < hi && b[i + 1] == UInt8(ascii: "/") && b[i + 2] == UInt8(ascii: "/") { lo = i + 3 }
+                break
+            }
+            if b[i] == UInt8(ascii: "/") {
+                if i == lo && i + 1 < hi && b[i + 1] == UInt8(ascii: "/") { lo = i + 2 }
+                break
+            }
+            i += 1
         }
-        var host = rest.lowercased()
-        while host.hasSuffix(".") { host.removeLast() }
-        if host.hasPrefix("www.") { host.removeFirst(4) }
-        guard !host.isEmpty, !host.contains(where: { $0 == " " || $0 == "\t" }) else { return nil }
-        return host
+        var end = lo
+        while end < hi && b[end] != UInt8(ascii: "/") && b[end] != UInt8(ascii: "?") && b[end] != UInt8(ascii: "#") { end += 1 }
+        if let at = b[lo..<end].lastIndex(of: UInt8(ascii: "@")) { lo = at + 1 }
+        if lo < end && b[lo] == UInt8(ascii: "[") {
+            // An IPv6 literal keeps its brackets; only a port after them goes.
+            if let close = b[lo..<end].firstIndex(of: UInt8(ascii: "]")) { end = close + 1 }
+        } else if let colon = b[lo..<end].firstIndex(of: UInt8(ascii: ":")) {
+            end = colon
+        }
+        while end > lo && b[end - 1] == UInt8(ascii: ".") { end -= 1 }
+        for k in lo..<end {
+            if b[k] >= UInt8(ascii: "A") && b[k] <= UInt8(ascii: "Z") { b[k] += 32 }
+            if isSpace(b[k]) { return nil }
+        }
+        if end - lo > 4 && b[lo] == UInt8(ascii: "w") && b[lo + 1] == UInt8(ascii: "w") && b[lo + 2] == UInt8(ascii: "w")
+            && b[lo + 3] == UInt8(ascii: ".") {
+            lo += 4
+        }
+        guard lo < end else { return nil }
+        return String(decoding: b[lo..<end], as: UTF8.self)
     }
 }
 
-extension String {
-    fileprivate func trimmingSpaces() -> Substring {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
-    }
-}

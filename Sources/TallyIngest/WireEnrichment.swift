@@ -10,6 +10,9 @@ extension EventsFrame {
         var events = resolved(receivedAt: receivedAt)
         var bots = 0
         for i in events.indices {
+            // Nothing to derive from an event without attribution or client facts (most edge
+            // and server-side traffic): its visit stays empty.
+            guard self.events[i].needsEnrichment else { continue }
             let w = self.events[i]
             if enricher.enrich(&events[i], client: ClientFacts(address: w.clientAddress, userAgent: w.userAgent),
                                receivedAt: receivedAt) {

@@ -190,35 +190,42 @@ public final class PostgresStore: EventStore, Sendable {
             guard !fresh.isEmpty else { return (outcomes, nil) }
             let r = BatchRollup(fresh.flatMap(\.events), knownDay: known.day, knownSite: known.site)
 
-            try await conn.copyFrom(table: "events", columns: ["site_id", "event_type", "path", "user_id", "event_ts", "ingested_at",
-                                                              "referrer", "utm_source", "utm_medium", "utm_campaign", "device",
-                                                              "browser", "os", "visitor", "bot"],
-                                    logger: logger) { writer in
-                var buffer = ByteBuffer()
-                buffer.reserveCapacity(1 << 16)
-                for batch in fresh {
-                let ingested = Self.copyTimestamp(batch.createdAt)
+            // Rows as arrays, one per column, unnested by one INSERT: PostgresNIO's COPY can
+            // crash the process when the server ends the connection mid-copy ("Copy mode is
+            // only supported for extended queries"), an outage the loader must survive.
+            // Arrays cannot hold NULL here: "" and 0 stand for it (no stored name is empty).
+            var site: [String] = [], type: [String] = [], path: [String] = [], user: [String] = []
+            var ts: [Int64] = [], ingested: [Int64] = [], visitor: [Int64] = [], bot: [Bool] = []
+            var labels: [[String]] = Array(repeating: [], count: 7)
+            let count = fresh.reduce(0) { $0 + $1.events.count }
+            site.reserveCapacity(count); type.reserveCapacity(count); path.reserveCapacity(count); user.reserveCapacity(count)
+            ts.reserveCapacity(count); ingested.reserveCapacity(count); visitor.reserveCapacity(count); bot.reserveCapacity(count)
+            for batch in fresh {
                 for e in batch.events {
-                    Self.copyField(PostgresName.stored(e.siteID), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
-                    Self.copyField(PostgresName.stored(e.eventType), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
-                    Self.copyField(e.path.map(PostgresName.stored), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
-                    Self.copyField(e.userID.map(PostgresName.stored), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
-                    buffer.writeString(Self.copyTimestamp(e.timestamp)); buffer.writeInteger(UInt8(ascii: "\t"))
-                    buffer.writeString(ingested); buffer.writeInteger(UInt8(ascii: "\t"))
-                    for label in [e.referrer, e.utmSource, e.utmMedium, e.utmCampaign, e.visit.device?.name, e.visit.browser, e.visit.os] {
-                        Self.copyField(label.map(PostgresName.stored), &buffer); buffer.writeInteger(UInt8(ascii: "\t"))
+                    site.append(PostgresName.stored(e.siteID))
+                    type.append(PostgresName.stored(e.eventType))
+                    path.append(e.path.map(PostgresName.stored) ?? "")
+                    user.append(e.userID.map(PostgresName.stored) ?? "")
+                    ts.append(e.timestamp)
+                    ingested.append(batch.createdAt)
+                    let v = e.visit
+                    for (k, label) in [e.referrer, e.utmSource, e.utmMedium, e.utmCampaign, v.device?.name, v.browser, v.os].enumerated() {
+                        labels[k].append(label.map(PostgresName.stored) ?? "")
                     }
-                    Self.copyField(e.visit.visitor == 0 ? nil : String(Int64(bitPattern: e.visit.visitor)), &buffer)
-                    buffer.writeInteger(UInt8(ascii: "\t"))
-                    buffer.writeStaticString(e.visit.isBot ? "t" : "f"); buffer.writeInteger(UInt8(ascii: "\n"))
-                    if buffer.readableBytes > 1 << 16 {
-                        try await writer.write(buffer)
-                        buffer.clear()
-                    }
+                    visitor.append(Int64(bitPattern: v.visitor))
+                    bot.append(v.isBot)
                 }
-                }
-                if buffer.readableBytes > 0 { try await writer.write(buffer) }
             }
+            try await conn.query("""
+                INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at, referrer, utm_source, utm_medium,
+                                   utm_campaign, device, browser, os, visitor, bot)
+                SELECT s, t, NULLIF(p, ''), NULLIF(u, ''), TIMESTAMPTZ 'epoch' + e * INTERVAL '1 microsecond',
+                       TIMESTAMPTZ 'epoch' + i * INTERVAL '1 microsecond', NULLIF(r, ''), NULLIF(us, ''), NULLIF(um, ''),
+                       NULLIF(uc, ''), NULLIF(d, ''), NULLIF(b, ''), NULLIF(o, ''), NULLIF(v, 0), x
+                FROM unnest(\(site), \(type), \(path), \(user), \(ts), \(ingested), \(labels[0]), \(labels[1]), \(labels[2]),
+                            \(labels[3]), \(labels[4]), \(labels[5]), \(labels[6]), \(visitor), \(bot))
+                    AS t(s, t, p, u, e, i, r, us, um, uc, d, b, o, v, x)
+                """, logger: logger)
 
             let dv = r.dayViews.sorted { ($0.key.site, $0.key.day) < ($1.key.site, $1.key.day) }
             if !dv.isEmpty {
@@ -359,27 +366,6 @@ public final class PostgresStore: EventStore, Sendable {
         await task?.value
     }
 
-    /// COPY text format: backslash escapes for the four characters that would break a row.
-    static func copyField(_ value: String?, _ buffer: inout ByteBuffer) {
-        guard let value else {
-            buffer.writeStaticString("\\N")
-            return
-        }
-        for b in value.utf8 {
-            switch b {
-            case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
-            case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
-            case UInt8(ascii: "\n"): buffer.writeStaticString("\\n")
-            case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
-            default: buffer.writeInteger(b)
-            }
-        }
-    }
-
-    static func copyTimestamp(_ micros: Int64) -> String {
-        // "2025-11-14T12:00:00.000000Z" is accepted by timestamptz input.
-        Timestamp.format(micros)
-    }
 }
 
 /// A bounded memory of committed user rows: returning visitors are most of the traffic, and a

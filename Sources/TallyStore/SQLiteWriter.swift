@@ -117,34 +117,47 @@ final class SQLiteWriter {
         return rows
     }
 
-    /// A load whose rows have none of the schema-3 columns (what server-side senders mostly
-    /// send) goes in through the narrow statement: binding nine NULLs per row costs a third of
-    /// an append. Any other load uses the wide one for all its rows, so rowids stay in order
-    /// and SQLite keeps appending (explicit rowids would cost a B-tree seek per row).
+    /// The narrowest statement that holds a load: none of the schema-3 columns (what
+    /// server-side senders mostly send), only anonymous visitor ids (HTTP senders without a
+    /// User-Agent), or all of them. Binding NULLs costs: nine per row would be a third of an
+    /// append. One statement per load keeps rowids in order and SQLite appending.
     private func append(_ rows: [SQLiteRow]) throws {
-        let wide = rows.contains { !$0.isPlain }
+        var tier = 0
+        for r in rows where tier < 2 { tier = max(tier, r.tier) }
         try rows.withUnsafeBufferPointer { rows in
-            guard wide else {
-                return try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES",
-                                         columns: 6, count: rows.count) { s, p, i in Self.bindCommon(s.handle, p, rows[i]) }
-            }
-            try db.insertRows("""
-                INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at, referrer, utm_source, utm_medium,
-                                       utm_campaign, device, browser, os, visitor, bot) VALUES
-                """, columns: 15, count: rows.count) { s, p, i in
-                let row = rows[i], h = s.handle
-                Self.bindCommon(h, p, row)
-                Self.bindID(h, p + 6, row.referrer)
-                Self.bindID(h, p + 7, row.utmSource)
-                Self.bindID(h, p + 8, row.utmMedium)
-                Self.bindID(h, p + 9, row.utmCampaign)
-                Self.bindID(h, p + 10, row.device)
-                Self.bindID(h, p + 11, row.browser)
-                Self.bindID(h, p + 12, row.os)
-                if row.visitor != 0 { sqlite3_bind_int64(h, p + 13, Int64(bitPattern: row.visitor)) } else { sqlite3_bind_null(h, p + 13) }
-                sqlite3_bind_int64(h, p + 14, row.bot ? 1 : 0)
+            switch tier {
+            case 0:
+                try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES",
+                                  columns: 6, count: rows.count) { s, p, i in Self.bindCommon(s.handle, p, rows[i]) }
+            case 1:
+                try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at, visitor) VALUES",
+                                  columns: 7, count: rows.count) { s, p, i in
+                    Self.bindCommon(s.handle, p, rows[i])
+                    Self.bindVisitor(s.handle, p + 6, rows[i].visitor)
+                }
+            default:
+                try db.insertRows("""
+                    INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at, referrer, utm_source, utm_medium,
+                                           utm_campaign, device, browser, os, visitor, bot) VALUES
+                    """, columns: 15, count: rows.count) { s, p, i in
+                    let row = rows[i], h = s.handle
+                    Self.bindCommon(h, p, row)
+                    Self.bindID(h, p + 6, row.referrer)
+                    Self.bindID(h, p + 7, row.utmSource)
+                    Self.bindID(h, p + 8, row.utmMedium)
+                    Self.bindID(h, p + 9, row.utmCampaign)
+                    Self.bindID(h, p + 10, row.device)
+                    Self.bindID(h, p + 11, row.browser)
+                    Self.bindID(h, p + 12, row.os)
+                    Self.bindVisitor(h, p + 13, row.visitor)
+                    sqlite3_bind_int64(h, p + 14, row.bot ? 1 : 0)
+                }
             }
         }
+    }
+
+    private static func bindVisitor(_ h: OpaquePointer, _ index: Int32, _ v: UInt64) {
+        if v != 0 { sqlite3_bind_int64(h, index, Int64(bitPattern: v)) } else { sqlite3_bind_null(h, index) }
     }
 
     private static func bindCommon(_ h: OpaquePointer, _ p: Int32, _ row: SQLiteRow) {
@@ -211,10 +224,12 @@ struct SQLiteRow {
     var visitor: UInt64 = 0
     var bot = false
 
-    /// Nothing of schema 3 to store.
-    var isPlain: Bool {
-        referrer < 0 && utmSource < 0 && utmMedium < 0 && utmCampaign < 0 && device < 0 && browser < 0 && os < 0
-            && visitor == 0 && !bot
+    /// 0: nothing of schema 3 to store; 1: only an anonymous visitor id; 2: more.
+    var tier: Int {
+        if referrer < 0 && utmSource < 0 && utmMedium < 0 && utmCampaign < 0 && device < 0 && browser < 0 && os < 0 && !bot {
+            return visitor == 0 ? 0 : 1
+        }
+        return 2
     }
 }
 

@@ -125,6 +125,8 @@ public struct WireEvent: Sendable, Equatable {
     public var visit: Visit? { get { extra?.fields.visit } set { update { $0.visit = newValue } } }
 
     var hasExtra: Bool { extra != nil }
+    /// Carries something the server derives from (a referrer, client facts).
+    public var needsEnrichment: Bool { extra != nil }
     var hasAttribution: Bool { extra.map { $0.fields.hasAttribution } ?? false }
     var hasClient: Bool { extra.map { $0.fields.clientAddress != nil || $0.fields.userAgent != nil } ?? false }
     /// Needs version 2.
