@@ -35,7 +35,7 @@ final class SQLiteWriter {
                 try db.exec("ROLLBACK")
                 return outcomes
             }
-            let rows = try intern(fresh)
+            let (rows, extras) = try intern(fresh)
             // Adding up the rollup is pure Swift work and appending the rows is SQLite's: on
             // a large load they run on two cores. Only the append touches the connection, and
             // the caller waits for both, so the connection is never used by two threads at once.
@@ -46,16 +46,16 @@ final class SQLiteWriter {
                 let writer = UnsafeTransfer(self)
                 DispatchQueue.concurrentPerform(iterations: 2) { i in
                     if i == 0 {
-                        do { try writer.value.append(rows) } catch { appended.value = error }
+                        do { try writer.value.append(rows, extras) } catch { appended.value = error }
                     } else {
-                        added.value = SQLiteRollup(rows)
+                        added.value = SQLiteRollup(rows, extras)
                     }
                 }
                 if let error = appended.value { throw error }
                 rollup = added.value
             } else {
-                try append(rows)
-                rollup = SQLiteRollup(rows)
+                try append(rows, extras)
+                rollup = SQLiteRollup(rows, extras)
             }
             try upsert(rollup)
             try db.exec("COMMIT")
@@ -70,8 +70,9 @@ final class SQLiteWriter {
     }
 
     /// Maps each event's names to their ids (adding new names inside the transaction).
-    private func intern(_ batches: [StoreBatch]) throws -> [SQLiteRow] {
+    private func intern(_ batches: [StoreBatch]) throws -> (rows: [SQLiteRow], extras: [SQLiteRowExtra]) {
         var rows: [SQLiteRow] = []
+        var extras: [SQLiteRowExtra] = []
         rows.reserveCapacity(batches.reduce(0) { $0 + $1.events.count })
         // Events arrive in runs of one site and mostly one type: remember the last of each.
         var lastSite = "", lastSiteID: Int64 = -1
@@ -101,29 +102,25 @@ final class SQLiteWriter {
                 if e.hasExtra {
                     let v = e.visit
                     func label(_ s: String?) throws -> Int64 { try s.map { try labels.id($0, db) } ?? -1 }
-                    row.referrer = try label(e.referrer)
-                    row.utmSource = try label(e.utmSource)
-                    row.utmMedium = try label(e.utmMedium)
-                    row.utmCampaign = try label(e.utmCampaign)
-                    row.device = v.device.map { Int64($0.rawValue) } ?? -1
-                    row.browser = try label(v.browser)
-                    row.os = try label(v.os)
-                    row.visitor = v.visitor
-                    row.bot = v.isBot
+                    row.extra = Int32(extras.count)
+                    extras.append(SQLiteRowExtra(
+                        referrer: try label(e.referrer), utmSource: try label(e.utmSource), utmMedium: try label(e.utmMedium),
+                        utmCampaign: try label(e.utmCampaign), device: v.device.map { Int64($0.rawValue) } ?? -1,
+                        browser: try label(v.browser), os: try label(v.os), visitor: v.visitor, bot: v.isBot))
                 }
                 rows.append(row)
             }
         }
-        return rows
+        return (rows, extras)
     }
 
     /// The narrowest statement that holds a load: none of the schema-3 columns (what
     /// server-side senders mostly send), only anonymous visitor ids (HTTP senders without a
     /// User-Agent), or all of them. Binding NULLs costs: nine per row would be a third of an
     /// append. One statement per load keeps rowids in order and SQLite appending.
-    private func append(_ rows: [SQLiteRow]) throws {
+    private func append(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) throws {
         var tier = 0
-        for r in rows where tier < 2 { tier = max(tier, r.tier) }
+        for x in extras where tier < 2 { tier = max(tier, x.tier) }
         try rows.withUnsafeBufferPointer { rows in
             switch tier {
             case 0:
@@ -133,7 +130,7 @@ final class SQLiteWriter {
                 try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at, visitor) VALUES",
                                   columns: 7, count: rows.count) { s, p, i in
                     Self.bindCommon(s.handle, p, rows[i])
-                    Self.bindVisitor(s.handle, p + 6, rows[i].visitor)
+                    Self.bindVisitor(s.handle, p + 6, rows[i].extra >= 0 ? extras[Int(rows[i].extra)].visitor : 0)
                 }
             default:
                 try db.insertRows("""
@@ -141,16 +138,17 @@ final class SQLiteWriter {
                                            utm_campaign, device, browser, os, visitor, bot) VALUES
                     """, columns: 15, count: rows.count) { s, p, i in
                     let row = rows[i], h = s.handle
+                    let x = row.extra >= 0 ? extras[Int(row.extra)] : SQLiteRowExtra()
                     Self.bindCommon(h, p, row)
-                    Self.bindID(h, p + 6, row.referrer)
-                    Self.bindID(h, p + 7, row.utmSource)
-                    Self.bindID(h, p + 8, row.utmMedium)
-                    Self.bindID(h, p + 9, row.utmCampaign)
-                    Self.bindID(h, p + 10, row.device)
-                    Self.bindID(h, p + 11, row.browser)
-                    Self.bindID(h, p + 12, row.os)
-                    Self.bindVisitor(h, p + 13, row.visitor)
-                    sqlite3_bind_int64(h, p + 14, row.bot ? 1 : 0)
+                    Self.bindID(h, p + 6, x.referrer)
+                    Self.bindID(h, p + 7, x.utmSource)
+                    Self.bindID(h, p + 8, x.utmMedium)
+                    Self.bindID(h, p + 9, x.utmCampaign)
+                    Self.bindID(h, p + 10, x.device)
+                    Self.bindID(h, p + 11, x.browser)
+                    Self.bindID(h, p + 12, x.os)
+                    Self.bindVisitor(h, p + 13, x.visitor)
+                    sqlite3_bind_int64(h, p + 14, x.bot ? 1 : 0)
                 }
             }
         }
@@ -219,6 +217,13 @@ struct SQLiteRow {
     var isView: Bool
     /// Has a non-empty user id, and counts.
     var countsAsUser: Bool
+    /// Index into the load's ``SQLiteRowExtra``s, -1 for a row without (most): rows stay as
+    /// small as the seed's, which a load of millions of them feels.
+    var extra: Int32 = -1
+}
+
+/// The schema-3 columns of a row that has any (-1 stands for NULL, visitor 0 too).
+struct SQLiteRowExtra {
     var referrer: Int64 = -1, utmSource: Int64 = -1, utmMedium: Int64 = -1, utmCampaign: Int64 = -1
     var device: Int64 = -1, browser: Int64 = -1, os: Int64 = -1
     var visitor: UInt64 = 0
@@ -250,7 +255,7 @@ struct SQLiteRollup {
     init() {}
 
     /// Adds up `rows`.
-    init(_ rows: [SQLiteRow]) {
+    init(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra] = []) {
         let capacity = min(rows.count, 1 << 16)
         var dv = IDPairTable(), dpv = IDPairTable(capacity: capacity / 4), spv = IDPairTable(capacity: capacity / 4)
         var du = IDPairTable(capacity: capacity), su = IDPairTable(capacity: capacity / 4)
@@ -259,7 +264,7 @@ struct SQLiteRollup {
         for r in rows {
             let siteDay = IDPairTable.word(r.site, r.day)
             let site = UInt64(r.site)
-            if r.visitor != 0 && !r.bot { dvis.add(siteDay, r.visitor) }
+            if r.extra >= 0, case let x = extras[Int(r.extra)], x.visitor != 0 && !x.bot { dvis.add(siteDay, x.visitor) }
             if r.countsAsUser {
                 du.add(siteDay, UInt64(r.user))
                 su.add(site, UInt64(r.user))

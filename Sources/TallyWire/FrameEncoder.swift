@@ -125,12 +125,13 @@ public enum FrameEncoder {
         var out: [EventsFrame] = []
         var bytes = 0
         for e in events {
-            let size = encodedSize(WireEvent(e))
+            let w = WireEvent(e)
+            let size = encodedSize(w)
             if let last = out.last, last.siteID == e.siteID, last.events.count < cap, bytes + size <= Wire.maxPayload {
-                out[out.count - 1].events.append(WireEvent(e))
+                out[out.count - 1].events.append(w)
                 bytes += size
             } else {
-                out.append(EventsFrame(siteID: e.siteID, events: [WireEvent(e)]))
+                out.append(EventsFrame(siteID: e.siteID, events: [w]))
                 bytes = 1 + 8 + 2 + e.siteID.utf8.count + 2 + size
             }
         }
