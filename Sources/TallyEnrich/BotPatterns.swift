@@ -121,16 +121,7 @@ enum BotPatterns {
 
     /// The patterns, lower-cased, without comments.
     static let all: [[UInt8]] = text.split(separator: "\n").compactMap { line in
-        let p = line.trimmingCharacters()
+        let p = line.trimmingBlanks()
         return p.isEmpty || p.hasPrefix("#") ? nil : Array(p.lowercased().utf8)
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters() -> Substring {
-        var s = self
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
-        return s
     }
 }

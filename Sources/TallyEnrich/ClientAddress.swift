@@ -62,7 +62,7 @@ public struct ClientAddressRule: Sendable {
         guard !trustedProxies.isEmpty, let header = forwardedFor, isTrusted(peer) else { return peer }
         var client = peer
         for part in header.split(separator: ",").reversed() {
-            let candidate = part.trimmingCharacters()
+            let candidate = String(part.trimmingBlanks())
             guard AddressRange.parse(candidate) != nil else { break }
             client = candidate
             if !isTrusted(candidate) { break }
@@ -77,10 +77,11 @@ public struct ClientAddressRule: Sendable {
 }
 
 extension Substring {
-    fileprivate func trimmingCharacters() -> String {
+    /// Without leading and trailing spaces and tabs (lists in settings, headers and data).
+    func trimmingBlanks() -> Substring {
         var s = self
         while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
         while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
+        return s
     }
 }

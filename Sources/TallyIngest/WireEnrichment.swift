@@ -12,7 +12,7 @@ extension EventsFrame {
         for i in events.indices {
             // Nothing to derive from an event without attribution or client facts (most edge
             // and server-side traffic): its visit stays empty.
-            guard self.events[i].needsEnrichment else { continue }
+            guard self.events[i].hasExtra else { continue }
             let w = self.events[i]
             if enricher.enrich(&events[i], client: ClientFacts(address: w.clientAddress, userAgent: w.userAgent),
                                receivedAt: receivedAt) {

@@ -124,13 +124,11 @@ public struct WireEvent: Sendable, Equatable {
     /// Spool files only: what the server derived.
     public var visit: Visit? { get { extra?.fields.visit } set { update { $0.visit = newValue } } }
 
-    var hasExtra: Bool { extra != nil }
-    /// Carries something the server derives from (a referrer, client facts).
-    public var needsEnrichment: Bool { extra != nil }
+    /// Carries a version-2 field: something the server derives from (a referrer, client
+    /// facts), or what it derived (spool). Frames with such events are written as version 2.
+    public var hasExtra: Bool { extra != nil }
     var hasAttribution: Bool { extra.map { $0.fields.hasAttribution } ?? false }
     var hasClient: Bool { extra.map { $0.fields.clientAddress != nil || $0.fields.userAgent != nil } ?? false }
-    /// Needs version 2.
-    var isVersion2: Bool { extra != nil }
 
     private mutating func update(_ change: (inout WireExtra.Fields) -> Void) {
         var f = extra?.fields ?? WireExtra.Fields()

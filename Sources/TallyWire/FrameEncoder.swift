@@ -11,7 +11,7 @@ public enum FrameEncoder {
         var version = Wire.version
         for e in frame.events {
             bound += encodedSize(e)
-            if e.isVersion2 { version = Wire.version2 }
+            if e.hasExtra { version = Wire.version2 }
         }
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: bound) { out in
             var w = RawWriter(base: out.baseAddress!)
@@ -34,7 +34,7 @@ public enum FrameEncoder {
                 if e.hasClient { flags |= EventFlag.client }
                 if e.visit != nil { flags |= EventFlag.visit }
                 // Byte-wise: String == is Unicode-canonical, and the receiver must get the same bytes.
-                let same = previousType.map { sameBytes($0, e.eventType) } ?? false
+                let same = previousType.map { $0.utf8Equals(e.eventType) } ?? false
                 if same { flags |= EventFlag.sameType }
                 w.integer(flags)
                 if !same { w.string(e.eventType) }
@@ -60,12 +60,6 @@ public enum FrameEncoder {
             w.set(UInt32(w.offset - lengthAt - 4), at: lengthAt)
             return w.offset
         }
-    }
-
-    static func sameBytes(_ a: String, _ b: String) -> Bool {
-        guard a.utf8.count == b.utf8.count else { return false }
-        var a = a, b = b
-        return a.withUTF8 { x in b.withUTF8 { y in x.elementsEqual(y) } }
     }
 
     /// Big-endian stores into memory the caller sized.
