@@ -60,6 +60,15 @@ public struct Event: Sendable, Hashable {
         set { update { $0.visit = newValue } }
     }
 
+    /// What ingest derives, set together (one allocation, not one per field): the referrer's
+    /// host in place of the referrer as sent, and the visit.
+    public mutating func derive(referrerHost: String?, visit: Visit) {
+        update {
+            $0.referrer = referrerHost
+            $0.visit = visit
+        }
+    }
+
     /// Whether any of the fields behind ``extra`` is set.
     public var hasExtra: Bool { extra != nil }
 

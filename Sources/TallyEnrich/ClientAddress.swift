@@ -57,9 +57,10 @@ public struct ClientAddressRule: Sendable {
         self.trustedProxies = trustedProxies
     }
 
-    public func address(peer: String?, forwardedFor: String?) -> String? {
+    /// `forwardedFor` is read only when some proxy is trusted (not on most servers' requests).
+    public func address(peer: String?, forwardedFor: @autoclosure () -> String?) -> String? {
         guard let peer else { return nil }
-        guard !trustedProxies.isEmpty, let header = forwardedFor, isTrusted(peer) else { return peer }
+        guard !trustedProxies.isEmpty, let header = forwardedFor(), isTrusted(peer) else { return peer }
         var client = peer
         for part in header.split(separator: ",").reversed() {
             let candidate = String(part.trimmingBlanks())

@@ -43,33 +43,77 @@ public final class Enricher: Sendable {
         self.addressRule = addressRule
     }
 
+    /// What the last request of one connection resolved: a browser's requests on a kept-alive
+    /// connection share a User-Agent and a visitor, recognised by a byte compare instead of the
+    /// shared caches' hash and lock. Held by one connection (or one frame), never shared.
+    public struct Memo: Sendable {
+        var userAgent: String?
+        var userAgentClass = UserAgentClass()
+        /// An `Origin` and its host (``Referrer/hostPart(_:)``), to tell same-site referrers.
+        var page: (origin: String, host: String?)?
+        var visitor: (key: VisitorKey, id: UInt64)?
+        public init() {}
+    }
+
     /// Fills in `event`'s referrer host and visit from `client`; `receivedAt` picks the salt.
     /// Returns whether the event was flagged as a bot.
     @discardableResult
     public func enrich(_ event: inout Event, client: ClientFacts, receivedAt: Int64) -> Bool {
-        enrich(&event, client: client, ua: userAgentClass(client.userAgent), day: UTCDay(containing: receivedAt))
+        var memo = Memo()
+        return enrich(&event, client: client, receivedAt: receivedAt, memo: &memo)
     }
 
-    /// All events of one request (one sender): the User-Agent is classified once, and an
-    /// anonymous visitor looked up once per site. Returns how many were flagged as bots.
-    public func enrich(_ events: inout [Event], client: ClientFacts, receivedAt: Int64) -> Int {
-        let ua = userAgentClass(client.userAgent), day = UTCDay(containing: receivedAt)
+    /// The same, remembering in `memo` what the next event of this sender will likely need.
+    public func enrich(_ event: inout Event, client: ClientFacts, receivedAt: Int64, memo: inout Memo) -> Bool {
+        enrich(&event, client: client, ua: userAgentClass(client.userAgent, memo: &memo), day: UTCDay(containing: receivedAt), memo: &memo)
+    }
+
+    /// All events of one request (one sender): the User-Agent is classified once.
+    /// Returns how many were flagged as bots.
+    public func enrich(_ events: inout [Event], client: ClientFacts, receivedAt: Int64, memo: inout Memo) -> Int {
+        let ua = userAgentClass(client.userAgent, memo: &memo), day = UTCDay(containing: receivedAt)
         var bots = 0
-        for i in events.indices where enrich(&events[i], client: client, ua: ua, day: day) { bots += 1 }
+        for i in events.indices where enrich(&events[i], client: client, ua: ua, day: day, memo: &memo) { bots += 1 }
         return bots
     }
 
-    private func enrich(_ event: inout Event, client: ClientFacts, ua: UserAgentClass, day: UTCDay) -> Bool {
-        if event.referrer != nil { event.referrer = Referrer.host(event.referrer, pageHost: client.pageHost) }
+    private func userAgentClass(_ userAgent: String?, memo: inout Memo) -> UserAgentClass {
+        if let known = memo.userAgent, let userAgent, known.utf8Equals(userAgent) { return memo.userAgentClass }
+        let ua = userAgentClass(userAgent)
+        memo.userAgent = userAgent
+        memo.userAgentClass = ua
+        return ua
+    }
+
+    private func enrich(_ event: inout Event, client: ClientFacts, ua: UserAgentClass, day: UTCDay, memo: inout Memo) -> Bool {
         var visit = Visit(device: ua.device, browser: ua.browser, os: ua.os, isBot: botFilter && ua.isBot)
         // An event with a user_id is counted as that user (the stores' user sets); only
         // anonymous events need an id of their own.
         if event.userID == nil, let address = client.address {
-            visit.visitor = anonymousVisitor(site: event.siteID, address: address, userAgent: client.userAgent ?? "", day: day)
+            let key = VisitorKey(day: day.number, site: ExactString(event.siteID), address: address,
+                                 userAgent: ExactString(client.userAgent ?? ""))
+            if let last = memo.visitor, last.key == key {
+                visit.visitor = last.id
+            } else {
+                visit.visitor = anonymousVisitor(key)
+                memo.visitor = (key, visit.visitor)
+            }
         }
         // Setting an empty visit on a plain event would only cost (most server-side events).
-        if !visit.isEmpty || event.hasExtra { event.visit = visit }
+        if event.referrer != nil {
+            event.derive(referrerHost: Referrer.host(event.referrer, ownHost: ownHost(client.pageHost, memo: &memo)), visit: visit)
+        } else if !visit.isEmpty || event.hasExtra {
+            event.visit = visit
+        }
         return visit.isBot
+    }
+
+    private func ownHost(_ origin: String?, memo: inout Memo) -> String? {
+        guard let origin else { return nil }
+        if let page = memo.page, page.origin.utf8Equals(origin) { return page.host }
+        let host = Referrer.hostPart(origin)
+        memo.page = (origin, host)
+        return host
     }
 
     public func userAgentClass(_ userAgent: String?) -> UserAgentClass {
@@ -84,10 +128,10 @@ public final class Enricher: Sendable {
         return c
     }
 
-    func anonymousVisitor(site: String, address: String, userAgent: String, day: UTCDay) -> UInt64 {
-        let key = VisitorKey(day: day.number, site: ExactString(site), address: address, userAgent: ExactString(userAgent))
+    func anonymousVisitor(_ key: VisitorKey) -> UInt64 {
         if let v = visitors.withLock({ $0[key] }) { return v }
-        let v = VisitorID.anonymous(key: salts.key(for: day), site: site, address: address, userAgent: userAgent)
+        let v = VisitorID.anonymous(key: salts.key(for: UTCDay(number: key.day)), site: key.site.string, address: key.address,
+                                    userAgent: key.userAgent.string)
         visitors.withLock { cache in
             // A new day's ids replace the old ones anyway: start again at the limit.
             if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }

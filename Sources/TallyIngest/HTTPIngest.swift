@@ -84,7 +84,8 @@ public enum HTTPIngest {
 
     /// Checks, in order: the query's encoding, the ack level, the content type, the body length, then the body
     /// itself. Returns the events and how to acknowledge them.
-    public static func decode(_ r: Request, receivedAt: Int64, enricher: Enricher) throws(IngestRefusal) -> (events: [Event], ack: AckLevel, bots: Int) {
+    public static func decode(_ r: Request, receivedAt: Int64, enricher: Enricher, memo: inout Enricher.Memo)
+        throws(IngestRefusal) -> (events: [Event], ack: AckLevel, bots: Int) {
         if let name = r.badQueryParameter { throw .badPercentEncoding(name) }
         let ack = try ackLevel(r.ack)
         try checkContentType(r.contentType)
@@ -98,9 +99,10 @@ public enum HTTPIngest {
                 }
             }
         }
-        switch parsed {
+        // Consumed: a copy left in `parsed` would make enriching copy the whole array.
+        switch consume parsed {
         case .success(var events):
-            let bots = enricher.enrich(&events, client: r.client, receivedAt: receivedAt)
+            let bots = enricher.enrich(&events, client: r.client, receivedAt: receivedAt, memo: &memo)
             return (events, ack, bots)
         case .failure(.malformed(let detail)): throw .malformedJSON(detail)
         case .failure(.invalid(let problems)): throw .invalidPayload(problems)

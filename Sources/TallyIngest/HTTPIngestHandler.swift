@@ -121,6 +121,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     private var date: (second: Int64, value: String) = (-1, "")
     /// The peer's address as text, looked up once per connection.
     private var peerAddress: String??
+    /// This connection's last User-Agent class and visitor (a browser's requests repeat them).
+    private var enrichMemo = Enricher.Memo()
 
     public init(context: IngestContext) {
         self.context = context
@@ -160,10 +162,11 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                 slots.append(.direct(id: id, answer: nil, head: facts))
                 if facts.close { acceptingRequests = false }
                 if peerAddress == nil { peerAddress = .some(ctx.remoteAddress?.ipAddress) }
-                let forwarded = head.headers["x-forwarded-for"]
                 let client = ClientFacts(
-                    address: context.enricher.addressRule.address(
-                        peer: peerAddress!, forwardedFor: forwarded.isEmpty ? nil : forwarded.joined(separator: ",")),
+                    address: context.enricher.addressRule.address(peer: peerAddress!, forwardedFor: {
+                        let forwarded = head.headers["x-forwarded-for"]
+                        return forwarded.isEmpty ? nil : forwarded.joined(separator: ",")
+                    }()),
                     userAgent: head.headers.first(name: "user-agent"), pageHost: head.headers.first(name: "origin"))
                 collecting = Collecting(id: id, request: HTTPIngest.Request(
                     route: route, ack: ack, badQueryParameter: badQuery, contentType: head.headers.first(name: "content-type"),
@@ -307,14 +310,17 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         let enricher = context.enricher
         // The body's bytes count against the read budget until it is parsed.
         guard (c.request.body?.readableBytes ?? 0) > Self.offloadBytes else {
-            let decoded = Result { () throws(IngestRefusal) in try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher) }
+            let decoded = Result { () throws(IngestRefusal) in
+                try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher, memo: &enrichMemo)
+            }
             ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
             return enqueue(decoded, c, ctx)
         }
         let bound = NIOLoopBound(self, eventLoop: ctx.eventLoop)
         let request = c.request
         NIOThreadPool.singleton.runIfActive(eventLoop: ctx.eventLoop) {
-            Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher) }
+            var memo = Enricher.Memo()
+            return Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher, memo: &memo) }
         }.whenComplete { result in
             let handler = bound.value
             guard let ctx = handler.handlerContext, handler.isPending(c.id) else { return }

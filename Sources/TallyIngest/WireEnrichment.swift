@@ -9,13 +9,14 @@ extension EventsFrame {
     func enrichedEvents(receivedAt: Int64, enricher: Enricher, metrics: IngestMetrics, transport: String) -> [Event] {
         var events = resolved(receivedAt: receivedAt)
         var bots = 0
+        var memo = Enricher.Memo()
         for i in events.indices {
             // Nothing to derive from an event without attribution or client facts (most edge
             // and server-side traffic): its visit stays empty.
             guard self.events[i].hasExtra else { continue }
             let w = self.events[i]
             if enricher.enrich(&events[i], client: ClientFacts(address: w.clientAddress, userAgent: w.userAgent),
-                               receivedAt: receivedAt) {
+                               receivedAt: receivedAt, memo: &memo) {
                 bots += 1
             }
         }

@@ -89,7 +89,7 @@ struct EventJSONReader {
                 if let prev = last[slot], same(prev.range, v) {
                     value = .string(prev.value)
                 } else {
-                    guard let s = String(validating: UnsafeRawBufferPointer(rebasing: b[v]), as: UTF8.self) else { return nil }
+                    guard let s = String(checkedUTF8: UnsafeRawBufferPointer(rebasing: b[v])) else { return nil }
                     value = .string(s)
                     last[slot] = (v, s)
                 }

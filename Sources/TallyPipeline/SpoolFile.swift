@@ -39,9 +39,7 @@ enum SpoolFormat {
     /// Encodes events (wire frames, one per run of a site) and compresses them.
     static func encode(_ batch: StoreBatch, compressor: ZstdCompressor, scratch: inout ByteBuffer) throws -> [UInt8] {
         scratch.clear()
-        for frame in FrameEncoder.frames(for: batch.events, maxEvents: Int(UInt16.max)) {
-            FrameEncoder.writeEvents(frame, into: &scratch)
-        }
+        FrameEncoder.writeFrames(for: batch.events, maxEvents: Int(UInt16.max), into: &scratch)
         let raw = scratch.readableBytesView
         let compressed = try raw.withUnsafeBytes { try compressor.compress($0) }
         let id = Array(batch.id.utf8)

@@ -198,8 +198,22 @@ public final class PostgresStore: EventStore, Sendable {
             var ts: [Int64] = [], ingested: [Int64] = [], visitor: [Int64] = [], bot: [Bool] = []
             var labels: [[String]] = Array(repeating: [], count: 7)
             let count = fresh.reduce(0) { $0 + $1.events.count }
+            // The narrowest statement that holds the load, as in SQLite: most server-side loads
+            // have no details, HTTP senders without a User-Agent only anonymous visitor ids, and
+            // seven arrays of empty labels are bytes to send and unnest for nothing.
+            var tier = 0
+            for batch in fresh where tier < 2 {
+                for e in batch.events where e.hasExtra {
+                    let v = e.visit
+                    let onlyVisitor = e.referrer == nil && e.utmSource == nil && e.utmMedium == nil && e.utmCampaign == nil
+                        && v.device == nil && v.browser == nil && v.os == nil && !v.isBot
+                    tier = max(tier, onlyVisitor ? 1 : 2)
+                    if tier == 2 { break }
+                }
+            }
             site.reserveCapacity(count); type.reserveCapacity(count); path.reserveCapacity(count); user.reserveCapacity(count)
-            ts.reserveCapacity(count); ingested.reserveCapacity(count); visitor.reserveCapacity(count); bot.reserveCapacity(count)
+            ts.reserveCapacity(count); ingested.reserveCapacity(count)
+            if tier > 0 { visitor.reserveCapacity(count) }
             for batch in fresh {
                 for e in batch.events {
                     site.append(PostgresName.stored(e.siteID))
@@ -208,24 +222,41 @@ public final class PostgresStore: EventStore, Sendable {
                     user.append(e.userID.map(PostgresName.stored) ?? "")
                     ts.append(e.timestamp)
                     ingested.append(batch.createdAt)
+                    guard tier > 0 else { continue }
                     let v = e.visit
+                    visitor.append(Int64(bitPattern: v.visitor))
+                    guard tier > 1 else { continue }
                     for (k, label) in [e.referrer, e.utmSource, e.utmMedium, e.utmCampaign, v.device?.name, v.browser, v.os].enumerated() {
                         labels[k].append(label.map(PostgresName.stored) ?? "")
                     }
-                    visitor.append(Int64(bitPattern: v.visitor))
                     bot.append(v.isBot)
                 }
             }
-            try await conn.query("""
-                INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at, referrer, utm_source, utm_medium,
-                                   utm_campaign, device, browser, os, visitor, bot)
-                SELECT s, t, NULLIF(p, ''), NULLIF(u, ''), TIMESTAMPTZ 'epoch' + e * INTERVAL '1 microsecond',
-                       TIMESTAMPTZ 'epoch' + i * INTERVAL '1 microsecond', NULLIF(r, ''), NULLIF(us, ''), NULLIF(um, ''),
-                       NULLIF(uc, ''), NULLIF(d, ''), NULLIF(b, ''), NULLIF(o, ''), NULLIF(v, 0), x
-                FROM unnest(\(site), \(type), \(path), \(user), \(ts), \(ingested), \(labels[0]), \(labels[1]), \(labels[2]),
-                            \(labels[3]), \(labels[4]), \(labels[5]), \(labels[6]), \(visitor), \(bot))
-                    AS t(s, t, p, u, e, i, r, us, um, uc, d, b, o, v, x)
-                """, logger: logger)
+            let common = "TIMESTAMPTZ 'epoch' + e * INTERVAL '1 microsecond', TIMESTAMPTZ 'epoch' + i * INTERVAL '1 microsecond'"
+            switch tier {
+            case 0:
+                try await conn.query("""
+                    INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at)
+                    SELECT s, t, NULLIF(p, ''), NULLIF(u, ''), \(unescaped: common)
+                    FROM unnest(\(site), \(type), \(path), \(user), \(ts), \(ingested)) AS t(s, t, p, u, e, i)
+                    """, logger: logger)
+            case 1:
+                try await conn.query("""
+                    INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at, visitor)
+                    SELECT s, t, NULLIF(p, ''), NULLIF(u, ''), \(unescaped: common), NULLIF(v, 0)
+                    FROM unnest(\(site), \(type), \(path), \(user), \(ts), \(ingested), \(visitor)) AS t(s, t, p, u, e, i, v)
+                    """, logger: logger)
+            default:
+                try await conn.query("""
+                    INSERT INTO events(site_id, event_type, path, user_id, event_ts, ingested_at, referrer, utm_source, utm_medium,
+                                       utm_campaign, device, browser, os, visitor, bot)
+                    SELECT s, t, NULLIF(p, ''), NULLIF(u, ''), \(unescaped: common), NULLIF(r, ''), NULLIF(us, ''), NULLIF(um, ''),
+                           NULLIF(uc, ''), NULLIF(d, ''), NULLIF(b, ''), NULLIF(o, ''), NULLIF(v, 0), x
+                    FROM unnest(\(site), \(type), \(path), \(user), \(ts), \(ingested), \(labels[0]), \(labels[1]), \(labels[2]),
+                                \(labels[3]), \(labels[4]), \(labels[5]), \(labels[6]), \(visitor), \(bot))
+                        AS t(s, t, p, u, e, i, r, us, um, uc, d, b, o, v, x)
+                    """, logger: logger)
+            }
 
             let dv = r.dayViews.sorted { ($0.key.site, $0.key.day) < ($1.key.site, $1.key.day) }
             if !dv.isEmpty {

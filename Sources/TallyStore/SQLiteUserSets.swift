@@ -131,8 +131,8 @@ struct SQLiteUserSets {
     func rebuild() throws {
         try db.exec("DELETE FROM daily_user_sets; DELETE FROM site_user_sets;")
         let scan = try db.statement("""
-            SELECT site, event_ts / \(SQLiteSchema.microsPerDay), user FROM event_rows
-            WHERE user IS NOT NULL AND bot = 0 AND user <> coalesce((SELECT id FROM users WHERE name = ''), -1)
+            SELECT site, event_ts / \(SQLiteSchema.microsPerDay), user FROM event_rows e
+            WHERE user IS NOT NULL AND \(SQLiteSchema.counts) AND user <> coalesce((SELECT id FROM users WHERE name = ''), -1)
             """)
         var day = IDPairTable(), site = IDPairTable()
         func flush() throws {

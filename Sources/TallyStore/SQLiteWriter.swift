@@ -104,7 +104,7 @@ final class SQLiteWriter {
                     func label(_ s: String?) throws -> Int64 { try s.map { try labels.id($0, db) } ?? -1 }
                     row.extra = Int32(extras.count)
                     extras.append(SQLiteRowExtra(
-                        referrer: try label(e.referrer), utmSource: try label(e.utmSource), utmMedium: try label(e.utmMedium),
+                        row: Int32(rows.count), referrer: try label(e.referrer), utmSource: try label(e.utmSource), utmMedium: try label(e.utmMedium),
                         utmCampaign: try label(e.utmCampaign), device: v.device.map { Int64($0.rawValue) } ?? -1,
                         browser: try label(v.browser), os: try label(v.os), visitor: v.visitor, bot: v.isBot))
                 }
@@ -114,57 +114,60 @@ final class SQLiteWriter {
         return (rows, extras)
     }
 
-    /// The narrowest statement that holds a load: none of the schema-3 columns (what
-    /// server-side senders mostly send), only anonymous visitor ids (HTTP senders without a
-    /// User-Agent), or all of them. Binding NULLs costs: nine per row would be a third of an
-    /// append. One statement per load keeps rowids in order and SQLite appending.
+    /// Appends the rows, then the details of the rows that have any under the same ids. SQLite
+    /// gives an appended row the id after the largest one (checked below), so the rows get
+    /// consecutive ids from there without binding them: an explicit id costs a B-tree seek per
+    /// row. A detail row with only an anonymous visitor id (HTTP senders without a User-Agent)
+    /// binds just that: binding NULLs costs too.
     private func append(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) throws {
-        var tier = 0
-        for x in extras where tier < 2 { tier = max(tier, x.tier) }
+        guard !rows.isEmpty else { return }
+        let last = try db.statement("SELECT coalesce(max(id), 0) FROM event_rows")
+        let base = try last.step() ? last.int(0) + 1 : 1
+        sqlite3_reset(last.handle)
         try rows.withUnsafeBufferPointer { rows in
-            switch tier {
-            case 0:
-                try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES",
-                                  columns: 6, count: rows.count) { s, p, i in Self.bindCommon(s.handle, p, rows[i]) }
-            case 1:
-                try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at, visitor) VALUES",
-                                  columns: 7, count: rows.count) { s, p, i in
-                    Self.bindCommon(s.handle, p, rows[i])
-                    Self.bindVisitor(s.handle, p + 6, rows[i].extra >= 0 ? extras[Int(rows[i].extra)].visitor : 0)
+            try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES",
+                              columns: 6, count: rows.count) { s, p, i in
+                let row = rows[i], h = s.handle
+                sqlite3_bind_int64(h, p, row.site)
+                sqlite3_bind_int64(h, p + 1, row.type)
+                Self.bindID(h, p + 2, row.path)
+                Self.bindID(h, p + 3, row.user)
+                sqlite3_bind_int64(h, p + 4, row.timestamp)
+                sqlite3_bind_int64(h, p + 5, row.ingestedAt)
+            }
+        }
+        guard sqlite3_last_insert_rowid(db.db) == base + Int64(rows.count) - 1 else {
+            throw StoreError("event_rows ids are not consecutive from \(base); the load is rolled back")
+        }
+        guard !extras.isEmpty else { return }
+        let full = extras.contains { !$0.onlyVisitor }
+        try extras.withUnsafeBufferPointer { extras in
+            if !full {
+                return try db.insertRows("INSERT INTO event_details(id, visitor) VALUES", columns: 2, count: extras.count) { s, p, i in
+                    sqlite3_bind_int64(s.handle, p, base + Int64(extras[i].row))
+                    Self.bindVisitor(s.handle, p + 1, extras[i].visitor)
                 }
-            default:
-                try db.insertRows("""
-                    INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at, referrer, utm_source, utm_medium,
-                                           utm_campaign, device, browser, os, visitor, bot) VALUES
-                    """, columns: 15, count: rows.count) { s, p, i in
-                    let row = rows[i], h = s.handle
-                    let x = row.extra >= 0 ? extras[Int(row.extra)] : SQLiteRowExtra()
-                    Self.bindCommon(h, p, row)
-                    Self.bindID(h, p + 6, x.referrer)
-                    Self.bindID(h, p + 7, x.utmSource)
-                    Self.bindID(h, p + 8, x.utmMedium)
-                    Self.bindID(h, p + 9, x.utmCampaign)
-                    Self.bindID(h, p + 10, x.device)
-                    Self.bindID(h, p + 11, x.browser)
-                    Self.bindID(h, p + 12, x.os)
-                    Self.bindVisitor(h, p + 13, x.visitor)
-                    sqlite3_bind_int64(h, p + 14, x.bot ? 1 : 0)
-                }
+            }
+            try db.insertRows("""
+                INSERT INTO event_details(id, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, visitor, bot) VALUES
+                """, columns: 10, count: extras.count) { s, p, i in
+                let x = extras[i], h = s.handle
+                sqlite3_bind_int64(h, p, base + Int64(x.row))
+                Self.bindID(h, p + 1, x.referrer)
+                Self.bindID(h, p + 2, x.utmSource)
+                Self.bindID(h, p + 3, x.utmMedium)
+                Self.bindID(h, p + 4, x.utmCampaign)
+                Self.bindID(h, p + 5, x.device)
+                Self.bindID(h, p + 6, x.browser)
+                Self.bindID(h, p + 7, x.os)
+                Self.bindVisitor(h, p + 8, x.visitor)
+                sqlite3_bind_int64(h, p + 9, x.bot ? 1 : 0)
             }
         }
     }
 
     private static func bindVisitor(_ h: OpaquePointer, _ index: Int32, _ v: UInt64) {
         if v != 0 { sqlite3_bind_int64(h, index, Int64(bitPattern: v)) } else { sqlite3_bind_null(h, index) }
-    }
-
-    private static func bindCommon(_ h: OpaquePointer, _ p: Int32, _ row: SQLiteRow) {
-        sqlite3_bind_int64(h, p, row.site)
-        sqlite3_bind_int64(h, p + 1, row.type)
-        bindID(h, p + 2, row.path)
-        bindID(h, p + 3, row.user)
-        sqlite3_bind_int64(h, p + 4, row.timestamp)
-        sqlite3_bind_int64(h, p + 5, row.ingestedAt)
     }
 
     /// An interned id, or NULL for -1.
@@ -222,19 +225,18 @@ struct SQLiteRow {
     var extra: Int32 = -1
 }
 
-/// The schema-3 columns of a row that has any (-1 stands for NULL, visitor 0 too).
+/// The `event_details` of a row that has any (-1 stands for NULL, visitor 0 too).
 struct SQLiteRowExtra {
+    /// The row's index in its load.
+    var row: Int32 = 0
     var referrer: Int64 = -1, utmSource: Int64 = -1, utmMedium: Int64 = -1, utmCampaign: Int64 = -1
     var device: Int64 = -1, browser: Int64 = -1, os: Int64 = -1
     var visitor: UInt64 = 0
     var bot = false
 
-    /// 0: nothing of schema 3 to store; 1: only an anonymous visitor id; 2: more.
-    var tier: Int {
-        if referrer < 0 && utmSource < 0 && utmMedium < 0 && utmCampaign < 0 && device < 0 && browser < 0 && os < 0 && !bot {
-            return visitor == 0 ? 0 : 1
-        }
-        return 2
+    /// Only an anonymous visitor id (an HTTP sender without a User-Agent or referrer).
+    var onlyVisitor: Bool {
+        referrer < 0 && utmSource < 0 && utmMedium < 0 && utmCampaign < 0 && device < 0 && browser < 0 && os < 0 && !bot
     }
 }
 

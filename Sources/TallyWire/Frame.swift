@@ -107,11 +107,7 @@ public struct WireEvent: Sendable, Equatable {
         self.path = event.path
         self.userID = event.userID
         self.timestamp = event.timestamp
-        guard event.hasExtra else { return }
-        let visit = event.visit
-        let f = WireExtra.Fields(referrer: event.referrer, utmSource: event.utmSource, utmMedium: event.utmMedium,
-                                 utmCampaign: event.utmCampaign, visit: visit.isEmpty ? nil : visit)
-        extra = f.isEmpty ? nil : WireExtra(f)
+        extra = event.extraFields.map(WireExtra.init)
     }
 
     public var referrer: String? { get { extra?.fields.referrer } set { update { $0.referrer = newValue } } }
@@ -127,8 +123,8 @@ public struct WireEvent: Sendable, Equatable {
     /// Carries a version-2 field: something the server derives from (a referrer, client
     /// facts), or what it derived (spool). Frames with such events are written as version 2.
     public var hasExtra: Bool { extra != nil }
-    var hasAttribution: Bool { extra.map { $0.fields.hasAttribution } ?? false }
-    var hasClient: Bool { extra.map { $0.fields.clientAddress != nil || $0.fields.userAgent != nil } ?? false }
+    var extraFields: WireExtra.Fields? { extra?.fields }
+    var frameTimestamp: Int64? { timestamp }
 
     private mutating func update(_ change: (inout WireExtra.Fields) -> Void) {
         var f = extra?.fields ?? WireExtra.Fields()
@@ -156,11 +152,37 @@ final class WireExtra: Sendable {
         var visit: Visit?
 
         var hasAttribution: Bool { referrer != nil || utmSource != nil || utmMedium != nil || utmCampaign != nil }
+        var hasClient: Bool { clientAddress != nil || userAgent != nil }
         var isEmpty: Bool { !hasAttribution && clientAddress == nil && userAgent == nil && visit == nil }
     }
 
     let fields: Fields
     init(_ fields: Fields) { self.fields = fields }
+}
+
+/// What the encoder reads of an event: a ``WireEvent`` a sender built, or an ``Event`` the
+/// spool writes as it is (its timestamp always set, no client facts, what the server derived).
+protocol FrameEvent {
+    var eventType: String { get }
+    var path: String? { get }
+    var userID: String? { get }
+    var frameTimestamp: Int64? { get }
+    /// Cheap: whether ``extraFields`` has anything (most events have nothing).
+    var hasExtra: Bool { get }
+    var extraFields: WireExtra.Fields? { get }
+}
+
+extension WireEvent: FrameEvent {}
+
+extension Event: FrameEvent {
+    var frameTimestamp: Int64? { timestamp }
+    var extraFields: WireExtra.Fields? {
+        guard hasExtra else { return nil }
+        let visit = self.visit
+        let f = WireExtra.Fields(referrer: referrer, utmSource: utmSource, utmMedium: utmMedium, utmCampaign: utmCampaign,
+                                 visit: visit.isEmpty ? nil : visit)
+        return f.isEmpty ? nil : f
+    }
 }
 
 /// Any frame the protocol defines.

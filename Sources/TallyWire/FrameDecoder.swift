@@ -155,7 +155,7 @@ public enum FrameDecoder {
               p.readableBytes >= 2 + Int(len) else { return nil }
         p.moveReaderIndex(forwardBy: 2)
         let s: String? = p.withUnsafeReadableBytes { raw in
-            String(validating: UnsafeRawBufferPointer(rebasing: raw[0..<Int(len)]), as: UTF8.self)
+            String(checkedUTF8: UnsafeRawBufferPointer(rebasing: raw[0..<Int(len)]))
         }
         guard let s else { throw FrameRejection(.invalidUTF8) }
         p.moveReaderIndex(forwardBy: Int(len))

@@ -5,11 +5,27 @@ import TallyCore
 public enum FrameEncoder {
     /// Writes an EVENTS frame. Consecutive events of the same type use the repeat flag.
     public static func writeEvents(_ frame: EventsFrame, into buffer: inout ByteBuffer) {
+        write(sequence: frame.sequence, ackRequested: frame.ackRequested, siteID: frame.siteID, events: frame.events, into: &buffer)
+    }
+
+    /// Writes `events` (the server's own, with what it derived) as EVENTS frames of one site
+    /// each, split as ``frames(for:maxEvents:)`` splits them, straight from the events: the
+    /// spool writes every accepted event through here, and building wire events first would
+    /// copy each one once more.
+    public static func writeFrames(for events: [Event], maxEvents: Int = 1024, into buffer: inout ByteBuffer) {
+        for run in runs(events, maxEvents: maxEvents) {
+            write(sequence: 0, ackRequested: false, siteID: events[run.lowerBound].siteID, events: events[run], into: &buffer)
+        }
+    }
+
+    /// One encoder for both kinds of events (generic, specialized for each in this module).
+    static func write<C: Collection>(sequence: UInt64, ackRequested: Bool, siteID: String, events: C,
+                                     into buffer: inout ByteBuffer) where C.Element: FrameEvent {
         // Every flusher batch and client send goes through here: size the frame once and
         // write it with plain stores instead of a checked ByteBuffer call per field.
-        var bound = 8 + 1 + 8 + 2 + frame.siteID.utf8.count + 2
+        var bound = 8 + 1 + 8 + 2 + siteID.utf8.count + 2
         var version = Wire.version
-        for e in frame.events {
+        for e in events {
             bound += encodedSize(e)
             if e.hasExtra { version = Wire.version2 }
         }
@@ -20,19 +36,22 @@ public enum FrameEncoder {
             w.integer(FrameType.events.rawValue)
             let lengthAt = w.offset
             w.integer(UInt32(0))
-            w.integer(frame.ackRequested ? FrameFlag.ackRequested : 0)
-            w.integer(frame.sequence)
-            w.string(frame.siteID)
-            w.integer(UInt16(truncatingIfNeeded: frame.events.count))
+            w.integer(ackRequested ? FrameFlag.ackRequested : 0)
+            w.integer(sequence)
+            w.string(siteID)
+            w.integer(UInt16(truncatingIfNeeded: events.count))
             var previousType: String?
-            for e in frame.events {
+            for e in events {
+                let extra = e.hasExtra ? e.extraFields : nil
                 var flags: UInt8 = 0
                 if e.path != nil { flags |= EventFlag.path }
                 if e.userID != nil { flags |= EventFlag.user }
-                if e.timestamp != nil { flags |= EventFlag.timestamp }
-                if e.hasAttribution { flags |= EventFlag.attribution }
-                if e.hasClient { flags |= EventFlag.client }
-                if e.visit != nil { flags |= EventFlag.visit }
+                if e.frameTimestamp != nil { flags |= EventFlag.timestamp }
+                if let x = extra {
+                    if x.hasAttribution { flags |= EventFlag.attribution }
+                    if x.hasClient { flags |= EventFlag.client }
+                    if x.visit != nil { flags |= EventFlag.visit }
+                }
                 // Byte-wise: String == is Unicode-canonical, and the receiver must get the same bytes.
                 let same = previousType.map { $0.utf8Equals(e.eventType) } ?? false
                 if same { flags |= EventFlag.sameType }
@@ -40,20 +59,22 @@ public enum FrameEncoder {
                 if !same { w.string(e.eventType) }
                 if let p = e.path { w.string(p) }
                 if let u = e.userID { w.string(u) }
-                if let t = e.timestamp { w.integer(t) }
-                if e.hasAttribution {
-                    for s in [e.referrer, e.utmSource, e.utmMedium, e.utmCampaign] { w.string(s ?? "") }
-                }
-                if e.hasClient {
-                    w.string(e.clientAddress ?? "")
-                    w.string(e.userAgent ?? "")
-                }
-                if let v = e.visit {
-                    w.integer(v.visitor)
-                    w.integer(v.device?.rawValue ?? 0)
-                    w.integer(UInt8(v.isBot ? 1 : 0))
-                    w.string(v.browser ?? "")
-                    w.string(v.os ?? "")
+                if let t = e.frameTimestamp { w.integer(t) }
+                if let x = extra {
+                    if x.hasAttribution {
+                        for s in [x.referrer, x.utmSource, x.utmMedium, x.utmCampaign] { w.string(s ?? "") }
+                    }
+                    if x.hasClient {
+                        w.string(x.clientAddress ?? "")
+                        w.string(x.userAgent ?? "")
+                    }
+                    if let v = x.visit {
+                        w.integer(v.visitor)
+                        w.integer(v.device?.rawValue ?? 0)
+                        w.integer(UInt8(v.isBot ? 1 : 0))
+                        w.string(v.browser ?? "")
+                        w.string(v.os ?? "")
+                    }
                 }
                 previousType = e.eventType
             }
@@ -115,31 +136,39 @@ public enum FrameEncoder {
     /// Splits events into EVENTS frames of one site each, in order, with at most `maxEvents`
     /// events and at most `Wire.maxPayload` bytes per frame. Every event keeps its timestamp.
     public static func frames(for events: [Event], maxEvents: Int = 1024) -> [EventsFrame] {
+        runs(events, maxEvents: maxEvents).map { run in
+            EventsFrame(siteID: events[run.lowerBound].siteID, events: events[run].map(WireEvent.init))
+        }
+    }
+
+    /// The index ranges of the frames ``frames(for:maxEvents:)`` makes.
+    static func runs(_ events: [Event], maxEvents: Int) -> [Range<Int>] {
         let cap = min(maxEvents, Int(UInt16.max))
-        var out: [EventsFrame] = []
-        var bytes = 0
-        for e in events {
-            let w = WireEvent(e)
-            let size = encodedSize(w)
-            if let last = out.last, last.siteID == e.siteID, last.events.count < cap, bytes + size <= Wire.maxPayload {
-                out[out.count - 1].events.append(w)
+        var out: [Range<Int>] = []
+        var start = 0, bytes = 0
+        for (i, e) in events.enumerated() {
+            let size = encodedSize(e)
+            if i > start, events[start].siteID == e.siteID, i - start < cap, bytes + size <= Wire.maxPayload {
                 bytes += size
             } else {
-                out.append(EventsFrame(siteID: e.siteID, events: [w]))
+                if i > start { out.append(start..<i) }
+                start = i
                 bytes = 1 + 8 + 2 + e.siteID.utf8.count + 2 + size
             }
         }
+        if start < events.count { out.append(start..<events.count) }
         return out
     }
 
     /// Upper bound of one event's bytes in a frame (its type counted even when repeated).
-    static func encodedSize(_ e: WireEvent) -> Int {
+    static func encodedSize<E: FrameEvent>(_ e: E) -> Int {
         func s(_ v: String?) -> Int { 2 + (v?.utf8.count ?? 0) }
         var n = 1 + 2 + e.eventType.utf8.count + (e.path.map { 2 + $0.utf8.count } ?? 0)
             + (e.userID.map { 2 + $0.utf8.count } ?? 0) + 8
-        if e.hasAttribution { n += s(e.referrer) + s(e.utmSource) + s(e.utmMedium) + s(e.utmCampaign) }
-        if e.hasClient { n += s(e.clientAddress) + s(e.userAgent) }
-        if let v = e.visit { n += 8 + 1 + 1 + s(v.browser) + s(v.os) }
+        guard e.hasExtra, let x = e.extraFields else { return n }
+        if x.hasAttribution { n += s(x.referrer) + s(x.utmSource) + s(x.utmMedium) + s(x.utmCampaign) }
+        if x.hasClient { n += s(x.clientAddress) + s(x.userAgent) }
+        if let v = x.visit { n += 8 + 1 + 1 + s(v.browser) + s(v.os) }
         return n
     }
 

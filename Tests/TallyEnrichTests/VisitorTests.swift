@@ -27,6 +27,35 @@ import TallyCore
         #expect(visitor(e, address: nil) == 0)
     }
 
+    /// A connection's memo (its last User-Agent, page and visitor) only saves work: requests
+    /// whose sender, site, page or day change on one connection get exactly what a fresh
+    /// enricher call gives them.
+    @Test func aConnectionsMemoNeverChangesTheResult() {
+        let e = Enricher()
+        var memo = Enricher.Memo()
+        let agents: [String?] = [Self.chrome, Self.chrome, "Googlebot/2.1 (+http://www.google.com/bot.html)", nil, "",
+                                 Self.chrome + " Edg/131.0.0.0"]
+        let addresses: [String?] = ["203.0.113.9", "203.0.113.9", "203.0.113.10", nil]
+        let origins: [String?] = ["https://shop.example", nil, "https://news.example"]
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<500 {
+            let client = ClientFacts(address: addresses.randomElement(using: &rng)!, userAgent: agents.randomElement(using: &rng)!,
+                                     pageHost: origins.randomElement(using: &rng)!)
+            let at = Self.day + Int64.random(in: 0...1, using: &rng) * Self.dayMicros
+            let make = { (n: Int) in
+                (0..<n).map { k in
+                    Event(siteID: k % 2 == 0 ? "s" : "t", eventType: "page_view", userID: k % 3 == 0 ? "u" : nil, timestamp: at,
+                          referrer: k % 2 == 0 ? "https://shop.example/cart" : "https://www.news.example/a")
+                }
+            }
+            var remembered = make(1 + i % 3), fresh = make(1 + i % 3)
+            let bots = e.enrich(&remembered, client: client, receivedAt: at, memo: &memo)
+            var throwaway = Enricher.Memo()
+            #expect(bots == e.enrich(&fresh, client: client, receivedAt: at, memo: &throwaway))
+            #expect(remembered == fresh)
+        }
+    }
+
     /// A user's visitor is the user (counted through the user sets): no anonymous id.
     @Test func aUserHasNoAnonymousVisitorID() {
         #expect(visitor(Enricher(), user: "u-1") == 0)

@@ -19,13 +19,18 @@ import TallyCore
             let r = rng.next() % 20
             let user: String? = r == 0 ? nil : r == 1 ? "" : "u\(rng.next() % 2000)"
             let t = day0 + Int64(rng.next() % (4 * 86_400)) * 1_000_000
-            return Event(siteID: site, eventType: type, path: path, userID: user, timestamp: t)
+            // Some browser events: a referrer, an anonymous visitor, now and then a bot.
+            guard rng.next() % 4 == 0 else { return Event(siteID: site, eventType: type, path: path, userID: user, timestamp: t) }
+            let visit = Visit(visitor: user == nil ? rng.next() % 50 + 1 : 0, device: .desktop, browser: "Firefox", os: "Linux",
+                              isBot: rng.next() % 10 == 0)
+            return Event(siteID: site, eventType: type, path: path, userID: user, timestamp: t,
+                         referrer: rng.next() % 2 == 0 ? "ref-\(rng.next() % 3).example" : nil, visit: visit)
         }
     }
 
     /// /stats computed straight from the events.
     static func expected(_ events: [Event], site: String, day: UTCDay?) -> SiteStats {
-        let mine = events.filter { $0.siteID == site && (day == nil || $0.day == day) }
+        let mine = events.filter { $0.siteID == site && (day == nil || $0.day == day) && $0.counts }
         let views = mine.filter(\.isPageView)
         var byPath: [String: Int64] = [:]
         for e in views { if let p = e.path { byPath[p, default: 0] += 1 } }
@@ -63,7 +68,7 @@ import TallyCore
             // The incremental rollups equal a rebuild from event_rows, row for row, and the user
             // sets hold exactly the distinct (site, day, user) of the raw rows.
             let db = try SQLiteConnection(path: path)
-            let tables = ["daily_views", "daily_path_views", "site_path_views"]
+            let tables = ["daily_views", "daily_path_views", "site_path_views", "daily_visitors"]
             let before = try tables.map { try Self.dump(db, $0) }
             let sets = try Self.userSets(db)
             try db.exec("BEGIN; \(SQLiteSchema.rebuildViewRollups)")
@@ -75,8 +80,9 @@ import TallyCore
             #expect(sets == rebuiltSets)
             let raw = try Self.strings(db, """
                 SELECT DISTINCT e.site || ',' || (e.event_ts / 86400000000) || ',' || e.user FROM event_rows e
-                JOIN users u ON u.id = e.user WHERE u.name <> ''
-                UNION ALL SELECT DISTINCT e.site || ',all,' || e.user FROM event_rows e JOIN users u ON u.id = e.user WHERE u.name <> ''
+                JOIN users u ON u.id = e.user WHERE u.name <> '' AND \(SQLiteSchema.counts)
+                UNION ALL SELECT DISTINCT e.site || ',all,' || e.user FROM event_rows e JOIN users u ON u.id = e.user
+                WHERE u.name <> '' AND \(SQLiteSchema.counts)
                 """)
             #expect(sets == Set(raw))
             #expect(sets.count > 1000)
@@ -127,6 +133,53 @@ import TallyCore
             #expect(try await store.stats(siteID: "demo-site", day: nil, limit: 1) ==
                     SiteStats(totalViews: 6, uniqueUsers: 3, topPaths: [PathViews(path: "/home", views: 3)]))
             try await store.close()
+            let v = try db.statement("PRAGMA user_version")
+            #expect(try v.step() && v.int(0) == Int64(SQLiteSchema.version))
+        }
+    }
+
+    /// Version 3 kept the detail columns in `event_rows`; version 4 moves the rows that have
+    /// any to `event_details` and narrows `event_rows` again, keeping every value.
+    @Test func version3FileIsUpgradedInPlace() async throws {
+        try await withTempDir { dir in
+            let path = dir + "/v3.sqlite"
+            let db = try SQLiteConnection(path: path)
+            let detailTable = SQLiteSchema.v3Tables.range(of: "CREATE TABLE IF NOT EXISTS daily_visitors")!
+            let v3 = SQLiteSchema.tables
+                .replacingOccurrences(of: "ingested_at INTEGER NOT NULL);",
+                                      with: "ingested_at INTEGER NOT NULL, \(SQLiteSchema.detailColumns.joined(separator: ", ")));")
+                .replacingOccurrences(of: String(SQLiteSchema.v3Tables[..<detailTable.lowerBound]), with: "")
+                .replacingOccurrences(of: "CREATE VIEW IF NOT EXISTS events AS \(SQLiteSchema.eventsView);", with: "")
+            try db.exec(v3)
+            try db.exec("""
+                INSERT INTO sites(id, name) VALUES(1, 'shop');
+                INSERT INTO event_types(id, name) VALUES(1, 'page_view');
+                INSERT INTO paths(id, name) VALUES(1, '/');
+                INSERT INTO labels(id, name) VALUES(1, 'google.com'), (2, 'Chrome'), (3, 'Windows');
+                INSERT INTO event_rows(id, site, type, path, user, event_ts, ingested_at) VALUES(1, 1, 1, 1, NULL, 86400000000, 7);
+                INSERT INTO event_rows VALUES(2, 1, 1, 1, NULL, 86400000001, 7, 1, NULL, NULL, NULL, 1, 2, 3, 42, 0);
+                INSERT INTO event_rows VALUES(3, 1, 1, 1, NULL, 86400000002, 7, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 1);
+                INSERT INTO daily_views VALUES(1, 1, 2);
+                INSERT INTO daily_path_views VALUES(1, 1, 1, 2);
+                INSERT INTO site_path_views VALUES(1, 1, 2);
+                INSERT INTO daily_visitors VALUES(1, 1, 42);
+                INSERT INTO loaded_batches VALUES('old-batch', 3, 1);
+                PRAGMA user_version = 3;
+                """)
+            let store = SQLiteStore(path: path)
+            try await store.prepare()
+            #expect(try await store.stats(siteID: "shop", day: nil, limit: 10) ==
+                    SiteStats(totalViews: 2, uniqueUsers: 0, topPaths: [PathViews(path: "/", views: 2)]))
+            #expect(try await store.load(StoreBatch(id: "old-batch", createdAt: 1, events: scenario2)) == .alreadyLoaded)
+            try await store.close()
+            #expect(try Self.strings(db, """
+                SELECT id || ' ' || coalesce(referrer, '-') || ' ' || coalesce(device, '-') || ' ' || coalesce(browser, '-') || ' '
+                    || coalesce(os, '-') || ' ' || coalesce(visitor, '-') || ' ' || bot FROM events ORDER BY id
+                """) == ["1 - - - - - 0", "2 google.com desktop Chrome Windows 42 0", "3 - - - - - 1"])
+            #expect(try Self.strings(db, "SELECT id FROM event_details ORDER BY id") == ["2", "3"])
+            #expect(try Self.strings(db, "SELECT name FROM pragma_table_info('event_rows')") ==
+                    ["id", "site", "type", "path", "user", "event_ts", "ingested_at"])
+            #expect(try Self.strings(db, "SELECT visitor FROM daily_visitors") == ["42"])
             let v = try db.statement("PRAGMA user_version")
             #expect(try v.step() && v.int(0) == Int64(SQLiteSchema.version))
         }

@@ -54,6 +54,35 @@ import TallyCore
         #expect(throws: FrameRejection.self) { try FrameDecoder.decode(&b) }
     }
 
+    /// The spool writes events straight from ``Event``s: byte for byte what building wire
+    /// events first and writing those gives, attribution and derived visits included.
+    @Test func writingEventsDirectlyEqualsWritingTheirWireEvents() throws {
+        let events = (0..<300).map { (i: Int) -> Event in
+            let site = i < 150 ? "a" : "b"
+            if i % 3 == 0 {
+                return Event(siteID: site, eventType: i % 5 == 0 ? "click" : "page_view", path: "/p\(i)", timestamp: Int64(i))
+            }
+            let visit = Visit(visitor: UInt64(i), device: .mobile, browser: "Safari", os: "iOS", isBot: i % 11 == 0)
+            return Event(siteID: site, eventType: "page_view", path: nil, userID: i % 2 == 0 ? "u" : nil, timestamp: Int64(i),
+                         referrer: i % 4 == 0 ? "google.com" : nil, utmSource: i % 7 == 0 ? "news" : nil, visit: visit)
+        }
+        for maxEvents in [1, 7, 1024] {
+            var direct = ByteBuffer(), viaFrames = ByteBuffer()
+            FrameEncoder.writeFrames(for: events, maxEvents: maxEvents, into: &direct)
+            for f in FrameEncoder.frames(for: events, maxEvents: maxEvents) { FrameEncoder.writeEvents(f, into: &viaFrames) }
+            #expect(direct == viaFrames)
+            var back: [Event] = []
+            while direct.readableBytes > 0 {
+                guard case .frame(.events(let f)) = try FrameDecoder.decode(&direct, trusted: true) else {
+                    Issue.record("not an events frame")
+                    return
+                }
+                back += f.resolved(receivedAt: -1)
+            }
+            #expect(back == events)
+        }
+    }
+
     @Test func framesSplitEventsBySite() {
         let events = [Event(siteID: "a", eventType: "t", timestamp: 1), Event(siteID: "a", eventType: "t", timestamp: 2),
                       Event(siteID: "b", eventType: "t", timestamp: 3), Event(siteID: "a", eventType: "t", timestamp: 4)]
