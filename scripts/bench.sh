@@ -240,6 +240,10 @@ run_load() {
 }
 
 # --- 3. every mode ------------------------------------------------------------------------
+# Runs go round the modes (run 1 of each, then run 2 of each, ...): this machine's speed drifts
+# over minutes, and interleaving spreads the drift over every row alike, so rows of one run
+# compare fairly (http-browser against http, say).
+declare -A MODE_ARGS
 for mode in $MODES; do
     [[ -n "${DEF[$mode]:-}" ]] || { echo "bench: unknown mode $mode" >&2; exit 1; }
     read -r d_events d_conn d_batch <<< "${DEF[$mode]}"
@@ -272,8 +276,12 @@ for mode in $MODES; do
     label+=")"
     printf 'kind\t%s\t%s\t%s\t0\n' "$mode" "$mode" "$label" >> "$OUT/meta.tsv"
     printf 'command\t%s\n' "$LOAD ${args[*]} --target http://127.0.0.1:P --wire 127.0.0.1:W --verify --json" >> "$OUT/meta.tsv"
-    for run in $(seq "$RUNS"); do
-        echo "bench: $mode run $run/$RUNS ($events events, $conn connections, batch $batch)" >&2
+    MODE_ARGS[$mode]="${args[*]}"
+done
+for run in $(seq "$RUNS"); do
+    for mode in $MODES; do
+        read -r -a args <<< "${MODE_ARGS[$mode]}"
+        echo "bench: $mode run $run/$RUNS (${args[*]})" >&2
         run_load "$mode" "$run" "${args[@]}"
     done
 done

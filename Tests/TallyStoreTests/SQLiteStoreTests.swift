@@ -75,6 +75,34 @@ func isLoaded(_ store: any EventStore, _ batchID: String) async throws -> Bool {
         }
     }
 
+    /// Loads larger than one insert statement (PostgreSQL unnests 8192 rows at a time), with
+    /// and without details, in one batch and in a group: every view, user and path is counted.
+    @Test(arguments: Backend.available)
+    func largeLoadsOfEveryShapeCountExactly(_ backend: Backend) async throws {
+        try await withTempDir { dir in
+            let (store, _) = try await backend.make(dir)
+            try await store.prepare()
+            let events = SQLiteSchemaTests.randomEvents(30_000, seed: 11)
+            let plain = events.filter { !$0.hasExtra }
+            let visitorsOnly = events.filter(\.hasExtra).map {
+                Event(siteID: $0.siteID, eventType: $0.eventType, path: $0.path, userID: $0.userID, timestamp: $0.timestamp,
+                      referrer: nil, visit: Visit(visitor: $0.userID == nil ? 7 : 0))
+            }
+            #expect(try await store.load(StoreBatch(id: "plain", createdAt: 1, events: plain)) == .loaded)
+            #expect(try await store.load(StoreBatch(id: "visitors", createdAt: 2, events: visitorsOnly)) == .loaded)
+            #expect(try await store.load([StoreBatch(id: "all-1", createdAt: 3, events: Array(events[..<12_000])),
+                                          StoreBatch(id: "all-2", createdAt: 3, events: Array(events[12_000...]))])
+                    == [.loaded, .loaded])
+            let all = plain + visitorsOnly + events
+            // Rollups come from the batch in memory; the raw rows must all be there too.
+            #expect(try await store.eventCount() == Int64(all.count))
+            for site in (0..<5).map({ "site-\($0)" }) {
+                #expect(try await store.stats(siteID: site, day: nil, limit: 10) == SQLiteSchemaTests.expected(all, site: site, day: nil))
+            }
+            try await store.close()
+        }
+    }
+
     @Test(arguments: Backend.available)
     func batchIsLoadedExactlyOnce(_ backend: Backend) async throws {
         try await withTempDir { dir in
