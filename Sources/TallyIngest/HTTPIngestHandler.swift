@@ -141,19 +141,20 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                 return
             }
             ctx.triggerUserOutboundEvent(ReadProgress.headRead, promise: nil)
+            let fields = IngestHeaders(head.headers)
+            let keepAlive = head.isKeepAlive
             let facts = RequestFacts(
-                close: !head.isKeepAlive, keepAlive10: head.version == .http1_0 && head.isKeepAlive,
-                expectsContinue: head.version != .http1_0 && head.headers.first(name: "expect")?.lowercased() == "100-continue")
+                close: !keepAlive, keepAlive10: head.version == .http1_0 && keepAlive,
+                expectsContinue: head.version != .http1_0 && fields.expect?.lowercased() == "100-continue")
             if head.uri.utf8.count > HTTPIngest.maxTargetBytes {
                 return refuseAtHead(.uriTooLong(limit: HTTPIngest.maxTargetBytes), facts, ctx)
             }
-            if head.headers.count > HTTPIngest.maxHeaderCount
-                || head.headers.reduce(0, { $0 + $1.name.utf8.count + $1.value.utf8.count }) > HTTPIngest.maxHeaderBytes {
+            if head.headers.count > HTTPIngest.maxHeaderCount || fields.bytes > HTTPIngest.maxHeaderBytes {
                 return refuseAtHead(.headersTooLarge, facts, ctx)
             }
             if let (route, ack, badQuery) = HTTPIngest.route(method: head.method.rawValue, target: head.uri) {
                 // Known too long before the body is read: answer now, not after reading it.
-                let length = head.headers.first(name: "content-length").flatMap { Int($0) }
+                let length = fields.contentLength.flatMap { Int($0) }
                 if let length, length > route.bodyLimit {
                     return refuseAtHead(.bodyTooLarge(limit: route.bodyLimit), facts, ctx)
                 }
@@ -167,9 +168,9 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                         let forwarded = head.headers["x-forwarded-for"]
                         return forwarded.isEmpty ? nil : forwarded.joined(separator: ",")
                     }()),
-                    userAgent: head.headers.first(name: "user-agent"), pageHost: head.headers.first(name: "origin"))
+                    userAgent: fields.userAgent, pageHost: fields.origin)
                 collecting = Collecting(id: id, request: HTTPIngest.Request(
-                    route: route, ack: ack, badQueryParameter: badQuery, contentType: head.headers.first(name: "content-type"),
+                    route: route, ack: ack, badQueryParameter: badQuery, contentType: fields.contentType,
                     body: nil, bodyTooLarge: false, client: client), length: length, preflight: head.method == .OPTIONS)
                 sendContinueIfFront(ctx)
             } else {
