@@ -100,15 +100,23 @@ enum SQLiteSchema {
         """
 
     /// Version 3 → 4: the detail columns move from `event_rows` to `event_details` (only the
-    /// rows that have any), and `event_rows` is as narrow as in version 2 again.
+    /// rows that have any), and `event_rows` is rebuilt as narrow as in version 2, in one pass
+    /// (nine `DROP COLUMN`s would rewrite it nine times). The rename runs in legacy mode
+    /// (``prepare(_:)``), so views of your own over `events` are neither rewritten nor checked
+    /// while `events` is briefly gone; indexes of your own on `event_rows` go with the old table.
     static let migrateFromV3 = """
         \(v3Tables)
         INSERT INTO event_details(id, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, visitor, bot)
             SELECT id, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, visitor, bot FROM event_rows
             WHERE referrer IS NOT NULL OR utm_source IS NOT NULL OR utm_medium IS NOT NULL OR utm_campaign IS NOT NULL
                OR device IS NOT NULL OR browser IS NOT NULL OR os IS NOT NULL OR visitor IS NOT NULL OR bot <> 0;
+        CREATE TABLE v4_event_rows(
+            id INTEGER PRIMARY KEY, site INTEGER NOT NULL, type INTEGER NOT NULL, path INTEGER, user INTEGER,
+            event_ts INTEGER NOT NULL, ingested_at INTEGER NOT NULL);
+        INSERT INTO v4_event_rows SELECT id, site, type, path, user, event_ts, ingested_at FROM event_rows ORDER BY id;
         DROP VIEW IF EXISTS events;
-        \(detailColumns.map { "ALTER TABLE event_rows DROP COLUMN \($0.prefix { $0 != " " });" }.joined(separator: "\n"))
+        DROP TABLE event_rows;
+        ALTER TABLE v4_event_rows RENAME TO event_rows;
         CREATE VIEW events AS \(eventsView);
         """
 
@@ -170,6 +178,8 @@ enum SQLiteSchema {
             } else if version == 2 {
                 try db.exec(migrateFromV2)
             } else if version == 3 {
+                try db.exec("PRAGMA legacy_alter_table = ON")
+                defer { try? db.exec("PRAGMA legacy_alter_table = OFF") }
                 try db.exec(migrateFromV3)
             } else if version > Self.version {
                 throw StoreError("the SQLite file has schema version \(version); this tally knows up to \(Self.version)")

@@ -124,6 +124,11 @@ final class SQLiteWriter {
         let last = try db.statement("SELECT coalesce(max(id), 0) FROM event_rows")
         let base = try last.step() ? last.int(0) + 1 : 1
         sqlite3_reset(last.handle)
+        // Details left behind by newest rows someone deleted by hand would attach to the new
+        // rows that take their ids (a range delete that finds nothing otherwise).
+        let orphans = try db.statement("DELETE FROM event_details WHERE id >= ?1")
+        orphans.bind(1, base)
+        try orphans.run()
         try rows.withUnsafeBufferPointer { rows in
             try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES",
                               columns: 6, count: rows.count) { s, p, i in

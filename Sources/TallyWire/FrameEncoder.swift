@@ -148,7 +148,8 @@ public enum FrameEncoder {
         var start = 0, bytes = 0
         for (i, e) in events.enumerated() {
             let size = encodedSize(e)
-            if i > start, events[start].siteID == e.siteID, i - start < cap, bytes + size <= Wire.maxPayload {
+            // Byte-wise, as for event types: a canonically equal site id is another site.
+            if i > start, events[start].siteID.utf8Equals(e.siteID), i - start < cap, bytes + size <= Wire.maxPayload {
                 bytes += size
             } else {
                 if i > start { out.append(start..<i) }

@@ -164,6 +164,9 @@ import TallyCore
                 INSERT INTO site_path_views VALUES(1, 1, 2);
                 INSERT INTO daily_visitors VALUES(1, 1, 42);
                 INSERT INTO loaded_batches VALUES('old-batch', 3, 1);
+                CREATE VIEW events AS SELECT e.id, s.name AS site_id, r.name AS referrer FROM event_rows e
+                    JOIN sites s ON s.id = e.site LEFT JOIN labels r ON r.id = e.referrer;
+                CREATE VIEW my_referrers AS SELECT site_id, referrer, count(*) AS n FROM events WHERE referrer IS NOT NULL GROUP BY 1, 2;
                 PRAGMA user_version = 3;
                 """)
             let store = SQLiteStore(path: path)
@@ -180,8 +183,31 @@ import TallyCore
             #expect(try Self.strings(db, "SELECT name FROM pragma_table_info('event_rows')") ==
                     ["id", "site", "type", "path", "user", "event_ts", "ingested_at"])
             #expect(try Self.strings(db, "SELECT visitor FROM daily_visitors") == ["42"])
+            // A view of the owner's own over `events` survives the rebuild.
+            #expect(try Self.strings(db, "SELECT site_id || ' ' || referrer || ' ' || n FROM my_referrers") == ["shop google.com 1"])
             let v = try db.statement("PRAGMA user_version")
             #expect(try v.step() && v.int(0) == Int64(SQLiteSchema.version))
+        }
+    }
+
+    /// Rows deleted by hand from the end of `event_rows` leave their details behind; the ids
+    /// the next rows take must not inherit them.
+    @Test func detailsOfDeletedNewestRowsAreNotInherited() async throws {
+        try await withTempDir { dir in
+            let path = dir + "/t.sqlite"
+            let store = SQLiteStore(path: path)
+            try await store.prepare()
+            let at = ts("2025-11-14T10:00:00Z")
+            let bot = Event(siteID: "s", eventType: "page_view", path: "/", timestamp: at, referrer: "spam.example",
+                            visit: Visit(device: .desktop, browser: "Chrome", os: "Linux", isBot: true))
+            _ = try await store.load(StoreBatch(id: "a", createdAt: 1, events: [scenario2[0], bot]))
+            let db = try SQLiteConnection(path: path)
+            try db.exec("DELETE FROM event_rows WHERE id = 2")
+            _ = try await store.load(StoreBatch(id: "b", createdAt: 2, events: [Event(siteID: "s", eventType: "page_view", path: "/", timestamp: at)]))
+            _ = try await store.load(StoreBatch(id: "c", createdAt: 3, events: [bot]))
+            try await store.close()
+            #expect(try Self.strings(db, "SELECT id || ' ' || coalesce(referrer, '-') || ' ' || bot FROM events ORDER BY id")
+                    == ["1 - 0", "2 - 0", "3 spam.example 1"])
         }
     }
 

@@ -83,6 +83,24 @@ import TallyCore
         }
     }
 
+    /// Canonically equal site ids with different bytes are different sites: each keeps its
+    /// own frame and its own bytes.
+    @Test func canonicallyEqualSitesAreNotMerged() throws {
+        let events = [Event(siteID: "caf\u{E9}", eventType: "t", timestamp: 1), Event(siteID: "cafe\u{301}", eventType: "t", timestamp: 2)]
+        #expect(FrameEncoder.frames(for: events).map { Array($0.siteID.utf8) } == events.map { Array($0.siteID.utf8) })
+        var b = ByteBuffer()
+        FrameEncoder.writeFrames(for: events, into: &b)
+        var sites: [[UInt8]] = []
+        while b.readableBytes > 0 {
+            guard case .frame(.events(let f)) = try FrameDecoder.decode(&b, trusted: true) else {
+                Issue.record("not an events frame")
+                return
+            }
+            sites.append(Array(f.siteID.utf8))
+        }
+        #expect(sites == events.map { Array($0.siteID.utf8) })
+    }
+
     @Test func framesSplitEventsBySite() {
         let events = [Event(siteID: "a", eventType: "t", timestamp: 1), Event(siteID: "a", eventType: "t", timestamp: 2),
                       Event(siteID: "b", eventType: "t", timestamp: 3), Event(siteID: "a", eventType: "t", timestamp: 4)]
