@@ -72,6 +72,15 @@ public struct Event: Sendable, Hashable {
     /// Whether any of the fields behind ``extra`` is set.
     public var hasExtra: Bool { extra != nil }
 
+    /// Has details, and they are only an anonymous visitor id (an HTTP sender without a
+    /// User-Agent or referrer): the stores write such details with a narrower statement.
+    public var detailsAreOnlyVisitor: Bool {
+        guard let f = extra?.fields else { return false }
+        let v = f.visit
+        return f.referrer == nil && f.utmSource == nil && f.utmMedium == nil && f.utmCampaign == nil
+            && v.device == nil && v.browser == nil && v.os == nil && !v.isBot
+    }
+
     private mutating func update(_ change: (inout ExtraFields) -> Void) {
         var fields = extra?.fields ?? ExtraFields()
         change(&fields)

@@ -396,10 +396,7 @@ struct PostgresEventRows {
         var tier = 0
         for batch in batches {
             for e in batch.events where e.hasExtra {
-                let v = e.visit
-                let onlyVisitor = e.referrer == nil && e.utmSource == nil && e.utmMedium == nil && e.utmCampaign == nil
-                    && v.device == nil && v.browser == nil && v.os == nil && !v.isBot
-                if !onlyVisitor { return 2 }
+                if !e.detailsAreOnlyVisitor { return 2 }
                 tier = 1
             }
         }

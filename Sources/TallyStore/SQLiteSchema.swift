@@ -14,14 +14,7 @@ enum SQLiteSchema {
         CREATE TABLE IF NOT EXISTS paths(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
         CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
         CREATE TABLE IF NOT EXISTS labels(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-        CREATE TABLE IF NOT EXISTS event_rows(
-            id INTEGER PRIMARY KEY,
-            site INTEGER NOT NULL,
-            type INTEGER NOT NULL,
-            path INTEGER,
-            user INTEGER,
-            event_ts INTEGER NOT NULL,
-            ingested_at INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS event_rows\(eventRowsColumns);
         CREATE TABLE IF NOT EXISTS loaded_batches(
             batch_id TEXT PRIMARY KEY, event_count INTEGER NOT NULL, loaded_at INTEGER NOT NULL) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS daily_views(
@@ -45,6 +38,12 @@ enum SQLiteSchema {
         CREATE VIEW IF NOT EXISTS events AS \(eventsView);
         """
 
+    /// The raw rows: interned names, the event's time and the batch's.
+    static let eventRowsColumns = """
+        (id INTEGER PRIMARY KEY, site INTEGER NOT NULL, type INTEGER NOT NULL, path INTEGER, user INTEGER,
+            event_ts INTEGER NOT NULL, ingested_at INTEGER NOT NULL)
+        """
+
     /// What an event's sender told or the server derived (version 3, beside the rows since
     /// version 4): where the visitor came from and what they used, the visitor id and the bot
     /// flag. Names (referrer host, UTM values, browser, OS) are interned in `labels`.
@@ -52,6 +51,8 @@ enum SQLiteSchema {
         "referrer INTEGER", "utm_source INTEGER", "utm_medium INTEGER", "utm_campaign INTEGER",
         "device INTEGER", "browser INTEGER", "os INTEGER", "visitor INTEGER", "bot INTEGER NOT NULL DEFAULT 0",
     ]
+    /// Their names, in that order, for column lists.
+    static let detailNames = detailColumns.map { $0.prefix { $0 != " " } }.joined(separator: ", ")
 
     /// `event_details` holds those columns for the rows that have any, under the row's id.
     /// As columns of `event_rows` they would be NULL in most rows, and SQLite stores a NULL
@@ -106,13 +107,10 @@ enum SQLiteSchema {
     /// while `events` is briefly gone; indexes of your own on `event_rows` go with the old table.
     static let migrateFromV3 = """
         \(v3Tables)
-        INSERT INTO event_details(id, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, visitor, bot)
-            SELECT id, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, visitor, bot FROM event_rows
+        INSERT INTO event_details(id, \(detailNames)) SELECT id, \(detailNames) FROM event_rows
             WHERE referrer IS NOT NULL OR utm_source IS NOT NULL OR utm_medium IS NOT NULL OR utm_campaign IS NOT NULL
                OR device IS NOT NULL OR browser IS NOT NULL OR os IS NOT NULL OR visitor IS NOT NULL OR bot <> 0;
-        CREATE TABLE v4_event_rows(
-            id INTEGER PRIMARY KEY, site INTEGER NOT NULL, type INTEGER NOT NULL, path INTEGER, user INTEGER,
-            event_ts INTEGER NOT NULL, ingested_at INTEGER NOT NULL);
+        CREATE TABLE v4_event_rows\(eventRowsColumns);
         INSERT INTO v4_event_rows SELECT id, site, type, path, user, event_ts, ingested_at FROM event_rows ORDER BY id;
         DROP VIEW IF EXISTS events;
         DROP TABLE event_rows;

@@ -106,7 +106,8 @@ final class SQLiteWriter {
                     extras.append(SQLiteRowExtra(
                         row: Int32(rows.count), referrer: try label(e.referrer), utmSource: try label(e.utmSource), utmMedium: try label(e.utmMedium),
                         utmCampaign: try label(e.utmCampaign), device: v.device.map { Int64($0.rawValue) } ?? -1,
-                        browser: try label(v.browser), os: try label(v.os), visitor: v.visitor, bot: v.isBot))
+                        browser: try label(v.browser), os: try label(v.os), visitor: v.visitor, bot: v.isBot,
+                        onlyVisitor: e.detailsAreOnlyVisitor))
                 }
                 rows.append(row)
             }
@@ -154,8 +155,8 @@ final class SQLiteWriter {
                 }
             }
             try db.insertRows("""
-                INSERT INTO event_details(id, referrer, utm_source, utm_medium, utm_campaign, device, browser, os, visitor, bot) VALUES
-                """, columns: 10, count: extras.count) { s, p, i in
+                INSERT INTO event_details(id, \(SQLiteSchema.detailNames)) VALUES
+                """, columns: 1 + SQLiteSchema.detailColumns.count, count: extras.count) { s, p, i in
                 let x = extras[i], h = s.handle
                 sqlite3_bind_int64(h, p, base + Int64(x.row))
                 Self.bindID(h, p + 1, x.referrer)
@@ -238,11 +239,8 @@ struct SQLiteRowExtra {
     var device: Int64 = -1, browser: Int64 = -1, os: Int64 = -1
     var visitor: UInt64 = 0
     var bot = false
-
-    /// Only an anonymous visitor id (an HTTP sender without a User-Agent or referrer).
-    var onlyVisitor: Bool {
-        referrer < 0 && utmSource < 0 && utmMedium < 0 && utmCampaign < 0 && device < 0 && browser < 0 && os < 0 && !bot
-    }
+    /// ``Event/detailsAreOnlyVisitor``.
+    var onlyVisitor = false
 }
 
 /// One load's rollup deltas, each sorted in its table's primary-key order so the upserts visit
