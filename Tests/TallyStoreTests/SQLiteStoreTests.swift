@@ -57,6 +57,36 @@ func isLoaded(_ store: any EventStore, _ batchID: String) async throws -> Bool {
     }
 }
 
+/// Every raw row in id order, one string per row with its fields joined by "|" ("-" for NULL,
+/// times in microseconds since 1970, the visitor as a signed 64-bit integer), read back by SQL.
+func rawRows(_ store: any EventStore) async throws -> [String] {
+    let fields = ["site_id", "event_type", "coalesce(path, '-')", "coalesce(user_id, '-')", "%TS(event_ts)", "%TS(ingested_at)",
+                  "coalesce(referrer, '-')", "coalesce(utm_source, '-')", "coalesce(utm_medium, '-')", "coalesce(utm_campaign, '-')",
+                  "coalesce(device, '-')", "coalesce(browser, '-')", "coalesce(os, '-')", "coalesce(visitor || '', '-')", "%BOOL(bot)"]
+    switch store {
+    case let s as SQLiteStore:
+        let sql = fields.joined(separator: " || '|' || ").replacingOccurrences(of: "%TS", with: "")
+            .replacingOccurrences(of: "%BOOL", with: "")
+        let db = try SQLiteConnection(path: s.path)
+        let q = try db.statement("SELECT \(sql) FROM events ORDER BY id")
+        var rows: [String] = []
+        while try q.step() { rows.append(q.text(0)) }
+        return rows
+    case let p as PostgresStore:
+        let sql = fields.joined(separator: " || '|' || ")
+            .replacingOccurrences(of: #"%TS\((\w+)\)"#, with: "(extract(epoch FROM $1) * 1000000)::bigint", options: .regularExpression)
+            .replacingOccurrences(of: #"%BOOL\((\w+)\)"#, with: "$1::int", options: .regularExpression)
+        var rows: [String] = []
+        for try await row in try await p.client.query(PostgresQuery(unsafeSQL: "SELECT \(sql) FROM events ORDER BY id")).decode(String.self) {
+            rows.append(row)
+        }
+        return rows
+    default:
+        Issue.record("unknown store \(type(of: store))")
+        return []
+    }
+}
+
 @Suite struct StoreContractTests {
     @Test(arguments: Backend.available)
     func scenario2ByDateAndAllTime(_ backend: Backend) async throws {
@@ -75,14 +105,59 @@ func isLoaded(_ store: any EventStore, _ batchID: String) async throws -> Bool {
         }
     }
 
-    /// Loads larger than one insert statement (PostgreSQL unnests 8192 rows at a time), with
+    /// What goes in comes back out of the raw rows, field by field, from loads of each shape
+    /// (no details, only visitor ids, everything): times to the microsecond at both ends of the
+    /// accepted range and around PostgreSQL's own epoch (2000-01-01), visitor ids with the top
+    /// bit set, names that are not ASCII.
+    @Test(arguments: Backend.available)
+    func rawRowsKeepEveryFieldExactly(_ backend: Backend) async throws {
+        try await withTempDir { dir in
+            let (store, _) = try await backend.make(dir)
+            try await store.prepare()
+            let times: [Int64] = [0, 1, 946_684_799_999_999, 946_684_800_000_000, 946_684_800_000_001,
+                                  1_763_121_600_123_456, EventLimits.maxTimestamp - 1]
+            let plain = times.enumerated().map { k, t in
+                Event(siteID: "s-\(k % 2)", eventType: k == 3 ? "click" : "page_view", path: k == 1 ? nil : "/p/\(k)",
+                      userID: k % 3 == 0 ? nil : "user-\(k)", timestamp: t)
+            }
+            let visitors = times.map { t in
+                Event(siteID: "s-0", eventType: "page_view", path: "/v", timestamp: t, referrer: nil,
+                      visit: Visit(visitor: t == 0 ? UInt64.max : UInt64(t) | 1 << 63))
+            }
+            let full = [
+                Event(siteID: "s-1", eventType: "page_view", path: "/ünï", userID: nil, timestamp: times[5],
+                      referrer: "news.example", utmSource: "letter", utmMedium: "e-mail", utmCampaign: "winter ❄",
+                      visit: Visit(visitor: 42, device: .mobile, browser: "Safari", os: "iOS")),
+                Event(siteID: "s-1", eventType: "page_view", path: "/bot", timestamp: times[6], referrer: nil,
+                      visit: Visit(device: .desktop, browser: "Chrome", os: "Linux", isBot: true)),
+                Event(siteID: "s-0", eventType: "signup", userID: "user-9", timestamp: times[2], referrer: "t.co",
+                      visit: Visit(visitor: 0, browser: "Firefox")),
+            ]
+            #expect(try await store.load(StoreBatch(id: "plain", createdAt: 1_763_121_700_000_001, events: plain)) == .loaded)
+            #expect(try await store.load(StoreBatch(id: "visitors", createdAt: 2, events: visitors)) == .loaded)
+            #expect(try await store.load(StoreBatch(id: "full", createdAt: 3, events: full)) == .loaded)
+
+            func row(_ e: Event, _ ingested: Int64) -> String {
+                let v = e.visit
+                return [e.siteID, e.eventType, e.path ?? "-", e.userID ?? "-", "\(e.timestamp)", "\(ingested)",
+                        e.referrer ?? "-", e.utmSource ?? "-", e.utmMedium ?? "-", e.utmCampaign ?? "-",
+                        v.device?.name ?? "-", v.browser ?? "-", v.os ?? "-", v.visitor == 0 ? "-" : "\(Int64(bitPattern: v.visitor))",
+                        v.isBot ? "1" : "0"].joined(separator: "|")
+            }
+            let expected = plain.map { row($0, 1_763_121_700_000_001) } + visitors.map { row($0, 2) } + full.map { row($0, 3) }
+            #expect(try await rawRows(store) == expected)
+            try await store.close()
+        }
+    }
+
+    /// Loads larger than one insert statement (PostgreSQL unnests 32768 rows at a time), with
     /// and without details, in one batch and in a group: every view, user and path is counted.
     @Test(arguments: Backend.available)
     func largeLoadsOfEveryShapeCountExactly(_ backend: Backend) async throws {
         try await withTempDir { dir in
             let (store, _) = try await backend.make(dir)
             try await store.prepare()
-            let events = SQLiteSchemaTests.randomEvents(30_000, seed: 11)
+            let events = SQLiteSchemaTests.randomEvents(70_000, seed: 11)
             let plain = events.filter { !$0.hasExtra }
             let visitorsOnly = events.filter(\.hasExtra).map {
                 Event(siteID: $0.siteID, eventType: $0.eventType, path: $0.path, userID: $0.userID, timestamp: $0.timestamp,
@@ -90,8 +165,8 @@ func isLoaded(_ store: any EventStore, _ batchID: String) async throws -> Bool {
             }
             #expect(try await store.load(StoreBatch(id: "plain", createdAt: 1, events: plain)) == .loaded)
             #expect(try await store.load(StoreBatch(id: "visitors", createdAt: 2, events: visitorsOnly)) == .loaded)
-            #expect(try await store.load([StoreBatch(id: "all-1", createdAt: 3, events: Array(events[..<12_000])),
-                                          StoreBatch(id: "all-2", createdAt: 3, events: Array(events[12_000...]))])
+            #expect(try await store.load([StoreBatch(id: "all-1", createdAt: 3, events: Array(events[..<30_000])),
+                                          StoreBatch(id: "all-2", createdAt: 3, events: Array(events[30_000...]))])
                     == [.loaded, .loaded])
             let all = plain + visitorsOnly + events
             // Rollups come from the batch in memory; the raw rows must all be there too.
