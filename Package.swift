@@ -44,6 +44,11 @@ let package = Package(
             "TallyCore",
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
+        // Who may write to a site and read it: access keys, origin rules, the rules in force.
+        .target(name: "TallySites", dependencies: [
+            "TallyCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ], swiftSettings: strict),
         // HTTP concerns shared by ingest and reports: JSON error bodies, the Date header.
         .target(name: "TallyHTTP", dependencies: [
             "TallyCore",
@@ -77,7 +82,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The HTTP ingest path and the UDP/TCP listeners, feeding any EventSink.
         .target(name: "TallyIngest", dependencies: [
-            "TallyCore", "TallyWire", "TallyJSON", "TallyEnrich", "TallyHTTP",
+            "TallyCore", "TallyWire", "TallyJSON", "TallyEnrich", "TallyHTTP", "TallySites",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -91,7 +96,7 @@ let package = Package(
         ], swiftSettings: strict),
         // /stats, /health, /metrics reading the store.
         .target(name: "TallyReport", dependencies: [
-            "TallyCore", "TallyStore", "TallyHTTP",
+            "TallyCore", "TallyStore", "TallyHTTP", "TallySites",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -105,7 +110,7 @@ let package = Package(
         ], swiftSettings: strict),
         // Wiring and service lifecycle, shared by the CLI and the end-to-end tests.
         .target(name: "TallyServer", dependencies: [
-            "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyBrowser", "TallyReport",
+            "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyBrowser", "TallyReport", "TallySites",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -119,7 +124,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The `tally` commands: serve (flags, TALLY_* variables, config file) and store-ceiling.
         .target(name: "TallyCLI", dependencies: [
-            "TallyServer", "TallyStore", "TallyCore", "CSQLite",
+            "TallyServer", "TallyStore", "TallyCore", "TallySites", "CSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "SystemPackage", package: "swift-system"),
@@ -170,6 +175,7 @@ let package = Package(
 
         .testTarget(name: "TallyCoreTests", dependencies: ["TallyCore", "TallyHTTP"], swiftSettings: strict),
         .testTarget(name: "TallyJSONTests", dependencies: ["TallyJSON", "TallyCore"], swiftSettings: strict),
+        .testTarget(name: "TallySitesTests", dependencies: ["TallySites", "TallyCore"], swiftSettings: strict),
         .testTarget(name: "TallyEnrichTests", dependencies: ["TallyEnrich", "TallyCore"], swiftSettings: strict),
         .testTarget(name: "TallyBrowserTests", dependencies: ["TallyBrowser", "CZlib"], swiftSettings: strict),
         .testTarget(name: "TallyWireTests", dependencies: [

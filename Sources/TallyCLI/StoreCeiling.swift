@@ -6,7 +6,7 @@ import TallyStore
 /// `tally store-ceiling`: how fast this machine appends Tally's rows to SQLite with nothing
 /// else running, and how fast the real store loads the same rows (rollups included). The
 /// baseline `make bench` compares every ingest mode with.
-public struct StoreCeiling: AsyncParsableCommand {
+public struct StoreCeiling: AsyncParsableCommand, AsyncCommandBody {
     public static let configuration = CommandConfiguration(
         commandName: "store-ceiling",
         abstract: "Measure plain SQLite appends and the store's batch load rate on this machine.")
@@ -20,11 +20,7 @@ public struct StoreCeiling: AsyncParsableCommand {
 
     public init() {}
 
-    public func run() async throws {
-        try await measure()
-    }
-
-    public func measure() async throws {
+    public func body() async throws {
         var rng = SystemRandomNumberGenerator()
         let now = Timestamp.now()
         var rows: [Event] = []

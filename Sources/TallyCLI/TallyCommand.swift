@@ -9,7 +9,7 @@ public struct Tally: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "tally",
         abstract: "A high-throughput website-analytics collector.",
-        subcommands: [Serve.self, StoreCeiling.self, SettingsTable.self],
+        subcommands: [Serve.self, SitesCommand.self, StoreCeiling.self, SettingsTable.self],
         defaultSubcommand: Serve.self)
 
     public init() {}
@@ -30,7 +30,7 @@ public struct SettingsTable: ParsableCommand {
 
 /// `tally serve`. Each setting is a flag, a `TALLY_*` variable and a key of the optional JSON
 /// config file (``Settings``); a flag wins over a variable, which wins over the file.
-public struct Serve: AsyncParsableCommand {
+public struct Serve: AsyncParsableCommand, AsyncCommandBody {
     public static let configuration = CommandConfiguration(
         abstract: "Run the collector.",
         discussion: "Every option can also be set by its TALLY_* environment variable (TALLY_DATA_DIR for --data-dir) or in the JSON file named by --config; a flag wins over a variable, a variable over the file.")
@@ -56,6 +56,7 @@ public struct Serve: AsyncParsableCommand {
     @Option(help: help("max-buffered-bytes")) var maxBufferedBytes: Int?
     @Option(help: help("trusted-proxies")) var trustedProxies: String?
     @Flag(help: help("no-bot-filter")) var noBotFilter = false
+    @Flag(help: help("closed")) var closed = false
     @Option(help: help("log-level")) var logLevel: String?
     @Option(help: help("config")) var config: String?
 
@@ -76,11 +77,18 @@ public struct Serve: AsyncParsableCommand {
         for (k, v) in strings { if let v { out[k] = .string(v) } }
         for (k, v) in ints { if let v { out[k] = .int(v) } }
         if noBotFilter { out["no-bot-filter"] = .bool(true) }
+        if closed { out["closed"] = .bool(true) }
         return out
     }
 
     /// Flags over `environment` over the config file over the defaults.
     public func resolved(environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> ServerConfiguration {
+        try await Self.resolve(flags: flags, config: config, environment: environment)
+    }
+
+    /// The one way every command reads settings: `flags` (by setting name) over `TALLY_*`
+    /// variables over the config file over the defaults.
+    static func resolve(flags: [String: ConfigContent], config: String?, environment: [String: String]) async throws -> ServerConfiguration {
         var providers: [any ConfigProvider] = [
             InMemoryProvider(name: "flags", values: Dictionary(uniqueKeysWithValues: flags.map {
                 (AbsoluteConfigKey([$0.key]), ConfigValue($0.value, isSecret: false))
@@ -101,13 +109,7 @@ public struct Serve: AsyncParsableCommand {
         }
     }
 
-    public func run() async throws {
-        try await serve()
-    }
-
-    /// The command's body, under a name that overload resolution cannot confuse with
-    /// ParsableCommand's synchronous `run()` (see main.swift).
-    public func serve() async throws {
+    public func body() async throws {
         let config = try await resolved()
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -123,7 +125,7 @@ public struct Serve: AsyncParsableCommand {
         withExtendedLifetime(sources) {}
     }
 
-    private static func help(_ name: String) -> ArgumentHelp {
+    static func help(_ name: String) -> ArgumentHelp {
         let s = (Settings.all + [Settings.configFile]).first { $0.name == name }!
         return ArgumentHelp("\(s.help) (\(s.environmentVariable), default: \(s.describe(ServerConfiguration())))")
     }

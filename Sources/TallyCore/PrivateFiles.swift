@@ -39,8 +39,21 @@ public enum PrivateFiles {
 
     /// Creates `path` empty when missing and makes it 0600 (files that others write, such as
     /// SQLite's database, whose journal and WAL then take the same mode).
+    ///
+    /// An existing file is never opened: closing any descriptor of a file drops every POSIX
+    /// lock the process holds on it, and SQLite's connections in this process would lose
+    /// theirs without knowing. Another process closing the database would then believe itself
+    /// the last user and delete the WAL under them.
     public static func touch(_ path: String) throws(PrivateFileError) {
-        close(try open(path, O_RDWR))
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, fileMode)
+        if fd >= 0 {
+            // New: nothing in this process can hold a lock on it yet.
+            defer { close(fd) }
+            guard fchmod(fd, fileMode) == 0 else { throw PrivateFileError("chmod \(path)") }
+            return
+        }
+        guard errno == EEXIST else { throw PrivateFileError("open \(path)") }
+        guard chmod(path, fileMode) == 0 else { throw PrivateFileError("chmod \(path)") }
     }
 }
 

@@ -15,7 +15,8 @@ public protocol JSONErrorResponse: HTTPResponseError, Sendable {
 extension JSONErrorResponse {
     public var jsonBody: String { JSONText.error(message, details: details) }
 
-    /// JSON, and `Retry-After` on a 503 (the refusal is temporary).
+    /// JSON, `Retry-After` on a 503 (the refusal is temporary), and on a 401 the scheme that
+    /// would do (`WWW-Authenticate: Bearer`, RFC 9110 §11.6.1).
     public var headers: HTTPFields { JSONResponse.headers(status: status.code) }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
@@ -27,6 +28,7 @@ public enum JSONResponse {
     public static func headers(status: Int) -> HTTPFields {
         var headers: HTTPFields = [.contentType: "application/json"]
         if status == 503 { headers[.retryAfter] = "1" }
+        if status == 401 { headers[.wwwAuthenticate] = "Bearer" }
         return headers
     }
 

@@ -5,6 +5,7 @@ import TallyCore
 import TallyHTTP
 import TallyJSON
 import TallyEnrich
+import TallySites
 
 /// The one HTTP ingest rule set: which requests are ingest requests, and how a complete one
 /// turns into events or an ``IngestRefusal``. ``HTTPIngestHandler`` is its only caller; a new
@@ -59,6 +60,9 @@ public enum HTTPIngest {
         public var bodyTooLarge: Bool
         /// Who sent it (address, User-Agent, page): for the visitor id and device, never stored.
         public var client: ClientFacts = ClientFacts()
+        /// The `Origin` and `Authorization` headers, for the sites' rules (``SiteRules``).
+        public var origin: String?
+        public var authorization: String?
     }
 
     /// The ingest route of a request line with its `ack` value and the first query parameter
@@ -84,7 +88,8 @@ public enum HTTPIngest {
 
     /// Checks, in order: the query's encoding, the ack level, the content type, the body length, then the body
     /// itself. Returns the events and how to acknowledge them.
-    public static func decode(_ r: Request, receivedAt: Int64, enricher: Enricher, memo: inout Enricher.Memo)
+    public static func decode(_ r: Request, receivedAt: Int64, enricher: Enricher, memo: inout Enricher.Memo,
+                              rules: SiteRules = SiteRules())
         throws(IngestRefusal) -> (events: [Event], ack: AckLevel, bots: Int) {
         if let name = r.badQueryParameter { throw .badPercentEncoding(name) }
         let ack = try ackLevel(r.ack)
@@ -102,12 +107,46 @@ public enum HTTPIngest {
         // Consumed: a copy left in `parsed` would make enriching copy the whole array.
         switch consume parsed {
         case .success(var events):
+            if !rules.allOpen { try checkSites(events, r, rules) }
             let bots = enricher.enrich(&events, client: r.client, receivedAt: receivedAt, memo: &memo)
             return (events, ack, bots)
         case .failure(.malformed(let detail)): throw .malformedJSON(detail)
         case .failure(.invalid(let problems)): throw .invalidPayload(problems)
         case .failure(.tooManyEvents): throw .tooManyEvents
         }
+    }
+
+    /// Every site of the request may be written by it (``SiteRules/checkWrite``); otherwise the
+    /// whole request is refused, naming each site refused. 401 when a key would do (and no
+    /// origin was refused), else 403.
+    static func checkSites(_ events: [Event], _ r: Request, _ rules: SiteRules) throws(IngestRefusal) {
+        var key = PresentedKey(authorization: r.authorization)
+        var checked: [ExactString] = []
+        var refusals: [SiteRules.WriteRefusal] = []
+        for e in events {
+            let site = ExactString(e.siteID)
+            // Batches carry one site or a few: a short list beats hashing every event's.
+            if checked.contains(site) { continue }
+            checked.append(site)
+            if let refusal = rules.checkWrite(siteID: e.siteID, origin: r.origin, key: &key) { refusals.append(refusal) }
+        }
+        guard !refusals.isEmpty else { return }
+        var keyRequired: [String] = [], forbidden: [String] = [], originRefused = false
+        for refusal in refusals {
+            switch refusal {
+            case .keyRequired(let site):
+                keyRequired.append(key.isPresent
+                    ? "the key given is not a write key of site \(JSONText.quote(site))"
+                    : "site \(JSONText.quote(site)) needs a write key: Authorization: Bearer <key>")
+            case .originNotAllowed(let site, let origin):
+                originRefused = true
+                forbidden.append("origin \(JSONText.quote(origin)) may not send events for site \(JSONText.quote(site))")
+            case .unregistered(let site):
+                forbidden.append("site \(JSONText.quote(site)) is not registered on this collector")
+            }
+        }
+        if forbidden.isEmpty { throw .unauthorized(keyRequired) }
+        throw .forbidden(forbidden + keyRequired, originRefused: originRefused)
     }
 
     static func ackLevel(_ value: Substring?) throws(IngestRefusal) -> AckLevel {

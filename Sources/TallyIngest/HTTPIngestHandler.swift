@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import TallyCore
+import TallySites
 import TallyHTTP
 import TallyEnrich
 
@@ -50,6 +51,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         var body: String
         /// A CORS preflight's 204 (its `Access-Control-Allow-*` headers, no body).
         var preflight = false
+        /// `Access-Control-Allow-Origin: *` (not on a refusal of the page's origin).
+        var allowsCORS = true
     }
 
     enum Slot {
@@ -171,7 +174,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                     userAgent: fields.userAgent, pageHost: fields.origin)
                 collecting = Collecting(id: id, request: HTTPIngest.Request(
                     route: route, ack: ack, badQueryParameter: badQuery, contentType: fields.contentType,
-                    body: nil, bodyTooLarge: false, client: client), length: length, preflight: head.method == .OPTIONS)
+                    body: nil, bodyTooLarge: false, client: client, origin: fields.origin, authorization: fields.authorization), length: length, preflight: head.method == .OPTIONS)
                 sendContinueIfFront(ctx)
             } else {
                 slots.append(.forwarded)
@@ -309,10 +312,11 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         }
         let receivedAt = Timestamp.now()
         let enricher = context.enricher
+        let rules = context.sites.rules
         // The body's bytes count against the read budget until it is parsed.
         guard (c.request.body?.readableBytes ?? 0) > Self.offloadBytes else {
             let decoded = Result { () throws(IngestRefusal) in
-                try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher, memo: &enrichMemo)
+                try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher, memo: &enrichMemo, rules: rules)
             }
             ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
             return enqueue(decoded, c, ctx)
@@ -321,7 +325,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         let request = c.request
         NIOThreadPool.singleton.runIfActive(eventLoop: ctx.eventLoop) {
             var memo = Enricher.Memo()
-            return Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher, memo: &memo) }
+            return Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher, memo: &memo, rules: rules) }
         }.whenComplete { result in
             let handler = bound.value
             guard let ctx = handler.handlerContext, handler.isPending(c.id) else { return }
@@ -384,7 +388,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
 
     private func answer(_ id: UInt64, refusal: IngestRefusal, _ ctx: ChannelHandlerContext) {
         context.metrics.rejected("http", reason: refusal.reason, detail: refusal.jsonBody, peer: ctx.remoteAddress?.description)
-        answer(id, Answer(status: Int(refusal.status.code), body: refusal.jsonBody), ctx)
+        answer(id, Answer(status: Int(refusal.status.code), body: refusal.jsonBody, allowsCORS: refusal.allowsCORS), ctx)
     }
 
     private func answer(_ id: UInt64, _ answer: Answer, _ ctx: ChannelHandlerContext) {
@@ -503,7 +507,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         let second = Timestamp.now() / 1_000_000
         let head: HTTPResponseHead, bytes: ByteBuffer
         if !closing, let l = last, l.second == second, l.answer.status == answer.status, l.keepAlive10 == facts.keepAlive10,
-           l.answer.preflight == answer.preflight, l.answer.body == answer.body {
+           l.answer.preflight == answer.preflight, l.answer.allowsCORS == answer.allowsCORS, l.answer.body == answer.body {
             (head, bytes) = (l.head, l.bytes)
         } else {
             if second != date.second { date = (second, HTTPDate.format(seconds: second)) }
@@ -512,7 +516,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
                 for (name, value) in HTTPIngest.preflightHeaders { fields.add(name: name, value: value) }
             } else {
                 for field in JSONResponse.headers(status: answer.status) { fields.add(name: field.name.rawName, value: field.value) }
-                fields.add(name: HTTPIngest.allowOrigin.0, value: HTTPIngest.allowOrigin.1)
+                if answer.allowsCORS { fields.add(name: HTTPIngest.allowOrigin.0, value: HTTPIngest.allowOrigin.1) }
             }
             fields.add(name: "Content-Length", value: String(answer.body.utf8.count))
             fields.add(name: "Date", value: date.value)
@@ -624,10 +628,13 @@ public struct IngestContext: Sendable {
     /// Bytes of partly read requests, shared by every connection (and the wire listener).
     public var budget: BufferBudget
     public var timeouts: ReadTimeouts
+    /// Registered sites' origins and keys (``SiteRules``), read once per request.
+    public var sites: SiteRulesSource
 
     public init(sink: any EventSink, metrics: IngestMetrics, durableTimeout: Duration, serverName: String? = nil,
-                budget: BufferBudget, timeouts: ReadTimeouts, enricher: Enricher) {
+                budget: BufferBudget, timeouts: ReadTimeouts, enricher: Enricher, sites: SiteRulesSource = SiteRulesSource()) {
         self.enricher = enricher
+        self.sites = sites
         self.sink = sink
         self.metrics = metrics
         self.durableTimeout = TimeAmount(durableTimeout)

@@ -10,6 +10,7 @@ struct IngestHeaders {
     var contentType: String?
     var userAgent: String?
     var origin: String?
+    var authorization: String?
     /// Name and value bytes of every field (the `--max-header-bytes` style limit).
     var bytes = 0
 
@@ -23,6 +24,8 @@ struct IngestHeaders {
                 else if origin == nil, Self.named(n, "origin") { origin = value }
             case 10:
                 if userAgent == nil, Self.named(n, "user-agent") { userAgent = value }
+            case 13:
+                if authorization == nil, Self.named(n, "authorization") { authorization = value }
             case 12:
                 if contentType == nil, Self.named(n, "content-type") { contentType = value }
             case 14:

@@ -42,6 +42,18 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
     case requestTimeout(ReadPhase, TimeAmount)
     /// Reading the request would pass the server's budget for buffered request bytes.
     case overloaded
+    /// A registered site's write key is needed and was not given (each site named).
+    case unauthorized([String])
+    /// The page's origin is not one of the site's, or the site is not registered on a closed
+    /// collector (each problem named). No CORS allow header when an origin was refused.
+    case forbidden([String], originRefused: Bool)
+
+    /// Whether the answer carries `Access-Control-Allow-Origin` (a page whose origin was
+    /// refused gets an answer it cannot read).
+    public var allowsCORS: Bool {
+        if case .forbidden(_, true) = self { return false }
+        return true
+    }
 
     public var status: HTTPResponse.Status {
         switch self {
@@ -52,6 +64,8 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .bodyTooLarge, .tooManyEvents, .exceedsQueue: .contentTooLarge
         case .queueFull, .shuttingDown, .spoolUnavailable, .durableTimeout, .overloaded: .serviceUnavailable
         case .requestTimeout: .requestTimeout
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
         }
     }
 
@@ -72,6 +86,8 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .malformedRequest: "malformed_request"
         case .requestTimeout: "timeout"
         case .overloaded: "overloaded"
+        case .unauthorized: "unauthorized"
+        case .forbidden: "forbidden"
         }
     }
 
@@ -92,6 +108,8 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .malformedRequest: "Malformed HTTP request"
         case .requestTimeout: "Request timeout"
         case .overloaded: "Server busy, retry later"
+        case .unauthorized: "Unauthorized"
+        case .forbidden: "Forbidden"
         }
     }
 
@@ -111,6 +129,7 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .requestTimeout(let phase, let limit):
             ["the request \(phase == .header ? "head" : "body") did not arrive within \(limit.nanoseconds / 1_000_000_000) s"]
         case .overloaded: ["the server holds as many partly received requests as it may; retry later"]
+        case .unauthorized(let problems), .forbidden(let problems, _): problems
         case .queueFull, .shuttingDown, .spoolUnavailable, .durableTimeout: nil
         }
     }

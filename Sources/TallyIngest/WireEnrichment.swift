@@ -1,5 +1,6 @@
 import TallyCore
 import TallyEnrich
+import TallySites
 import TallyWire
 
 extension EventsFrame {
@@ -22,5 +23,24 @@ extension EventsFrame {
         }
         if bots > 0 { metrics.filtered(transport, reason: "bot", bots) }
         return events
+    }
+}
+
+extension SiteRules {
+    /// Whether a wire sender may send `frame`: as an HTTP request without `Origin` or key
+    /// (the protocol carries neither), so a site with write keys is refused, and on a closed
+    /// collector an unregistered one. The refusal's wording, or nil.
+    func wireRefusal(_ frame: EventsFrame) -> String? {
+        guard !allOpen else { return nil }
+        var none = PresentedKey(authorization: nil)
+        switch checkWrite(siteID: frame.siteID, origin: nil, key: &none) {
+        case nil: return nil
+        case .keyRequired(let site)?:
+            return "site \(JSONText.quote(site)) needs a write key, which the wire protocol cannot carry; send its events over HTTP with Authorization: Bearer <key>"
+        case .unregistered(let site)?:
+            return "site \(JSONText.quote(site)) is not registered on this collector"
+        case .originNotAllowed?:
+            return nil
+        }
     }
 }

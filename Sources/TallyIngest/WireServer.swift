@@ -9,6 +9,7 @@ import NIOPosix
 import HummingbirdCore
 import ServiceLifecycle
 import TallyCore
+import TallySites
 import TallyWire
 import TallyEnrich
 
@@ -29,10 +30,14 @@ public final class WireServer: Service, Sendable {
         /// nothing is closed after `idle`.
         public var timeouts: ReadTimeouts
         public var enricher: Enricher
+        /// Registered sites: a frame for a site with write keys, or (`--closed`) for an
+        /// unregistered one, is refused (the protocol carries no key yet).
+        public var sites: SiteRulesSource
 
         public init(host: String, port: Int, udpReceiveBuffer: Int, maxConnections: Int, budget: BufferBudget, timeouts: ReadTimeouts,
-                    enricher: Enricher) {
+                    enricher: Enricher, sites: SiteRulesSource = SiteRulesSource()) {
             self.enricher = enricher
+            self.sites = sites
             self.host = host
             self.port = port
             self.udpReceiveBuffer = udpReceiveBuffer
@@ -76,7 +81,7 @@ public final class WireServer: Service, Sendable {
     func start() async throws -> Int {
         let sink = self.sink, metrics = self.metrics, logger = self.logger
         let limit = ConnectionLimit(maximum: configuration.maxConnections, listener: "wire", factory: metrics.factory)
-        let budget = configuration.budget, timeouts = configuration.timeouts, enricher = configuration.enricher
+        let budget = configuration.budget, timeouts = configuration.timeouts, enricher = configuration.enricher, sites = configuration.sites
         let tcp = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -92,7 +97,7 @@ public final class WireServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandlers(
                         ReadGuard(budget: budget, timeouts: timeouts, startPhase: .frame) { metrics.timedOut("wire", $0) },
                         ByteToMessageHandler(WireFrameDecoder()),
-                        WireTCPHandler(sink: sink, metrics: metrics, enricher: enricher))
+                        WireTCPHandler(sink: sink, metrics: metrics, enricher: enricher, sites: sites))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
@@ -107,7 +112,7 @@ public final class WireServer: Service, Sendable {
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536 * vector))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics, enricher: enricher))
+                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics, enricher: enricher, sites: sites))
                     }
                 }
                 .bind(host: configuration.host, port: port).get()

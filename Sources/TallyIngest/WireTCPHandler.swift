@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import TallyCore
+import TallySites
 import TallyWire
 import TallyEnrich
 
@@ -38,11 +39,13 @@ final class WireTCPHandler: ChannelDuplexHandler {
     private var nextAckID: UInt64 = 0
 
     private let enricher: Enricher
+    private let sites: SiteRulesSource
 
-    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher()) {
+    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher(), sites: SiteRulesSource = SiteRulesSource()) {
         self.sink = sink
         self.metrics = metrics
         self.enricher = enricher
+        self.sites = sites
     }
 
     func handlerAdded(context: ChannelHandlerContext) { handlerContext = context }
@@ -52,6 +55,13 @@ final class WireTCPHandler: ChannelDuplexHandler {
         let frame = unwrapInboundIn(data)
         context.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
         guard !closing else { return }
+        if let refusal = sites.rules.wireRefusal(frame) {
+            // Frames before this one are the sender's delivered events.
+            handOffWaiting()
+            metrics.rejected("tcp", reason: WireError.unauthorized.label, frame.events.count,
+                             detail: refusal + "; closing the connection", peer: context.remoteAddress?.description)
+            return sendError(.unauthorized, refusal, context: context)
+        }
         let events = frame.enrichedEvents(receivedAt: Timestamp.now(), enricher: enricher, metrics: metrics, transport: "tcp")
         waiting.append(Received(events: events, sequence: frame.sequence,
                                 ackRequested: frame.ackRequested))

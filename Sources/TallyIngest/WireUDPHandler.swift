@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import TallyCore
+import TallySites
 import TallyWire
 import TallyEnrich
 
@@ -14,8 +15,10 @@ final class WireUDPHandler: ChannelInboundHandler {
     private let metrics: IngestMetrics
 
     private let enricher: Enricher
+    private let sites: SiteRulesSource
 
-    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher()) {
+    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher(), sites: SiteRulesSource = SiteRulesSource()) {
+        self.sites = sites
         self.sink = sink
         self.metrics = metrics
         self.enricher = enricher
@@ -33,6 +36,11 @@ final class WireUDPHandler: ChannelInboundHandler {
                     reject(FrameRejection(.truncated, "frame cut off at the end of the datagram"), from: envelope.remoteAddress)
                     return
                 case .frame(.events(let frame)):
+                    if let refusal = sites.rules.wireRefusal(frame) {
+                        metrics.rejected("udp", reason: WireError.unauthorized.label, frame.events.count,
+                                         detail: refusal, peer: "\(envelope.remoteAddress)")
+                        continue
+                    }
                     let events = frame.enrichedEvents(receivedAt: receivedAt, enricher: enricher, metrics: metrics, transport: "udp")
                     do {
                         try sink.enqueue(events)

@@ -3,6 +3,7 @@ import Hummingbird
 import NIOCore
 import Prometheus
 import TallyCore
+import TallySites
 import TallyHTTP
 import TallyStore
 
@@ -66,11 +67,14 @@ public struct ReportRoutes: Sendable {
     let health: @Sendable () async -> HealthReport
     /// Refreshes gauges that are sampled rather than pushed, right before a scrape.
     let beforeScrape: @Sendable () async -> Void
+    /// Registered sites' read keys.
+    let sites: SiteRulesSource
 
     public init(store: any EventStore, registry: PrometheusCollectorRegistry,
                 health: @escaping @Sendable () async -> HealthReport,
-                beforeScrape: @escaping @Sendable () async -> Void = {}) {
+                beforeScrape: @escaping @Sendable () async -> Void = {}, sites: SiteRulesSource = SiteRulesSource()) {
         self.store = store
+        self.sites = sites
         self.registry = registry
         self.health = health
         self.beforeScrape = beforeScrape
@@ -127,6 +131,14 @@ public struct ReportRoutes: Sendable {
         init(_ m: String) { message = m }
     }
 
+    /// A read of a site that needs a read key, without one of its keys. The same answer for
+    /// every such site, whether it has data or (on a closed collector) exists at all.
+    struct ReadUnauthorized: JSONErrorResponse {
+        var message: String { "Unauthorized" }
+        var details: [String]? { ["reading this site needs one of its read keys: Authorization: Bearer <key>, or ?key=<key>"] }
+        var status: HTTPResponse.Status { .unauthorized }
+    }
+
     /// The store could not answer (the details say why).
     struct StoreUnavailable: JSONErrorResponse {
         var error: String
@@ -141,6 +153,8 @@ public struct ReportRoutes: Sendable {
         }
         let q = request.uri.queryParameters
         let query = try StatsQuery.parse(siteID: q.get("site_id"), date: q.get("date"), limit: q.get("limit")).get()
+        var key = PresentedKey(authorization: request.headers[.authorization], query: q.get("key").map { Substring($0) })
+        guard sites.rules.mayRead(siteID: query.siteID, key: &key) else { throw ReadUnauthorized() }
         let s: SiteStats
         do {
             s = try await store.stats(siteID: query.siteID, day: query.day, limit: query.limit)

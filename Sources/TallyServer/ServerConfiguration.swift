@@ -44,6 +44,8 @@ public struct ServerConfiguration: Sendable {
     public var trustedProxies: [AddressRange] = []
     /// Events from crawlers and automated browsers are stored flagged and counted nowhere.
     public var botFilter = true
+    /// Only registered sites may send events and be read (`tally sites add`).
+    public var closed = false
 
     public init() {}
 }
@@ -144,6 +146,13 @@ public enum Settings {
                     c.botFilter = !on
                 },
                 describe: { $0.botFilter ? "off" : "on" }),
+        Setting(name: "closed", kind: .flag,
+                help: "Take events only for registered sites (`tally sites add`): others get 403, on the wire an ERROR `unauthorized`, and their `/stats` 401. Without it, an unregistered `site_id` works with no set-up.",
+                apply: { c, v throws(SettingError) in
+                    guard case .bool(let on) = v else { throw SettingError(description: "must be true or false") }
+                    c.closed = on
+                },
+                describe: { $0.closed ? "on" : "off" }),
         Setting(name: "log-level", kind: .string, help: "`trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`; logs go to stderr.",
                 apply: { c, v throws(SettingError) in
                     guard case .string(let s) = v, let level = Logger.Level(rawValue: s) else {

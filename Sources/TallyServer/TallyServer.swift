@@ -15,6 +15,7 @@ import TallyHTTP
 import TallyIngest
 import TallyPipeline
 import TallyReport
+import TallySites
 import TallyStore
 
 /// The whole collector: store, pipeline, wire listeners and HTTP as services of one
@@ -48,7 +49,7 @@ public final class TallyServer: Sendable {
         try PrivateFiles.makeDirectory(c.dataDirectory)
         let instance = try InstanceID.load(directory: c.dataDirectory)
 
-        let store: any EventStore = if let url = c.storeURL {
+        let store: any EventStore & SiteRegistryStore = if let url = c.storeURL {
             try PostgresStore(url: url, logger: logger)
         } else {
             SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
@@ -82,11 +83,14 @@ public final class TallyServer: Sendable {
         let enricher = Enricher(botFilter: c.botFilter, addressRule: ClientAddressRule(trustedProxies: c.trustedProxies))
         let salts = SaltKeeper(store: store, enricher: enricher, logger: logger)
         await salts.sync()
+        let sites = SiteRulesSource(SiteRules(closed: c.closed, version: -1))
+        let watcher = RegistryWatcher(store: store, source: sites, closed: c.closed, logger: logger)
+        await watcher.sync()
         let wire = WireServer(
             configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer,
                                  maxConnections: perListener, budget: budget,
                                  timeouts: ReadTimeouts(start: c.bodyTimeout, body: c.bodyTimeout, idle: c.idleTimeout),
-                                 enricher: enricher),
+                                 enricher: enricher, sites: sites),
             sink: pipeline, metrics: ingestMetrics, logger: logger, onBound: { ready.wireBound($0) })
 
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
@@ -97,7 +101,7 @@ public final class TallyServer: Sendable {
                      beforeScrape: {
                          pipeline.refreshGauges()
                          if let d = wire.kernelUDPDrops() { udpDrops.record(d) }
-                     }).addRoutes(to: router)
+                     }, sites: sites).addRoutes(to: router)
         ScriptRoute().addRoutes(to: router)
         let app = Application(
             router: router,
@@ -105,13 +109,13 @@ public final class TallyServer: Sendable {
             server: .http1(ingest: IngestContext(sink: pipeline, metrics: ingestMetrics, durableTimeout: c.durableTimeout,
                                                  serverName: "tally", budget: budget,
                                                  timeouts: ReadTimeouts(start: c.headerTimeout, body: c.bodyTimeout, idle: c.idleTimeout),
-                                                 enricher: enricher)),
+                                                 enricher: enricher, sites: sites)),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally", backlog: ConnectionLimit.backlog,
                                  availableConnectionsDelegate: ConnectionLimit(maximum: perListener, listener: "http", factory: factory)),
             onServerRunning: { channel in ready.httpBound(channel.localAddress?.port ?? c.httpPort) },
             logger: logger)
 
-        self.services = [StoreService(store: store), salts, pipeline, wire, app]
+        self.services = [StoreService(store: store), salts, watcher, pipeline, wire, app]
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfiguration.gracefulShutdownSignals = gracefulShutdownSignals
         groupConfiguration.maximumGracefulShutdownDuration = c.shutdownTimeout

@@ -83,6 +83,10 @@ public final class PostgresStore: EventStore, Sendable {
     /// down creates it before its first load.
     private let prepared = NIOLockedValueBox(false)
 
+    func preparedOnce() async throws {
+        if !prepared.withLockedValue({ $0 }) { try await prepare() }
+    }
+
     static func migrate(_ client: PostgresClient, _ logger: Logger) async throws {
         try await client.withTransaction(logger: logger) { conn in
             try await conn.query("SELECT pg_advisory_xact_lock(7338201)", logger: logger)
@@ -114,6 +118,19 @@ public final class PostgresStore: EventStore, Sendable {
         """,
         "CREATE TABLE IF NOT EXISTS daily_visitors(site_id TEXT NOT NULL, day DATE NOT NULL, visitor BIGINT NOT NULL, PRIMARY KEY(site_id, day, visitor))",
         "CREATE TABLE IF NOT EXISTS visitor_salts(day DATE PRIMARY KEY, salt BYTEA NOT NULL)",
+        // The site registry (SiteRecord): keys as SHA-256 hashes; registry_version has one row,
+        // advanced by every change, which every collector sharing the database polls.
+        """
+        CREATE TABLE IF NOT EXISTS registered_sites(id TEXT PRIMARY KEY, origins TEXT[] NOT NULL, rate INTEGER,
+            created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS site_keys(id TEXT PRIMARY KEY, site_id TEXT NOT NULL REFERENCES registered_sites(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('read', 'write')), hash TEXT NOT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL)
+        """,
+        "CREATE INDEX IF NOT EXISTS site_keys_by_site ON site_keys(site_id)",
+        "CREATE TABLE IF NOT EXISTS registry_version(one INTEGER PRIMARY KEY CHECK (one = 1), version BIGINT NOT NULL)",
+        "INSERT INTO registry_version(one, version) VALUES (1, 0) ON CONFLICT DO NOTHING",
     ]
 
     /// Bounds every database call: while the server is unreachable the pool would otherwise
@@ -170,7 +187,7 @@ public final class PostgresStore: EventStore, Sendable {
     }
 
     public func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome] {
-        if !prepared.withLockedValue({ $0 }) { try await prepare() }
+        try await preparedOnce()
         return try await bounded("load") { client in try await self.load(batches, client) }
     }
 

@@ -38,6 +38,22 @@ enum SQLiteSchema {
         CREATE VIEW IF NOT EXISTS events AS \(eventsView);
         """
 
+    /// The site registry (``SiteRecord``), in every version from 4 on: new tables only, which
+    /// older readers of a version-4 file ignore. Origins are one per line (an origin has no
+    /// line break); keys are stored as SHA-256 hashes; `registry_version` has one row, advanced
+    /// by every change, which running collectors poll.
+    static let registryTables = """
+        CREATE TABLE IF NOT EXISTS registered_sites(
+            id TEXT PRIMARY KEY, origins TEXT NOT NULL, rate INTEGER,
+            created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS site_keys(
+            id TEXT PRIMARY KEY, site_id TEXT NOT NULL, kind TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS site_keys_by_site ON site_keys(site_id);
+        CREATE TABLE IF NOT EXISTS registry_version(one INTEGER PRIMARY KEY CHECK(one = 1), version INTEGER NOT NULL);
+        INSERT OR IGNORE INTO registry_version(one, version) VALUES(1, 0);
+        """
+
     /// The raw rows: interned names, the event's time and the batch's.
     static let eventRowsColumns = """
         (id INTEGER PRIMARY KEY, site INTEGER NOT NULL, type INTEGER NOT NULL, path INTEGER, user INTEGER,
@@ -184,6 +200,7 @@ enum SQLiteSchema {
             } else {
                 try db.exec(tables)
             }
+            try db.exec(registryTables)
             try db.exec("PRAGMA user_version = \(Self.version)")
             try db.exec("COMMIT")
         } catch {

@@ -124,7 +124,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         try await pool.shutdownGracefully()
     }
 
-    private func onWriter<T: Sendable>(_ body: @escaping @Sendable (SQLiteWriter) throws -> T) async throws -> T {
+    func onWriter<T: Sendable>(_ body: @escaping @Sendable (SQLiteWriter) throws -> T) async throws -> T {
         try await pool.runIfActive { [self] in
             try writerLock.withLock { () throws -> T in
                 if writer == nil { writer = SQLiteWriter(try SQLiteConnection(path: path)) }
@@ -134,7 +134,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         }
     }
 
-    private func onReader<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+    func onReader<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await pool.runIfActive { [self] in
             try readerLock.withLock { () throws -> T in
                 if reader == nil { reader = try SQLiteConnection(path: path) }

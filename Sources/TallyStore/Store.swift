@@ -119,3 +119,29 @@ public struct BatchRollup: Sendable {
         }
     }
 }
+
+/// The site registry (``SiteRecord``), kept in the same database as the events, so collectors
+/// that share a PostgreSQL database share their sites and keys.
+public protocol SiteRegistryStore: Sendable {
+    /// Advanced by every change; a collector polls it and reloads the sites when it moves.
+    func registryVersion() async throws -> Int64
+    /// Every site with its keys, and the version they are as of (one read transaction).
+    func registeredSites() async throws -> (version: Int64, sites: [SiteRecord])
+    /// One change in one transaction, with the version advanced; throws ``SiteRegistryError``
+    /// when the site (or key) named is not there, or a site to add already is.
+    func apply(_ change: SiteRegistryChange) async throws
+}
+
+public enum SiteRegistryError: Error, Sendable, Equatable, CustomStringConvertible {
+    case siteExists(String)
+    case noSuchSite(String)
+    case noSuchKey(site: String, key: String)
+
+    public var description: String {
+        switch self {
+        case .siteExists(let id): "site \(JSONText.quote(id)) is already registered"
+        case .noSuchSite(let id): "no registered site \(JSONText.quote(id))"
+        case .noSuchKey(let site, let key): "site \(JSONText.quote(site)) has no key \(JSONText.quote(key))"
+        }
+    }
+}

@@ -13,6 +13,7 @@ public enum WireError: UInt16, Error, Sendable, CaseIterable {
     case invalidEvent = 10
     case missingEventType = 11
     case overloaded = 12
+    case unauthorized = 13
 
     public var label: String {
         switch self {
@@ -28,6 +29,7 @@ public enum WireError: UInt16, Error, Sendable, CaseIterable {
         case .invalidEvent: "invalid_event"
         case .missingEventType: "missing_event_type"
         case .overloaded: "overloaded"
+        case .unauthorized: "unauthorized"
         }
     }
 

@@ -14,8 +14,7 @@ do {
     let command = try Tally.parseAsRoot()
     // Through an existential, `run()` would resolve to the synchronous requirement.
     switch command {
-    case let serve as Serve: try await serve.serve()
-    case let ceiling as StoreCeiling: try await ceiling.measure()
+    case let command as any AsyncCommandBody: try await command.body()
     default:
         var command = command
         try command.run()

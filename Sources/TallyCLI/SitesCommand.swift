@@ -1,0 +1,262 @@
+import ArgumentParser
+import Configuration
+import Foundation
+import TallyCore
+import TallyServer
+import TallySites
+import TallyStore
+
+/// `tally sites …`: the site registry, changed in the store a server uses while it runs (a
+/// running server picks a change up within seconds).
+public struct SitesCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "sites",
+        abstract: "Register sites: their allowed origins, write and read keys, and rate limit.",
+        discussion: "Every command works on the store that `tally serve` uses with the same --data-dir / --store / --config (or TALLY_* variables); servers running on it pick changes up within 5 seconds.",
+        subcommands: [Add.self, List.self, Show.self, Update.self, Remove.self, Keys.self])
+
+    public init() {}
+
+    /// Which store: the same settings as `tally serve`.
+    struct StoreOptions: ParsableArguments {
+        @Option(help: Serve.help("data-dir")) var dataDir: String?
+        @Option(help: Serve.help("store")) var store: String?
+        @Option(help: Serve.help("config")) var config: String?
+
+        func open() async throws -> any EventStore & SiteRegistryStore {
+            var flags: [String: ConfigContent] = [:]
+            if let dataDir { flags["data-dir"] = .string(dataDir) }
+            if let store { flags["store"] = .string(store) }
+            let c = try await Serve.resolve(flags: flags, config: config, environment: ProcessInfo.processInfo.environment)
+            let s: any EventStore & SiteRegistryStore
+            if let url = c.storeURL {
+                s = try PostgresStore(url: url)
+            } else {
+                try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
+                s = SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
+            }
+            do {
+                try await s.prepare()
+            } catch {
+                try? await s.close()
+                throw SitesError("cannot open the store: \(error)")
+            }
+            return s
+        }
+
+        /// Runs `body` on the store and closes it, whatever happens.
+        func with<T: Sendable>(_ body: (any EventStore & SiteRegistryStore) async throws -> T) async throws -> T {
+            let s = try await open()
+            do {
+                let r = try await body(s)
+                try? await s.close()
+                return r
+            } catch let e as SiteRegistryError {
+                try? await s.close()
+                throw SitesError(e.description)
+            } catch {
+                try? await s.close()
+                throw error
+            }
+        }
+    }
+
+    struct Add: AsyncParsableCommand, AsyncCommandBody {
+        static let configuration = CommandConfiguration(abstract: "Register a site.")
+        @Argument(help: "The site's id: the site_id its events carry.") var id: String
+        @Option(name: .customLong("origin"), help: "An allowed origin (https://shop.example) or wildcard (https://*.example.com); repeat for more. None: any origin.")
+        var origins: [String] = []
+        @Option(help: "Events per second this site may send (with a burst of as many).") var rate: Int?
+        @OptionGroup var storeOptions: StoreOptions
+
+        func body() async throws {
+            let id = try SiteInput.id(id)
+            let origins = try SiteInput.origins(origins)
+            if let rate { try SiteInput.rate(rate) }
+            let now = Timestamp.now()
+            try await storeOptions.with { try await $0.apply(.add(SiteRecord(id: id, origins: origins, rate: rate, createdAt: now, updatedAt: now))) }
+            print("registered site \(JSONText.quote(id))")
+        }
+    }
+
+    struct List: AsyncParsableCommand, AsyncCommandBody {
+        static let configuration = CommandConfiguration(abstract: "List the registered sites.")
+        @Flag(help: "One JSON array instead of a table.") var json = false
+        @OptionGroup var storeOptions: StoreOptions
+
+        func body() async throws {
+            let sites = try await storeOptions.with { try await $0.registeredSites().sites }
+            if json { return print("[" + sites.map(SiteOutput.json).joined(separator: ",") + "]") }
+            guard !sites.isEmpty else { return print("no registered sites") }
+            print(SiteOutput.table(sites))
+        }
+    }
+
+    struct Show: AsyncParsableCommand, AsyncCommandBody {
+        static let configuration = CommandConfiguration(abstract: "Show one site: origins, rate and its keys (by id; keys are never shown again).")
+        @Argument var id: String
+        @Flag(help: "JSON instead of text.") var json = false
+        @OptionGroup var storeOptions: StoreOptions
+
+        func body() async throws {
+            let sites = try await storeOptions.with { try await $0.registeredSites().sites }
+            guard let site = sites.first(where: { $0.id.utf8Equals(id) }) else { throw SitesError(SiteRegistryError.noSuchSite(id).description) }
+            print(json ? SiteOutput.json(site) : SiteOutput.text(site))
+        }
+    }
+
+    struct Update: AsyncParsableCommand, AsyncCommandBody {
+        static let configuration = CommandConfiguration(abstract: "Change a site's origins or rate limit.")
+        @Argument var id: String
+        @Option(name: .customLong("origin"), help: "The site's allowed origins from now on (repeat for more); replaces the list.")
+        var origins: [String] = []
+        @Flag(help: "Allow any origin again.") var anyOrigin = false
+        @Option(help: "Events per second this site may send.") var rate: Int?
+        @Flag(help: "Remove the site's rate limit.") var noRate = false
+        @OptionGroup var storeOptions: StoreOptions
+
+        func validate() throws {
+            if anyOrigin && !origins.isEmpty { throw ValidationError("--any-origin and --origin contradict each other") }
+            if noRate && rate != nil { throw ValidationError("--no-rate and --rate contradict each other") }
+            if !anyOrigin && origins.isEmpty && !noRate && rate == nil { throw ValidationError("nothing to change: give --origin, --any-origin, --rate or --no-rate") }
+        }
+
+        func body() async throws {
+            let newOrigins: [String]? = anyOrigin ? [] : origins.isEmpty ? nil : try SiteInput.origins(origins)
+            if let rate { try SiteInput.rate(rate) }
+            let newRate: Int?? = noRate ? .some(nil) : rate.map { .some($0) }
+            try await storeOptions.with { try await $0.apply(.update(id: id, origins: newOrigins, rate: newRate, at: Timestamp.now())) }
+            print("updated site \(JSONText.quote(id))")
+        }
+    }
+
+    struct Remove: AsyncParsableCommand, AsyncCommandBody {
+        static let configuration = CommandConfiguration(abstract: "Unregister a site and revoke its keys (its events and numbers stay).")
+        @Argument var id: String
+        @OptionGroup var storeOptions: StoreOptions
+
+        func body() async throws {
+            try await storeOptions.with { try await $0.apply(.remove(id: id)) }
+            print("removed site \(JSONText.quote(id))")
+        }
+    }
+
+    struct Keys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add or revoke a site's keys.", subcommands: [AddKey.self, RevokeKey.self])
+    }
+
+    struct AddKey: AsyncParsableCommand, AsyncCommandBody {
+        static let configuration = CommandConfiguration(
+            commandName: "add",
+            abstract: "Make a key; it is printed once, alone on the last line, and only its hash is stored.")
+        @Argument var id: String
+        @Flag(help: "A key that reads the site's numbers.") var read = false
+        @Flag(help: "A key that sends the site's events.") var write = false
+        @OptionGroup var storeOptions: StoreOptions
+
+        func validate() throws {
+            guard read != write else { throw ValidationError("give exactly one of --read and --write") }
+        }
+
+        func body() async throws {
+            let (key, record) = AccessKey.generate(read ? .read : .write, at: Timestamp.now())
+            try await storeOptions.with { try await $0.apply(.addKey(siteID: id, record)) }
+            print("\(record.kind.rawValue) key \(record.id) for site \(JSONText.quote(id)); it is not shown again:")
+            print(key)
+        }
+    }
+
+    struct RevokeKey: AsyncParsableCommand, AsyncCommandBody {
+        static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a key, named by its id (from `sites show`) or by the key itself.")
+        @Argument var id: String
+        @Argument(help: "The key id (k…) or the key.") var key: String
+        @OptionGroup var storeOptions: StoreOptions
+
+        func body() async throws {
+            // A key itself is never stored: it is looked up by its hash.
+            let name = key.hasPrefix("tally_") ? AccessKey.hash(key) : key
+            try await storeOptions.with { try await $0.apply(.revokeKey(siteID: id, idOrHash: name)) }
+            print("revoked key \(key.hasPrefix("tally_") ? AccessKey.id(ofHash: name) : key) of site \(JSONText.quote(id))")
+        }
+    }
+}
+
+/// A command whose work is async, run by main.swift through ``AsyncCommandBody/body()``: called
+/// through an existential, `run()` resolves to ParsableCommand's synchronous requirement, which
+/// only prints the help.
+public protocol AsyncCommandBody {
+    func body() async throws
+}
+
+extension AsyncCommandBody {
+    public func run() async throws { try await body() }
+}
+
+struct SitesError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Checks of what a site is registered with, shared by every command that takes them.
+enum SiteInput {
+    static func id(_ id: String) throws -> String {
+        guard !id.isEmpty, id.utf8.count <= EventLimits.maxSiteIDBytes else {
+            throw ValidationError("a site id is 1 to \(EventLimits.maxSiteIDBytes) bytes")
+        }
+        return id
+    }
+
+    /// Every origin parsed; all the bad ones named at once.
+    static func origins(_ texts: [String]) throws -> [String] {
+        var good: [String] = [], bad: [String] = []
+        for t in texts {
+            switch OriginRule.parse(t) {
+            case .success(let rule): good.append(rule.description)
+            case .failure(let e): bad.append(e.description)
+            }
+        }
+        guard bad.isEmpty else { throw ValidationError(bad.joined(separator: "; ")) }
+        return good
+    }
+
+    static func rate(_ rate: Int) throws {
+        guard rate >= 1 else { throw ValidationError("--rate must be at least 1 event per second") }
+    }
+}
+
+enum SiteOutput {
+    static func time(_ micros: Int64) -> String { Timestamp.format(micros) }
+
+    static func json(_ s: SiteRecord) -> String {
+        let keys = s.keys.map { "{\"id\":\(JSONText.quote($0.id)),\"kind\":\"\($0.kind.rawValue)\",\"created_at\":\(JSONText.quote(time($0.createdAt)))}" }
+        return "{\"id\":\(JSONText.quote(s.id)),\"origins\":[\(s.origins.map(JSONText.quote).joined(separator: ","))],"
+            + "\"rate\":\(s.rate.map(String.init) ?? "null"),\"keys\":[\(keys.joined(separator: ","))],"
+            + "\"created_at\":\(JSONText.quote(time(s.createdAt))),\"updated_at\":\(JSONText.quote(time(s.updatedAt)))}"
+    }
+
+    static func text(_ s: SiteRecord) -> String {
+        var lines = [
+            "site:       \(s.id)",
+            "origins:    \(s.origins.isEmpty ? "any" : s.origins.joined(separator: " "))",
+            "rate:       \(s.rate.map { "\($0) events/s" } ?? "no limit of its own")",
+            "created:    \(time(s.createdAt))",
+            "updated:    \(time(s.updatedAt))",
+        ]
+        lines.append(s.keys.isEmpty ? "keys:       none" : "keys:")
+        for k in s.keys { lines.append("  \(k.id)  \(k.kind.rawValue)  created \(time(k.createdAt))") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func table(_ sites: [SiteRecord]) -> String {
+        var rows = [["SITE", "ORIGINS", "RATE", "READ KEYS", "WRITE KEYS", "UPDATED"]]
+        for s in sites {
+            rows.append([s.id, s.origins.isEmpty ? "any" : s.origins.joined(separator: ","), s.rate.map(String.init) ?? "-",
+                         String(s.keys.filter { $0.kind == .read }.count), String(s.keys.filter { $0.kind == .write }.count), time(s.updatedAt)])
+        }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max()! }
+        return rows.map { r in
+            r.indices.map { i in i == r.count - 1 ? r[i] : r[i].padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}

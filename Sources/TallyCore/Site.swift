@@ -1,0 +1,57 @@
+/// A registered site as the store keeps it: who may send its events (origins, write keys), who
+/// may read its numbers (read keys) and how fast it may send. Sites that are not registered
+/// keep the seed API's open behaviour unless the server runs `--closed`.
+public struct SiteRecord: Sendable, Equatable {
+    public var id: String
+    /// Exact origins (`https://shop.example`) and wildcards (`https://*.example.com`,
+    /// `*.example.com`); empty: any origin.
+    public var origins: [String]
+    /// Events per second (with a burst of the same size); nil: no limit of its own.
+    public var rate: Int?
+    public var keys: [SiteKeyRecord]
+    /// Microseconds since 1970.
+    public var createdAt: Int64
+    public var updatedAt: Int64
+
+    public init(id: String, origins: [String] = [], rate: Int? = nil, keys: [SiteKeyRecord] = [],
+                createdAt: Int64, updatedAt: Int64) {
+        self.id = id
+        self.origins = origins
+        self.rate = rate
+        self.keys = keys
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+    }
+}
+
+/// A key of a site, stored without the key itself: the SHA-256 of the key (hex) and a short id
+/// derived from that hash, which lists and revocations name.
+public struct SiteKeyRecord: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        case read, write
+    }
+
+    public var id: String
+    public var kind: Kind
+    public var hash: String
+    public var createdAt: Int64
+
+    public init(id: String, kind: Kind, hash: String, createdAt: Int64) {
+        self.id = id
+        self.kind = kind
+        self.hash = hash
+        self.createdAt = createdAt
+    }
+}
+
+/// A change to the registry. Every change is one transaction that also advances the
+/// registry's version, which running collectors poll to pick the change up.
+public enum SiteRegistryChange: Sendable, Equatable {
+    case add(SiteRecord)
+    /// New origins and/or rate for a site (nil: unchanged; `rate: .some(nil)` removes the limit).
+    case update(id: String, origins: [String]?, rate: Int??, at: Int64)
+    case remove(id: String)
+    case addKey(siteID: String, SiteKeyRecord)
+    /// A key named by its id or by the hash of the key itself.
+    case revokeKey(siteID: String, idOrHash: String)
+}

@@ -1,0 +1,114 @@
+import Synchronization
+import TallyCore
+
+/// The registry as ingest and reads consult it: compiled once per change (origins parsed, key
+/// hashes decoded), then read by every request. With nothing registered and `--closed` off,
+/// ``allOpen`` is true and requests skip every check: the seed API's zero set-up.
+public struct SiteRules: Sendable {
+    struct Site: Sendable {
+        var origins: [OriginRule]
+        var writeKeys: [[UInt8]]
+        var readKeys: [[UInt8]]
+        var rate: Int?
+    }
+
+    /// Events for unregistered sites are refused, and their numbers are not served.
+    public let closed: Bool
+    public let version: Int64
+    let sites: [ExactString: Site]
+
+    public var allOpen: Bool { !closed && sites.isEmpty }
+    public var registeredCount: Int { sites.count }
+
+    public init(_ records: [SiteRecord] = [], closed: Bool = false, version: Int64 = 0) {
+        self.closed = closed
+        self.version = version
+        var sites: [ExactString: Site] = [:]
+        for r in records {
+            // A stored origin that no longer parses is dropped: it can match nothing anyway.
+            let origins = r.origins.compactMap { try? OriginRule.parse($0).get() }
+            func keys(_ kind: SiteKeyRecord.Kind) -> [[UInt8]] {
+                r.keys.filter { $0.kind == kind }.compactMap { AccessKey.bytes(hex: $0.hash) }
+            }
+            sites[ExactString(r.id)] = Site(origins: origins, writeKeys: keys(.write), readKeys: keys(.read), rate: r.rate)
+        }
+        self.sites = sites
+    }
+
+    public enum WriteRefusal: Sendable, Equatable {
+        /// `--closed`, and the site is not registered (403).
+        case unregistered(site: String)
+        /// A browser's request from a page the site does not list (403).
+        case originNotAllowed(site: String, origin: String)
+        /// The site has write keys, and the request carries none of them (401).
+        case keyRequired(site: String)
+    }
+
+    /// Whether a request from `origin` (its `Origin` header) carrying `key` may send events of
+    /// `siteID`:
+    /// - a valid write key of the site always may, and any other key given may not (401);
+    /// - a browser's request (an `Origin`) to a site that lists origins may when its origin is
+    ///   listed (403 otherwise); to a site that lists none, it may unless the site has write keys;
+    /// - a request without `Origin` may unless the site has write keys (401).
+    public func checkWrite(siteID: String, origin: String?, key: inout PresentedKey) -> WriteRefusal? {
+        guard let site = sites[ExactString(siteID)] else { return closed ? .unregistered(site: siteID) : nil }
+        // A key given must be one of the site's write keys, needed or not: a revoked key stops
+        // working even when the site no longer needs one, and a sender learns it has the wrong key.
+        if let d = key.digest() { return Self.contains(site.writeKeys, d) ? nil : .keyRequired(site: siteID) }
+        if let origin, !site.origins.isEmpty {
+            return site.origins.contains { $0.matches(origin) } ? nil : .originNotAllowed(site: siteID, origin: origin)
+        }
+        return site.writeKeys.isEmpty ? nil : .keyRequired(site: siteID)
+    }
+
+    /// Whether `siteID`'s numbers may be read with `key`: an unregistered site's when not
+    /// `--closed`; a registered site's without read keys; otherwise with one of its read keys.
+    public func mayRead(siteID: String, key: inout PresentedKey) -> Bool {
+        guard let site = sites[ExactString(siteID)] else { return !closed }
+        if site.readKeys.isEmpty { return true }
+        guard let d = key.digest() else { return false }
+        return Self.contains(site.readKeys, d)
+    }
+
+    /// Compares with every key, so the time taken does not say which key (or byte) differed.
+    static func contains(_ keys: [[UInt8]], _ digest: [UInt8]) -> Bool {
+        var found = false
+        for k in keys { found = AccessKey.equal(k, digest) || found }
+        return found
+    }
+}
+
+/// The key a request presented (`Authorization: Bearer`, or `?key=` on reads), hashed at most
+/// once and only when a rule needs it.
+public struct PresentedKey: Sendable {
+    let text: Substring?
+    private var cached: [UInt8]??
+
+    public init(authorization: String?, query: Substring? = nil) {
+        text = AccessKey.bearer(authorization) ?? query.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    public var isPresent: Bool { text != nil }
+
+    mutating func digest() -> [UInt8]? {
+        if let cached { return cached }
+        let d = text.map { AccessKey.digest($0) }
+        cached = .some(d)
+        return d
+    }
+}
+
+/// The rules in force, replaced whole when the registry changes; requests read a snapshot.
+public final class SiteRulesSource: Sendable {
+    private let current: Mutex<SiteRules>
+
+    public init(_ rules: SiteRules = SiteRules()) {
+        current = Mutex(rules)
+    }
+
+    public var rules: SiteRules { current.withLock { $0 } }
+
+    public func replace(_ rules: SiteRules) {
+        current.withLock { $0 = rules }
+    }
+}

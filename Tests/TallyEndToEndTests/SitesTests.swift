@@ -1,0 +1,227 @@
+import Foundation
+import NIOCore
+import Testing
+import TallyClient
+import TallyCore
+import TallyServer
+import TallyTestSupport
+import TallyWire
+
+/// `tally sites …` run as the binary against the store a running server uses, and the rules
+/// it sets as senders and readers meet them over real sockets.
+@Suite(.serialized) struct SitesEndToEndTests {
+    /// The `tally` binary `swift build` made next to this test bundle's sources.
+    static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/debug/tally").path
+
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+        /// The key `sites keys add` printed: the last line.
+        var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
+    }
+
+    static func cli(_ args: [String]) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env = env.filter { !$0.key.hasPrefix("TALLY_") }
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    /// Runs `tally sites <args> <store>` and expects it to succeed.
+    @discardableResult
+    static func sites(_ args: [String], _ store: [String]) throws -> Run {
+        let r = try cli(["sites"] + args + store)
+        #expect(r.status == 0, "tally sites \(args): \(r.stderr)")
+        return r
+    }
+
+    /// Polls until `check` holds: a server picks a registry change up within 5 s.
+    static func eventually(_ what: String, timeout: Duration = .seconds(6), _ check: () async throws -> Bool) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if try await check() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("never happened within \(timeout): \(what)")
+    }
+
+    static func post(_ c: HTTPClientConnection, _ body: String, key: String? = nil, origin: String? = nil, path: String = "/event") async throws -> HTTPClientResponse {
+        var headers: [(String, String)] = []
+        if let key { headers.append(("Authorization", "Bearer " + key)) }
+        if let origin { headers.append(("Origin", origin)) }
+        return try await c.request(.POST, path, body: body, headers: headers)
+    }
+
+    static func stats(_ c: HTTPClientConnection, _ site: String, key: String? = nil, query: String = "") async throws -> HTTPClientResponse {
+        try await c.request(.GET, "/stats?site_id=\(site)\(query)", body: nil as String?,
+                            headers: key.map { [("Authorization", "Bearer " + $0)] } ?? [])
+    }
+
+    @Test func registeredSitesGetTheirRulesOverHTTPAndTheWire() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build the tally binary first (swift build)")
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let store = ["--data-dir", s.dataDirectory]
+        let c = try await s.http()
+
+        // Before any registration, the seed API's zero set-up.
+        #expect(try await Self.post(c, eventJSON(site: "shop")).status == 202)
+
+        try Self.sites(["add", "shop", "--origin", "https://shop.example", "--origin", "*.shop.example"], store)
+        let write = try Self.sites(["keys", "add", "shop", "--write"], store).lastLine
+        let read = try Self.sites(["keys", "add", "shop", "--read"], store).lastLine
+        #expect(write.hasPrefix("tally_w_") && read.hasPrefix("tally_r_"))
+
+        // Once the server has the change (seen without sending: a read needs a key now),
+        // server-side writes need the write key.
+        try await Self.eventually("a keyless read is refused") { try await Self.stats(c, "shop").status == 401 }
+        var r = try await Self.post(c, eventJSON(site: "shop"))
+        #expect(r.status == 401)
+        #expect(r.header("WWW-Authenticate") == "Bearer" && r.header("Access-Control-Allow-Origin") == "*")
+        #expect(try json(r.body)["details"] as? [String] == [#"site "shop" needs a write key: Authorization: Bearer <key>"#])
+        r = try await Self.post(c, eventJSON(site: "shop"), key: read)
+        #expect(r.status == 401 && r.body.contains("is not a write key"))
+        #expect(try await Self.post(c, eventJSON(site: "shop", path: "/keyed"), key: write).status == 202)
+        // Pages of the site need no key; other pages are refused, and cannot read the answer.
+        #expect(try await Self.post(c, eventJSON(site: "shop", path: "/page"), origin: "https://shop.example").status == 202)
+        #expect(try await Self.post(c, eventJSON(site: "shop", path: "/page"), origin: "https://www.shop.example").status == 202)
+        r = try await Self.post(c, eventJSON(site: "shop"), origin: "https://evil.example")
+        #expect(r.status == 403 && r.header("Access-Control-Allow-Origin") == nil)
+        #expect(try json(r.body)["details"] as? [String] == [#"origin "https://evil.example" may not send events for site "shop""#])
+        // One refused site refuses the whole batch, naming it; other sites stay open.
+        r = try await Self.post(c, "[" + eventJSON(site: "open") + "," + eventJSON(site: "shop") + "]", path: "/events")
+        #expect(r.status == 401 && r.body.contains(#"site \"shop\""#) && !r.body.contains(#"site \"open\""#))
+        #expect(try await Self.post(c, eventJSON(site: "open")).status == 202)
+
+        // Reads need a read key, by header or ?key=; the answer is the same whatever the site holds.
+        r = try await Self.stats(c, "shop")
+        #expect(r.status == 401 && r.header("WWW-Authenticate") == "Bearer")
+        #expect(try await Self.stats(c, "shop", key: write).status == 401)
+        try await Self.eventually("the keyed and page views are readable") {
+            let r = try await Self.stats(c, "shop", key: read)
+            return try r.status == 200 && json(r.body)["total_views"] as? Int == 4
+        }
+        #expect(try await Self.stats(c, "shop", query: "&key=" + read).status == 200)
+        #expect(try await Self.stats(c, "open").status == 200)
+
+        // The wire protocol carries no key: a keyed site's frames are refused, others taken.
+        let tcp = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        try await tcp.send(frames(site: "open", count: 2, sequence: 1, ack: true))
+        try await tcp.waitForAck(1)
+        try await tcp.send(frames(site: "shop", count: 2, sequence: 2, ack: true))
+        await tcp.waitForClose()
+        #expect(tcp.serverError?.code == .unauthorized)
+
+        // HTTP refusals count requests (three 401s above), the wire's count events.
+        let metrics = try await c.get("/metrics").body
+        #expect(metrics.contains(#"tally_events_rejected_total{transport="http",reason="unauthorized"} 3"#))
+        #expect(metrics.contains(#"tally_events_rejected_total{transport="http",reason="forbidden"} 1"#))
+        #expect(metrics.contains(#"tally_events_rejected_total{transport="tcp",reason="unauthorized"} 2"#))
+
+        // Revoking a key, by the key itself, stops it within seconds; listing shows what is left.
+        try Self.sites(["keys", "revoke", "shop", write], store)
+        try await Self.eventually("a revoked key is refused") { try await Self.post(c, eventJSON(site: "shop"), key: write).status == 401 }
+        let shown = try json(try Self.sites(["show", "shop", "--json"], store).stdout)
+        #expect(shown["origins"] as? [String] == ["https://shop.example", "*.shop.example"])
+        #expect((shown["keys"] as? [[String: Any]])?.map { $0["kind"] as? String } == ["read"])
+        #expect(try Self.sites(["list"], store).stdout.contains("shop"))
+        // Removing the site opens it again.
+        try Self.sites(["remove", "shop"], store)
+        try await Self.eventually("a removed site is open") { try await Self.post(c, eventJSON(site: "shop")).status == 202 }
+
+        await c.close()
+        try await s.stop()
+    }
+
+    @Test func cliRefusesBadInputWithReasons() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build the tally binary first (swift build)")
+        let dir = NSTemporaryDirectory() + "tally-sites-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = ["--data-dir", dir]
+        var r = try Self.cli(["sites", "add", "s", "--origin", "shop.example", "--origin", "ftp://x.example"] + store)
+        #expect(r.status != 0 && r.stderr.contains("shop.example") && r.stderr.contains("ftp://x.example"))
+        try Self.sites(["add", "s", "--rate", "10"], store)
+        r = try Self.cli(["sites", "add", "s"] + store)
+        #expect(r.status == 1 && r.stderr.contains(#"site "s" is already registered"#))
+        r = try Self.cli(["sites", "keys", "add", "nope", "--write"] + store)
+        #expect(r.status == 1 && r.stderr.contains(#"no registered site "nope""#))
+        r = try Self.cli(["sites", "keys", "add", "s"] + store)
+        #expect(r.status != 0 && r.stderr.contains("--read"))
+        r = try Self.cli(["sites", "keys", "revoke", "s", "k123"] + store)
+        #expect(r.status == 1 && r.stderr.contains("has no key"))
+        r = try Self.cli(["sites", "update", "s", "--rate", "0"] + store)
+        #expect(r.status != 0 && r.stderr.contains("at least 1"))
+        try Self.sites(["update", "s", "--no-rate", "--origin", "https://s.example"], store)
+        let listed = try #require(try JSONSerialization.jsonObject(with: Data(try Self.sites(["list", "--json"], store).stdout.utf8)) as? [[String: Any]])
+        #expect(listed.count == 1 && listed[0]["rate"] is NSNull && listed[0]["origins"] as? [String] == ["https://s.example"])
+    }
+
+    @Test func closedCollectorTakesOnlyRegisteredSites() async throws {
+        let s = try await TestServer.start { $0.closed = true }
+        defer { s.removeData() }
+        let c = try await s.http()
+        var r = try await Self.post(c, eventJSON(site: "stranger"))
+        #expect(r.status == 403 && r.header("Access-Control-Allow-Origin") == "*")
+        #expect(try json(r.body)["details"] as? [String] == [#"site "stranger" is not registered on this collector"#])
+        #expect(try await Self.stats(c, "stranger").status == 401)
+        let udp = try await WireUDPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        var b = ByteBuffer()
+        FrameEncoder.writeEvents(frames(site: "stranger", count: 3), into: &b)
+        try await udp.send(b)
+        try await Self.eventually("the UDP frame is counted as refused") {
+            try await c.get("/metrics").body.contains(#"tally_events_rejected_total{transport="udp",reason="unauthorized"} 3"#)
+        }
+        try Self.sites(["add", "stranger"], ["--data-dir", s.dataDirectory])
+        try await Self.eventually("a registered site is taken") { try await Self.post(c, eventJSON(site: "stranger")).status == 202 }
+        #expect(try await Self.stats(c, "stranger").status == 200)
+        await udp.close()
+        await c.close()
+        try await s.stop()
+    }
+
+    /// Two collectors on one PostgreSQL database share the registry: a key made through the CLI
+    /// works on both within seconds, and once revoked stops on both.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["TALLY_TEST_POSTGRES"] != nil))
+    func collectorsSharingPostgreSQLShareTheRegistry() async throws {
+        let url = try await PostgresTestDatabase.create(prefix: "sites")
+        let a = try await TestServer.start { $0.storeURL = url }
+        let b = try await TestServer.start { $0.storeURL = url }
+        defer { a.removeData(); b.removeData() }
+        let store = ["--store", url]
+        try Self.sites(["add", "shared"], store)
+        let write = try Self.sites(["keys", "add", "shared", "--write"], store).lastLine
+        let read = try Self.sites(["keys", "add", "shared", "--read"], store).lastLine
+        let ca = try await a.http(), cb = try await b.http()
+        for c in [ca, cb] {
+            try await Self.eventually("a keyless read is refused") { try await Self.stats(c, "shared").status == 401 }
+            #expect(try await Self.post(c, eventJSON(site: "shared")).status == 401)
+            #expect(try await Self.post(c, eventJSON(site: "shared"), key: write).status == 202)
+        }
+        try await Self.eventually("both collectors' events are readable with the read key") {
+            let r = try await Self.stats(cb, "shared", key: read)
+            return try r.status == 200 && json(r.body)["total_views"] as? Int == 2
+        }
+        #expect(try await Self.stats(ca, "shared").status == 401)
+        try Self.sites(["keys", "revoke", "shared", write], store)
+        for c in [ca, cb] {
+            try await Self.eventually("the revoked key is refused") { try await Self.post(c, eventJSON(site: "shared"), key: write).status == 401 }
+        }
+        await ca.close()
+        await cb.close()
+        try await a.stop()
+        try await b.stop()
+    }
+}
