@@ -12,7 +12,7 @@ public struct SitesCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "sites",
         abstract: "Register sites: their allowed origins, write and read keys, and rate limit.",
-        discussion: "Every command works on the store that `tally serve` uses with the same --data-dir / --store / --config (or TALLY_* variables); servers running on it pick changes up within 5 seconds.",
+        discussion: "Every command works on the store that `tally serve` uses with the same --data-dir / --store / --config (or TALLY_* variables); servers running on it pick changes up within 2 seconds.",
         subcommands: [Add.self, List.self, Show.self, Update.self, Remove.self, Keys.self])
 
     public init() {}
@@ -23,7 +23,9 @@ public struct SitesCommand: AsyncParsableCommand {
         @Option(help: Serve.help("store")) var store: String?
         @Option(help: Serve.help("config")) var config: String?
 
-        func open() async throws -> any EventStore & SiteRegistryStore {
+        /// `create`: make the data directory and SQLite file when missing (only `sites add`
+        /// does; the other commands on a mistyped `--data-dir` say so instead).
+        func open(create: Bool = false) async throws -> any EventStore & SiteRegistryStore {
             var flags: [String: ConfigContent] = [:]
             if let dataDir { flags["data-dir"] = .string(dataDir) }
             if let store { flags["store"] = .string(store) }
@@ -32,8 +34,13 @@ public struct SitesCommand: AsyncParsableCommand {
             if let url = c.storeURL {
                 s = try PostgresStore(url: url)
             } else {
-                try FileManager.default.createDirectory(atPath: c.dataDirectory, withIntermediateDirectories: true)
-                s = SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
+                let path = c.dataDirectory + "/tally.sqlite"
+                if create {
+                    try PrivateFiles.makeDirectory(c.dataDirectory)
+                } else if !FileManager.default.fileExists(atPath: path) {
+                    throw SitesError("no store at \(path): no site is registered there (check --data-dir)")
+                }
+                s = SQLiteStore(path: path)
             }
             do {
                 try await s.prepare()
@@ -45,8 +52,8 @@ public struct SitesCommand: AsyncParsableCommand {
         }
 
         /// Runs `body` on the store and closes it, whatever happens.
-        func with<T: Sendable>(_ body: (any EventStore & SiteRegistryStore) async throws -> T) async throws -> T {
-            let s = try await open()
+        func with<T: Sendable>(create: Bool = false, _ body: (any EventStore & SiteRegistryStore) async throws -> T) async throws -> T {
+            let s = try await open(create: create)
             do {
                 let r = try await body(s)
                 try? await s.close()
@@ -74,7 +81,7 @@ public struct SitesCommand: AsyncParsableCommand {
             let origins = try SiteInput.origins(origins)
             if let rate { try SiteInput.rate(rate) }
             let now = Timestamp.now()
-            try await storeOptions.with { try await $0.apply(.add(SiteRecord(id: id, origins: origins, rate: rate, createdAt: now, updatedAt: now))) }
+            try await storeOptions.with(create: true) { try await $0.apply(.add(SiteRecord(id: id, origins: origins, rate: rate, createdAt: now, updatedAt: now))) }
             print("registered site \(JSONText.quote(id))")
         }
     }
@@ -167,6 +174,14 @@ public struct SitesCommand: AsyncParsableCommand {
     }
 
     struct RevokeKey: AsyncParsableCommand, AsyncCommandBody {
+        /// What revoking the last key of a kind opens, said before it is done.
+        static func warning(_ site: SiteRecord, revoked: SiteKeyRecord) -> String? {
+            guard !site.keys.contains(where: { $0.kind == revoked.kind && $0.id != revoked.id }) else { return nil }
+            return revoked.kind == .read
+                ? "site \(JSONText.quote(site.id)) has no read key left: its numbers can be read by anyone; add a read key to make them private again"
+                : "site \(JSONText.quote(site.id)) has no write key left: \(site.origins.isEmpty ? "anyone" : "servers (no Origin)") may send its events without a key"
+        }
+
         static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a key, named by its id (from `sites show`) or by the key itself.")
         @Argument var id: String
         @Argument(help: "The key id (k…) or the key.") var key: String
@@ -175,8 +190,15 @@ public struct SitesCommand: AsyncParsableCommand {
         func body() async throws {
             // A key itself is never stored: it is looked up by its hash.
             let name = key.hasPrefix("tally_") ? AccessKey.hash(key) : key
-            try await storeOptions.with { try await $0.apply(.revokeKey(siteID: id, idOrHash: name)) }
+            let site = id
+            let warning = try await storeOptions.with { store -> String? in
+                let before = try await store.registeredSites().sites.first { $0.id.utf8Equals(site) }
+                try await store.apply(.revokeKey(siteID: site, idOrHash: name))
+                guard let before, let revoked = before.keys.first(where: { $0.id == name || $0.hash == name }) else { return nil }
+                return Self.warning(before, revoked: revoked)
+            }
             print("revoked key \(key.hasPrefix("tally_") ? AccessKey.id(ofHash: name) : key) of site \(JSONText.quote(id))")
+            if let warning { print("warning: " + warning) }
         }
     }
 }
@@ -219,8 +241,11 @@ enum SiteInput {
         return good
     }
 
+    /// Both stores hold it (PostgreSQL as `integer`).
+    static let maxRate = 1_000_000_000
+
     static func rate(_ rate: Int) throws {
-        guard rate >= 1 else { throw ValidationError("--rate must be at least 1 event per second") }
+        guard (1...maxRate).contains(rate) else { throw ValidationError("--rate must be from 1 to \(maxRate) events per second") }
     }
 }
 

@@ -54,6 +54,7 @@ public struct Serve: AsyncParsableCommand, AsyncCommandBody {
     @Option(help: help("body-timeout")) var bodyTimeout: Int?
     @Option(help: help("idle-timeout")) var idleTimeout: Int?
     @Option(help: help("max-buffered-bytes")) var maxBufferedBytes: Int?
+    @Option(help: help("ip-rate")) var ipRate: Int?
     @Option(help: help("trusted-proxies")) var trustedProxies: String?
     @Flag(help: help("no-bot-filter")) var noBotFilter = false
     @Flag(help: help("closed")) var closed = false
@@ -72,7 +73,7 @@ public struct Serve: AsyncParsableCommand, AsyncCommandBody {
                                       ("udp-rcvbuf", udpRcvbuf), ("durable-timeout-ms", durableTimeoutMs),
                                       ("shutdown-timeout", shutdownTimeout), ("max-connections", maxConnections),
                                       ("header-timeout", headerTimeout), ("body-timeout", bodyTimeout), ("idle-timeout", idleTimeout),
-                                      ("max-buffered-bytes", maxBufferedBytes)]
+                                      ("max-buffered-bytes", maxBufferedBytes), ("ip-rate", ipRate)]
         var out: [String: ConfigContent] = [:]
         for (k, v) in strings { if let v { out[k] = .string(v) } }
         for (k, v) in ints { if let v { out[k] = .int(v) } }

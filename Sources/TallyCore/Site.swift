@@ -1,7 +1,7 @@
 /// A registered site as the store keeps it: who may send its events (origins, write keys), who
 /// may read its numbers (read keys) and how fast it may send. Sites that are not registered
 /// keep the seed API's open behaviour unless the server runs `--closed`.
-public struct SiteRecord: Sendable, Equatable {
+public struct SiteRecord: Sendable, Equatable, Codable {
     public var id: String
     /// Exact origins (`https://shop.example`) and wildcards (`https://*.example.com`,
     /// `*.example.com`); empty: any origin.
@@ -26,8 +26,8 @@ public struct SiteRecord: Sendable, Equatable {
 
 /// A key of a site, stored without the key itself: the SHA-256 of the key (hex) and a short id
 /// derived from that hash, which lists and revocations name.
-public struct SiteKeyRecord: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable {
+public struct SiteKeyRecord: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, CaseIterable, Codable {
         case read, write
     }
 

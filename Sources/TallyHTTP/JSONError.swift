@@ -25,9 +25,10 @@ extension JSONErrorResponse {
 }
 
 public enum JSONResponse {
-    public static func headers(status: Int) -> HTTPFields {
+    /// `retryAfter`: seconds for `Retry-After` (a 429's wait); every 503 says 1.
+    public static func headers(status: Int, retryAfter: Int? = nil) -> HTTPFields {
         var headers: HTTPFields = [.contentType: "application/json"]
-        if status == 503 { headers[.retryAfter] = "1" }
+        if let retryAfter { headers[.retryAfter] = String(retryAfter) } else if status == 503 { headers[.retryAfter] = "1" }
         if status == 401 { headers[.wwwAuthenticate] = "Bearer" }
         return headers
     }

@@ -89,7 +89,7 @@ public enum HTTPIngest {
     /// Checks, in order: the query's encoding, the ack level, the content type, the body length, then the body
     /// itself. Returns the events and how to acknowledge them.
     public static func decode(_ r: Request, receivedAt: Int64, enricher: Enricher, memo: inout Enricher.Memo,
-                              rules: SiteRules = SiteRules())
+                              rules: SiteRules = SiteRules(), rates: RateLimits = RateLimits())
         throws(IngestRefusal) -> (events: [Event], ack: AckLevel, bots: Int) {
         if let name = r.badQueryParameter { throw .badPercentEncoding(name) }
         let ack = try ackLevel(r.ack)
@@ -108,6 +108,7 @@ public enum HTTPIngest {
         switch consume parsed {
         case .success(var events):
             if !rules.allOpen { try checkSites(events, r, rules) }
+            if !rates.off(rules) { try checkRates(events, r, rules, rates) }
             let bots = enricher.enrich(&events, client: r.client, receivedAt: receivedAt, memo: &memo)
             return (events, ack, bots)
         case .failure(.malformed(let detail)): throw .malformedJSON(detail)
@@ -121,13 +122,14 @@ public enum HTTPIngest {
     /// origin was refused), else 403.
     static func checkSites(_ events: [Event], _ r: Request, _ rules: SiteRules) throws(IngestRefusal) {
         var key = PresentedKey(authorization: r.authorization)
-        var checked: [ExactString] = []
+        var checked: Set<ExactString> = []
+        var previous: String?
         var refusals: [SiteRules.WriteRefusal] = []
         for e in events {
-            let site = ExactString(e.siteID)
-            // Batches carry one site or a few: a short list beats hashing every event's.
-            if checked.contains(site) { continue }
-            checked.append(site)
+            // Batches carry one site or a few: most events repeat the one before.
+            if let p = previous, p.utf8Equals(e.siteID) { continue }
+            previous = e.siteID
+            guard checked.insert(ExactString(e.siteID)).inserted else { continue }
             if let refusal = rules.checkWrite(siteID: e.siteID, origin: r.origin, key: &key) { refusals.append(refusal) }
         }
         guard !refusals.isEmpty else { return }
@@ -145,8 +147,34 @@ public enum HTTPIngest {
                 forbidden.append("site \(JSONText.quote(site)) is not registered on this collector")
             }
         }
-        if forbidden.isEmpty { throw .unauthorized(keyRequired) }
-        throw .forbidden(forbidden + keyRequired, originRefused: originRefused)
+        // A batch may name thousands of sites: the answer names the first few.
+        func capped(_ problems: [String]) -> [String] {
+            problems.count <= 20 ? problems : Array(problems.prefix(20)) + ["and \(problems.count - 20) more sites"]
+        }
+        if forbidden.isEmpty { throw .unauthorized(capped(keyRequired)) }
+        throw .forbidden(capped(forbidden + keyRequired), originRefused: originRefused)
+    }
+
+    /// The request's events against its client's and its sites' rates; over either, the whole
+    /// request is refused (429) and the client told when to retry.
+    static func checkRates(_ events: [Event], _ r: Request, _ rules: SiteRules, _ rates: RateLimits) throws(IngestRefusal) {
+        var counts: [(site: ExactString, events: Int)] = []
+        var index: [ExactString: Int] = [:]
+        for e in events {
+            if let last = counts.indices.last, counts[last].site.string.utf8Equals(e.siteID) {
+                counts[last].events += 1
+                continue
+            }
+            let site = ExactString(e.siteID)
+            if let i = index[site] { counts[i].events += 1 } else {
+                index[site] = counts.count
+                counts.append((site, 1))
+            }
+        }
+        guard let refusal = rates.check(counts, address: r.client.address, rules: rules) else { return }
+        let c = refusal.wait.components
+        let seconds = Int(c.seconds) + (c.attoseconds > 0 ? 1 : 0)
+        throw .rateLimited(retryAfter: max(1, seconds), refusal.problems)
     }
 
     static func ackLevel(_ value: Substring?) throws(IngestRefusal) -> AckLevel {

@@ -53,6 +53,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         var preflight = false
         /// `Access-Control-Allow-Origin: *` (not on a refusal of the page's origin).
         var allowsCORS = true
+        /// `Retry-After` seconds, when not the 503's 1.
+        var retryAfter: Int?
     }
 
     enum Slot {
@@ -312,11 +314,11 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         }
         let receivedAt = Timestamp.now()
         let enricher = context.enricher
-        let rules = context.sites.rules
+        let rules = context.sites.rules, rates = context.rates
         // The body's bytes count against the read budget until it is parsed.
         guard (c.request.body?.readableBytes ?? 0) > Self.offloadBytes else {
             let decoded = Result { () throws(IngestRefusal) in
-                try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher, memo: &enrichMemo, rules: rules)
+                try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher, memo: &enrichMemo, rules: rules, rates: rates)
             }
             ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
             return enqueue(decoded, c, ctx)
@@ -325,7 +327,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         let request = c.request
         NIOThreadPool.singleton.runIfActive(eventLoop: ctx.eventLoop) {
             var memo = Enricher.Memo()
-            return Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher, memo: &memo, rules: rules) }
+            return Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher, memo: &memo, rules: rules, rates: rates) }
         }.whenComplete { result in
             let handler = bound.value
             guard let ctx = handler.handlerContext, handler.isPending(c.id) else { return }
@@ -388,7 +390,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
 
     private func answer(_ id: UInt64, refusal: IngestRefusal, _ ctx: ChannelHandlerContext) {
         context.metrics.rejected("http", reason: refusal.reason, detail: refusal.jsonBody, peer: ctx.remoteAddress?.description)
-        answer(id, Answer(status: Int(refusal.status.code), body: refusal.jsonBody, allowsCORS: refusal.allowsCORS), ctx)
+        answer(id, Answer(status: Int(refusal.status.code), body: refusal.jsonBody, allowsCORS: refusal.allowsCORS,
+                          retryAfter: refusal.status == .tooManyRequests ? refusal.retryAfter : nil), ctx)
     }
 
     private func answer(_ id: UInt64, _ answer: Answer, _ ctx: ChannelHandlerContext) {
@@ -507,7 +510,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         let second = Timestamp.now() / 1_000_000
         let head: HTTPResponseHead, bytes: ByteBuffer
         if !closing, let l = last, l.second == second, l.answer.status == answer.status, l.keepAlive10 == facts.keepAlive10,
-           l.answer.preflight == answer.preflight, l.answer.allowsCORS == answer.allowsCORS, l.answer.body == answer.body {
+           l.answer.preflight == answer.preflight, l.answer.allowsCORS == answer.allowsCORS, l.answer.retryAfter == answer.retryAfter,
+           l.answer.body == answer.body {
             (head, bytes) = (l.head, l.bytes)
         } else {
             if second != date.second { date = (second, HTTPDate.format(seconds: second)) }
@@ -515,7 +519,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
             if answer.preflight {
                 for (name, value) in HTTPIngest.preflightHeaders { fields.add(name: name, value: value) }
             } else {
-                for field in JSONResponse.headers(status: answer.status) { fields.add(name: field.name.rawName, value: field.value) }
+                for field in JSONResponse.headers(status: answer.status, retryAfter: answer.retryAfter) { fields.add(name: field.name.rawName, value: field.value) }
                 if answer.allowsCORS { fields.add(name: HTTPIngest.allowOrigin.0, value: HTTPIngest.allowOrigin.1) }
             }
             fields.add(name: "Content-Length", value: String(answer.body.utf8.count))
@@ -630,11 +634,15 @@ public struct IngestContext: Sendable {
     public var timeouts: ReadTimeouts
     /// Registered sites' origins and keys (``SiteRules``), read once per request.
     public var sites: SiteRulesSource
+    /// Sites' rates and `--ip-rate`.
+    public var rates: RateLimits
 
     public init(sink: any EventSink, metrics: IngestMetrics, durableTimeout: Duration, serverName: String? = nil,
-                budget: BufferBudget, timeouts: ReadTimeouts, enricher: Enricher, sites: SiteRulesSource = SiteRulesSource()) {
+                budget: BufferBudget, timeouts: ReadTimeouts, enricher: Enricher, sites: SiteRulesSource = SiteRulesSource(),
+                rates: RateLimits = RateLimits()) {
         self.enricher = enricher
         self.sites = sites
+        self.rates = rates
         self.sink = sink
         self.metrics = metrics
         self.durableTimeout = TimeAmount(durableTimeout)

@@ -47,6 +47,14 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
     /// The page's origin is not one of the site's, or the site is not registered on a closed
     /// collector (each problem named). No CORS allow header when an origin was refused.
     case forbidden([String], originRefused: Bool)
+    /// Over a site's rate or `--ip-rate` (seconds until it would pass, each limit named).
+    case rateLimited(retryAfter: Int, [String])
+
+    /// `Retry-After` seconds: 1 on every 503, the wait on a 429.
+    public var retryAfter: Int? {
+        if case .rateLimited(let seconds, _) = self { return seconds }
+        return status == .serviceUnavailable ? 1 : nil
+    }
 
     /// Whether the answer carries `Access-Control-Allow-Origin` (a page whose origin was
     /// refused gets an answer it cannot read).
@@ -66,6 +74,7 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .requestTimeout: .requestTimeout
         case .unauthorized: .unauthorized
         case .forbidden: .forbidden
+        case .rateLimited: .tooManyRequests
         }
     }
 
@@ -88,6 +97,7 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .overloaded: "overloaded"
         case .unauthorized: "unauthorized"
         case .forbidden: "forbidden"
+        case .rateLimited: "rate_limited"
         }
     }
 
@@ -110,6 +120,7 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .overloaded: "Server busy, retry later"
         case .unauthorized: "Unauthorized"
         case .forbidden: "Forbidden"
+        case .rateLimited: "Too many requests"
         }
     }
 
@@ -129,7 +140,7 @@ public enum IngestRefusal: JSONErrorResponse, Equatable {
         case .requestTimeout(let phase, let limit):
             ["the request \(phase == .header ? "head" : "body") did not arrive within \(limit.nanoseconds / 1_000_000_000) s"]
         case .overloaded: ["the server holds as many partly received requests as it may; retry later"]
-        case .unauthorized(let problems), .forbidden(let problems, _): problems
+        case .unauthorized(let problems), .forbidden(let problems, _), .rateLimited(_, let problems): problems
         case .queueFull, .shuttingDown, .spoolUnavailable, .durableTimeout: nil
         }
     }

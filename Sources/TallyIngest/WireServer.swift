@@ -33,11 +33,14 @@ public final class WireServer: Service, Sendable {
         /// Registered sites: a frame for a site with write keys, or (`--closed`) for an
         /// unregistered one, is refused (the protocol carries no key yet).
         public var sites: SiteRulesSource
+        /// Sites' own rates: TCP senders over one wait (backpressure), UDP frames are dropped.
+        public var rates: RateLimits
 
         public init(host: String, port: Int, udpReceiveBuffer: Int, maxConnections: Int, budget: BufferBudget, timeouts: ReadTimeouts,
-                    enricher: Enricher, sites: SiteRulesSource = SiteRulesSource()) {
+                    enricher: Enricher, sites: SiteRulesSource = SiteRulesSource(), rates: RateLimits = RateLimits()) {
             self.enricher = enricher
             self.sites = sites
+            self.rates = rates
             self.host = host
             self.port = port
             self.udpReceiveBuffer = udpReceiveBuffer
@@ -81,7 +84,8 @@ public final class WireServer: Service, Sendable {
     func start() async throws -> Int {
         let sink = self.sink, metrics = self.metrics, logger = self.logger
         let limit = ConnectionLimit(maximum: configuration.maxConnections, listener: "wire", factory: metrics.factory)
-        let budget = configuration.budget, timeouts = configuration.timeouts, enricher = configuration.enricher, sites = configuration.sites
+        let budget = configuration.budget, timeouts = configuration.timeouts, enricher = configuration.enricher, sites = configuration.sites,
+            rates = configuration.rates
         let tcp = try await ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -97,7 +101,7 @@ public final class WireServer: Service, Sendable {
                     try channel.pipeline.syncOperations.addHandlers(
                         ReadGuard(budget: budget, timeouts: timeouts, startPhase: .frame) { metrics.timedOut("wire", $0) },
                         ByteToMessageHandler(WireFrameDecoder()),
-                        WireTCPHandler(sink: sink, metrics: metrics, enricher: enricher, sites: sites))
+                        WireTCPHandler(sink: sink, metrics: metrics, enricher: enricher, sites: sites, rates: rates))
                 }
             }
             .bind(host: configuration.host, port: configuration.port).get()
@@ -112,7 +116,7 @@ public final class WireServer: Service, Sendable {
                 .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65_536 * vector))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics, enricher: enricher, sites: sites))
+                        try channel.pipeline.syncOperations.addHandler(WireUDPHandler(sink: sink, metrics: metrics, enricher: enricher, sites: sites, rates: rates))
                     }
                 }
                 .bind(host: configuration.host, port: port).get()

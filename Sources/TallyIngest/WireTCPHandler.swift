@@ -23,6 +23,8 @@ final class WireTCPHandler: ChannelDuplexHandler {
         var events: [Event]
         var sequence: UInt64
         var ackRequested: Bool
+        /// Its events were taken from its site's rate (taken once, however long it waits).
+        var ratePaid = false
     }
 
     private let sink: any EventSink
@@ -40,12 +42,15 @@ final class WireTCPHandler: ChannelDuplexHandler {
 
     private let enricher: Enricher
     private let sites: SiteRulesSource
+    private let rates: RateLimits
 
-    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher(), sites: SiteRulesSource = SiteRulesSource()) {
+    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher(), sites: SiteRulesSource = SiteRulesSource(),
+         rates: RateLimits = RateLimits()) {
         self.sink = sink
         self.metrics = metrics
         self.enricher = enricher
         self.sites = sites
+        self.rates = rates
     }
 
     func handlerAdded(context: ChannelHandlerContext) { handlerContext = context }
@@ -77,9 +82,26 @@ final class WireTCPHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Enqueues waiting frames in order until the sink is full (then waits for its signal).
+    /// Enqueues waiting frames in order until the sink is full (then waits for its signal),
+    /// or a frame's site is over its rate (then waits as long as the rate says): either way
+    /// reads stop, and TCP's flow control slows the sender.
     private func drain(_ context: ChannelHandlerContext) {
         while let frame = waiting.first, !closing {
+            if !frame.ratePaid, let site = frame.events.first.map({ ExactString($0.siteID) }) {
+                let rules = sites.rules
+                if !rates.off(rules), let refusal = rates.check([(site, frame.events.count)], address: nil, rules: rules) {
+                    guard !waitingForSpace else { return }
+                    waitingForSpace = true
+                    let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(in: TimeAmount(refusal.wait)) {
+                        let handler = bound.value
+                        handler.waitingForSpace = false
+                        if let ctx = handler.handlerContext { handler.drain(ctx) }
+                    }
+                    return
+                }
+                waiting[waiting.startIndex].ratePaid = true
+            }
             guard enqueue(frame, context) else {
                 guard !waitingForSpace else { return }
                 waitingForSpace = true

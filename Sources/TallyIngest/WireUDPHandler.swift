@@ -16,9 +16,12 @@ final class WireUDPHandler: ChannelInboundHandler {
 
     private let enricher: Enricher
     private let sites: SiteRulesSource
+    private let rates: RateLimits
 
-    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher(), sites: SiteRulesSource = SiteRulesSource()) {
+    init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher(), sites: SiteRulesSource = SiteRulesSource(),
+         rates: RateLimits = RateLimits()) {
         self.sites = sites
+        self.rates = rates
         self.sink = sink
         self.metrics = metrics
         self.enricher = enricher
@@ -36,9 +39,16 @@ final class WireUDPHandler: ChannelInboundHandler {
                     reject(FrameRejection(.truncated, "frame cut off at the end of the datagram"), from: envelope.remoteAddress)
                     return
                 case .frame(.events(let frame)):
-                    if let refusal = sites.rules.wireRefusal(frame) {
+                    let rules = sites.rules
+                    if let refusal = rules.wireRefusal(frame) {
                         metrics.rejected("udp", reason: WireError.unauthorized.label, frame.events.count,
                                          detail: refusal, peer: "\(envelope.remoteAddress)")
+                        continue
+                    }
+                    if !rates.off(rules), let over = rates.check([(ExactString(frame.siteID), frame.events.count)], address: nil, rules: rules) {
+                        // A datagram cannot wait: over the site's rate it is dropped, and counted.
+                        metrics.rejected("udp", reason: "rate_limited", frame.events.count,
+                                         detail: over.problems.joined(separator: "; "), peer: "\(envelope.remoteAddress)")
                         continue
                     }
                     let events = frame.enrichedEvents(receivedAt: receivedAt, enricher: enricher, metrics: metrics, transport: "udp")

@@ -1,4 +1,6 @@
 import HTTPTypes
+import Synchronization
+import Logging
 import Hummingbird
 import NIOCore
 import Prometheus
@@ -69,12 +71,20 @@ public struct ReportRoutes: Sendable {
     let beforeScrape: @Sendable () async -> Void
     /// Registered sites' read keys.
     let sites: SiteRulesSource
+    /// Reads refused for want of a read key: counted, and logged (without the key) at most
+    /// once a second with the number left unlogged.
+    let refusedReads: Counter
+    let logger: Logger
+    private let refusalLog = RefusalLogState()
 
     public init(store: any EventStore, registry: PrometheusCollectorRegistry,
                 health: @escaping @Sendable () async -> HealthReport,
-                beforeScrape: @escaping @Sendable () async -> Void = {}, sites: SiteRulesSource = SiteRulesSource()) {
+                beforeScrape: @escaping @Sendable () async -> Void = {}, sites: SiteRulesSource = SiteRulesSource(),
+                logger: Logger = Logger(label: "tally.report")) {
         self.store = store
         self.sites = sites
+        self.logger = logger
+        refusedReads = registry.makeCounter(name: "tally_reads_refused_total", labels: [("route", "stats")], help: "Reads refused for want of a read key of the site")
         self.registry = registry
         self.health = health
         self.beforeScrape = beforeScrape
@@ -154,7 +164,11 @@ public struct ReportRoutes: Sendable {
         let q = request.uri.queryParameters
         let query = try StatsQuery.parse(siteID: q.get("site_id"), date: q.get("date"), limit: q.get("limit")).get()
         var key = PresentedKey(authorization: request.headers[.authorization], query: q.get("key").map { Substring($0) })
-        guard sites.rules.mayRead(siteID: query.siteID, key: &key) else { throw ReadUnauthorized() }
+        guard sites.rules.mayRead(siteID: query.siteID, key: &key) else {
+            refusedReads.increment()
+            logRefusal(site: query.siteID, keyGiven: key.isPresent)
+            throw ReadUnauthorized()
+        }
         let s: SiteStats
         do {
             s = try await store.stats(siteID: query.siteID, day: query.day, limit: query.limit)
@@ -164,10 +178,29 @@ public struct ReportRoutes: Sendable {
         return JSONResponse.make(200, Self.render(query, s))
     }
 
+    private func logRefusal(site: String, keyGiven: Bool) {
+        let second = Timestamp.now() / 1_000_000
+        let unlogged: Int? = refusalLog.state.withLock { state in
+            guard state.second != second else {
+                state.unlogged += 1
+                return nil
+            }
+            defer { state = (second, 0) }
+            return state.unlogged
+        }
+        guard let unlogged else { return }
+        logger.warning("read refused: no read key of the site", metadata: [
+            "site": "\(site)", "key_given": "\(keyGiven)", "unlogged_since_last": "\(unlogged)"])
+    }
+
     /// The seeds' response shape, keys in their order.
     public static func render(_ q: StatsQuery, _ s: SiteStats) -> String {
         let date = q.day.map { JSONText.quote($0.description) } ?? "null"
         let paths = s.topPaths.map { "{\"path\":\(JSONText.quote($0.path)),\"views\":\($0.views)}" }.joined(separator: ",")
         return "{\"site_id\":\(JSONText.quote(q.siteID)),\"date\":\(date),\"total_views\":\(s.totalViews),\"unique_users\":\(s.uniqueUsers),\"top_paths\":[\(paths)]}"
     }
+}
+
+final class RefusalLogState: Sendable {
+    let state = Mutex<(second: Int64, unlogged: Int)>((-1, 0))
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 import TallyCore
@@ -13,8 +14,16 @@ struct RegistryWatcher: Service {
     let store: any SiteRegistryStore
     let source: SiteRulesSource
     let closed: Bool
+    /// The registry as last read, kept in the data directory: a collector that starts while
+    /// its PostgreSQL is down enforces what it last knew instead of nothing.
+    let snapshotPath: String
     let logger: Logger
     static let interval = Duration.seconds(1)
+
+    struct Snapshot: Codable {
+        var version: Int64
+        var sites: [SiteRecord]
+    }
 
     /// One round; the first runs in `TallyServer.init`, before any listener takes an event.
     func sync() async {
@@ -25,9 +34,42 @@ struct RegistryWatcher: Service {
             let (version, sites) = try await store.registeredSites()
             source.replace(SiteRules(sites, closed: closed, version: version))
             logger.info("site registry loaded", metadata: ["version": "\(version)", "sites": "\(sites.count)"])
+            save(Snapshot(version: version, sites: sites))
         } catch {
             logger.warning("site registry not read; the rules last read stay in force", metadata: ["error": "\(error)"])
+            if source.rules.version == -1 { useSavedCopy() }
         }
+    }
+
+    /// Until the store is read: the copy saved by the last read (version -1 still, so the first
+    /// round that reaches the store reads it all). Without a copy, nothing is registered as far
+    /// as this collector knows, and it is open (closed with `--closed`).
+    func useSavedCopy() {
+        guard let snapshot = load() else {
+            logger.warning("no saved copy of the site registry; until the store answers, no site has rules here", metadata: ["file": "\(snapshotPath)"])
+            return
+        }
+        source.replace(SiteRules(snapshot.sites, closed: closed, version: -1))
+        logger.warning("enforcing the site registry as saved at its version \(snapshot.version) until the store answers",
+                       metadata: ["sites": "\(snapshot.sites.count)"])
+    }
+
+    private func save(_ snapshot: Snapshot) {
+        do {
+            let data = try JSONEncoder().encode(snapshot)
+            let tmp = snapshotPath + ".tmp"
+            let fd = try PrivateFiles.open(tmp, O_WRONLY | O_TRUNC)
+            let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            guard written == data.count, rename(tmp, snapshotPath) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        } catch {
+            logger.warning("cannot save the site registry's copy", metadata: ["file": "\(snapshotPath)", "error": "\(error)"])
+        }
+    }
+
+    private func load() -> Snapshot? {
+        guard let data = FileManager.default.contents(atPath: snapshotPath) else { return nil }
+        return try? JSONDecoder().decode(Snapshot.self, from: data)
     }
 
     func run() async throws {

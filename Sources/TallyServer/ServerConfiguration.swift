@@ -46,6 +46,8 @@ public struct ServerConfiguration: Sendable {
     public var botFilter = true
     /// Only registered sites may send events and be read (`tally sites add`).
     public var closed = false
+    /// Events per second (burst as many) each client address may send over HTTP; 0: no limit.
+    public var ipRate = 0
 
     public init() {}
 }
@@ -126,6 +128,13 @@ public enum Settings {
         duration("idle-timeout", .seconds, \.idleTimeout, "Seconds a connection may read nothing (between requests or frames) before it is closed."),
         integer("max-buffered-bytes", \.maxBufferedBytes,
                 "Bytes of partly received requests and frames held by all connections together; a read past it is answered 503 (HTTP) or `overloaded` (wire) and the connection closes."),
+        Setting(name: "ip-rate", kind: .integer,
+                help: "Events per second each client address may send over HTTP, with a burst of as many (the address behind `--trusted-proxies`); over it, 429 with `Retry-After`. 0: no limit.",
+                apply: { c, v throws(SettingError) in
+                    guard case .int(let n) = v, n >= 0 else { throw SettingError(description: "must be 0 or more") }
+                    c.ipRate = n
+                },
+                describe: { String($0.ipRate) }),
         Setting(name: "trusted-proxies", kind: .string,
                 help: "Comma-separated addresses or CIDR ranges (`10.0.0.0/8,::1`) of reverse proxies whose `X-Forwarded-For` names the visitor's address; empty: the socket peer is the visitor.",
                 apply: { c, v throws(SettingError) in

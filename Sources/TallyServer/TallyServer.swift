@@ -54,9 +54,11 @@ public final class TallyServer: Sendable {
         } else {
             SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
         }
+        var storeReady = true
         do {
             try await store.prepare()
         } catch where c.storeURL != nil {
+            storeReady = false
             // A shared database may be down while this collector starts: accept and spool
             // events anyway; the loader creates the schema once the database answers.
             logger.warning("PostgreSQL not ready; events will wait in the spool", metadata: ["error": "\(error)"])
@@ -84,13 +86,16 @@ public final class TallyServer: Sendable {
         let salts = SaltKeeper(store: store, enricher: enricher, logger: logger)
         await salts.sync()
         let sites = SiteRulesSource(SiteRules(closed: c.closed, version: -1))
-        let watcher = RegistryWatcher(store: store, source: sites, closed: c.closed, logger: logger)
-        await watcher.sync()
+        let watcher = RegistryWatcher(store: store, source: sites, closed: c.closed,
+                                      snapshotPath: c.dataDirectory + "/sites.json", logger: logger)
+        // With the database down, its copy now; the service reads the store once it answers.
+        if storeReady { await watcher.sync() } else { watcher.useSavedCopy() }
+        let rates = RateLimits(perAddress: c.ipRate)
         let wire = WireServer(
             configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer,
                                  maxConnections: perListener, budget: budget,
                                  timeouts: ReadTimeouts(start: c.bodyTimeout, body: c.bodyTimeout, idle: c.idleTimeout),
-                                 enricher: enricher, sites: sites),
+                                 enricher: enricher, sites: sites, rates: rates),
             sink: pipeline, metrics: ingestMetrics, logger: logger, onBound: { ready.wireBound($0) })
 
         let udpDrops = Gauge(label: "tally_udp_kernel_drops", factory: factory)
@@ -101,7 +106,7 @@ public final class TallyServer: Sendable {
                      beforeScrape: {
                          pipeline.refreshGauges()
                          if let d = wire.kernelUDPDrops() { udpDrops.record(d) }
-                     }, sites: sites).addRoutes(to: router)
+                     }, sites: sites, logger: logger).addRoutes(to: router)
         ScriptRoute().addRoutes(to: router)
         let app = Application(
             router: router,
@@ -109,7 +114,7 @@ public final class TallyServer: Sendable {
             server: .http1(ingest: IngestContext(sink: pipeline, metrics: ingestMetrics, durableTimeout: c.durableTimeout,
                                                  serverName: "tally", budget: budget,
                                                  timeouts: ReadTimeouts(start: c.headerTimeout, body: c.bodyTimeout, idle: c.idleTimeout),
-                                                 enricher: enricher, sites: sites)),
+                                                 enricher: enricher, sites: sites, rates: rates)),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally", backlog: ConnectionLimit.backlog,
                                  availableConnectionsDelegate: ConnectionLimit(maximum: perListener, listener: "http", factory: factory)),
             onServerRunning: { channel in ready.httpBound(channel.localAddress?.port ?? c.httpPort) },

@@ -22,15 +22,18 @@ public struct OriginRule: Sendable, Equatable, CustomStringConvertible {
         if wildcard { rest = rest.dropFirst(2) }
         if scheme == nil && !wildcard { return .failure(.init(text, "an exact origin needs its scheme, as in https://shop.example")) }
         var port: Int?
-        if let colon = rest.lastIndex(of: ":") {
+        // An IPv6 literal is bracketed; a port may follow the bracket.
+        let hostEnd = rest.hasPrefix("[") ? rest.firstIndex(of: "]").map { rest.index(after: $0) } : rest.startIndex
+        if let hostEnd, let colon = rest[hostEnd...].lastIndex(of: ":") {
             guard let p = Int(rest[rest.index(after: colon)...]), (1...65535).contains(p) else {
                 return .failure(.init(text, "the port must be a number from 1 to 65535"))
             }
             port = p
             rest = rest[..<colon]
         }
-        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789-.[]")
-        guard !rest.isEmpty, rest.allSatisfy({ allowed.contains($0) }), !rest.hasPrefix("."), !rest.hasSuffix(".") else {
+        let allowed = Set(rest.hasPrefix("[") ? "0123456789abcdef:.[]" : "abcdefghijklmnopqrstuvwxyz0123456789-.")
+        guard !rest.isEmpty, rest.allSatisfy({ allowed.contains($0) }), !rest.hasPrefix("."), !rest.hasSuffix("."),
+              !rest.hasPrefix("[") || (rest.hasSuffix("]") && !wildcard) else {
             return .failure(.init(text, "an origin is scheme://host[:port] with no path, as in https://shop.example"))
         }
         if let scheme, port == Self.defaultPort(scheme) { port = nil }

@@ -10,6 +10,12 @@ public struct SiteRules: Sendable {
         var writeKeys: [[UInt8]]
         var readKeys: [[UInt8]]
         var rate: Int?
+        /// Whether the stored site lists any origin, write key or read key, usable or not: a
+        /// stored entry this collector cannot read (edited by hand, or written by a newer
+        /// version) must close the site, not leave it as open as an empty list would.
+        var listsOrigins: Bool
+        var hasWriteKeys: Bool
+        var hasReadKeys: Bool
     }
 
     /// Events for unregistered sites are refused, and their numbers are not served.
@@ -19,20 +25,28 @@ public struct SiteRules: Sendable {
 
     public var allOpen: Bool { !closed && sites.isEmpty }
     public var registeredCount: Int { sites.count }
+    /// Some registered site has a rate limit of its own.
+    public let anyRates: Bool
+
+    /// The site's own rate limit (events per second), if registered with one.
+    public func rate(of site: ExactString) -> Int? { sites[site]?.rate }
 
     public init(_ records: [SiteRecord] = [], closed: Bool = false, version: Int64 = 0) {
         self.closed = closed
         self.version = version
         var sites: [ExactString: Site] = [:]
         for r in records {
-            // A stored origin that no longer parses is dropped: it can match nothing anyway.
+            // An entry that does not parse matches nothing; its presence still counts (Site).
             let origins = r.origins.compactMap { try? OriginRule.parse($0).get() }
             func keys(_ kind: SiteKeyRecord.Kind) -> [[UInt8]] {
-                r.keys.filter { $0.kind == kind }.compactMap { AccessKey.bytes(hex: $0.hash) }
+                r.keys.filter { $0.kind == kind }.compactMap { AccessKey.bytes(hex: $0.hash) }.filter { $0.count == 32 }
             }
-            sites[ExactString(r.id)] = Site(origins: origins, writeKeys: keys(.write), readKeys: keys(.read), rate: r.rate)
+            sites[ExactString(r.id)] = Site(origins: origins, writeKeys: keys(.write), readKeys: keys(.read), rate: r.rate,
+                                            listsOrigins: !r.origins.isEmpty, hasWriteKeys: r.keys.contains { $0.kind == .write },
+                                            hasReadKeys: r.keys.contains { $0.kind == .read })
         }
         self.sites = sites
+        anyRates = sites.values.contains { $0.rate != nil }
     }
 
     public enum WriteRefusal: Sendable, Equatable {
@@ -55,18 +69,21 @@ public struct SiteRules: Sendable {
         // A key given must be one of the site's write keys, needed or not: a revoked key stops
         // working even when the site no longer needs one, and a sender learns it has the wrong key.
         if let d = key.digest() { return Self.contains(site.writeKeys, d) ? nil : .keyRequired(site: siteID) }
-        if let origin, !site.origins.isEmpty {
+        if let origin, site.listsOrigins {
             return site.origins.contains { $0.matches(origin) } ? nil : .originNotAllowed(site: siteID, origin: origin)
         }
-        return site.writeKeys.isEmpty ? nil : .keyRequired(site: siteID)
+        return site.hasWriteKeys ? .keyRequired(site: siteID) : nil
     }
 
     /// Whether `siteID`'s numbers may be read with `key`: an unregistered site's when not
     /// `--closed`; a registered site's without read keys; otherwise with one of its read keys.
     public func mayRead(siteID: String, key: inout PresentedKey) -> Bool {
+        // A key given is hashed whatever the site, so the time taken does not tell a
+        // registered site from another.
+        let d = key.digest()
         guard let site = sites[ExactString(siteID)] else { return !closed }
-        if site.readKeys.isEmpty { return true }
-        guard let d = key.digest() else { return false }
+        if !site.hasReadKeys { return true }
+        guard let d else { return false }
         return Self.contains(site.readKeys, d)
     }
 

@@ -24,13 +24,14 @@ extension PostgresStore: SiteRegistryStore {
                 do {
                     var version: Int64 = 0
                     for try await x in try await conn.query("SELECT version FROM registry_version", logger: logger).decode(Int64.self) { version = x }
-                    var keys: [String: [SiteKeyRecord]] = [:]
+                    // By bytes: two ids that differ only in Unicode normalisation are two sites.
+                    var keys: [ExactString: [SiteKeyRecord]] = [:]
                     for try await (site, id, kind, hash, created) in try await conn.query("""
                         SELECT site_id, id, kind, hash, (extract(epoch FROM created_at) * 1000000)::bigint FROM site_keys
                         ORDER BY site_id, created_at, id
                         """, logger: logger).decode((String, String, String, String, Int64).self) {
                         guard let kind = SiteKeyRecord.Kind(rawValue: kind) else { continue }
-                        keys[site, default: []].append(SiteKeyRecord(id: id, kind: kind, hash: hash, createdAt: created))
+                        keys[ExactString(site), default: []].append(SiteKeyRecord(id: id, kind: kind, hash: hash, createdAt: created))
                     }
                     var sites: [SiteRecord] = []
                     for try await (id, origins, rate, created, updated) in try await conn.query("""
@@ -39,7 +40,7 @@ extension PostgresStore: SiteRegistryStore {
                         FROM registered_sites ORDER BY id COLLATE "C"
                         """, logger: logger).decode((String, [String], Int32?, Int64, Int64).self) {
                         sites.append(SiteRecord(id: PostgresName.name(id), origins: origins, rate: rate.map(Int.init),
-                                                keys: keys[id] ?? [], createdAt: created, updatedAt: updated))
+                                                keys: keys[ExactString(id)] ?? [], createdAt: created, updatedAt: updated))
                     }
                     try await conn.query("COMMIT", logger: logger)
                     return (version, sites)

@@ -19,11 +19,12 @@ extension SQLiteStore: SiteRegistryStore {
             }
             let v = try db.statement("SELECT version FROM registry_version")
             let version = try v.step() ? v.int(0) : 0
-            var keys: [String: [SiteKeyRecord]] = [:]
+            // By bytes: two ids that differ only in Unicode normalisation are two sites.
+            var keys: [ExactString: [SiteKeyRecord]] = [:]
             let k = try db.statement("SELECT site_id, id, kind, hash, created_at FROM site_keys ORDER BY site_id, created_at, id")
             while try k.step() {
                 guard let kind = SiteKeyRecord.Kind(rawValue: k.text(2)) else { continue }
-                keys[k.text(0), default: []].append(SiteKeyRecord(id: k.text(1), kind: kind, hash: k.text(3), createdAt: k.int(4)))
+                keys[ExactString(k.text(0)), default: []].append(SiteKeyRecord(id: k.text(1), kind: kind, hash: k.text(3), createdAt: k.int(4)))
             }
             var sites: [SiteRecord] = []
             let s = try db.statement("SELECT id, origins, coalesce(rate, -1), created_at, updated_at FROM registered_sites ORDER BY id")
@@ -31,7 +32,7 @@ extension SQLiteStore: SiteRegistryStore {
                 let id = s.text(0)
                 let origins = s.text(1).split(separator: "\n").map(String.init)
                 let rate = s.int(2)
-                sites.append(SiteRecord(id: id, origins: origins, rate: rate < 0 ? nil : Int(rate), keys: keys[id] ?? [],
+                sites.append(SiteRecord(id: id, origins: origins, rate: rate < 0 ? nil : Int(rate), keys: keys[ExactString(id)] ?? [],
                                         createdAt: s.int(3), updatedAt: s.int(4)))
             }
             return (version, sites)

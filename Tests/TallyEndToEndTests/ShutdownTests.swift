@@ -18,8 +18,16 @@ import TallyClient
             try await outbound.write(ByteBuffer(string: head + body.prefix(10)))
             try await Task.sleep(for: .milliseconds(200))
             let stopping = Task { try await s.stop() }
-            // The server is shutting down while the body is still on its way.
-            try await Task.sleep(for: .milliseconds(300))
+            // The server is shutting down while the body is still on its way: once it no
+            // longer takes connections (a sleep alone was too short on a loaded machine).
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            while clock.now < deadline {
+                guard let probe = try? await RawHTTP.connect(s.endpoints.httpPort) else { break }
+                try? await probe.channel.close()
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            try await Task.sleep(for: .milliseconds(100))
             #expect(!stopping.isCancelled)
             try await outbound.write(ByteBuffer(string: String(body.dropFirst(10))))
             let text = try await RawHTTP.readToEnd(&inbound)

@@ -70,11 +70,21 @@ import TallyWire
                             headers: key.map { [("Authorization", "Bearer " + $0)] } ?? [])
     }
 
-    @Test func registeredSitesGetTheirRulesOverHTTPAndTheWire() async throws {
+    enum StoreKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
+        case sqlite, postgres
+        var testDescription: String { rawValue }
+        static var available: [StoreKind] {
+            ProcessInfo.processInfo.environment["TALLY_TEST_POSTGRES"] == nil ? [.sqlite] : allCases
+        }
+    }
+
+    @Test(arguments: StoreKind.available)
+    func registeredSitesGetTheirRulesOverHTTPAndTheWire(_ kind: StoreKind) async throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build the tally binary first (swift build)")
-        let s = try await TestServer.start()
+        let url = kind == .postgres ? try await PostgresTestDatabase.create(prefix: "sites") : nil
+        let s = try await TestServer.start { $0.storeURL = url }
         defer { s.removeData() }
-        let store = ["--data-dir", s.dataDirectory]
+        let store = url.map { ["--store", $0] } ?? ["--data-dir", s.dataDirectory]
         let c = try await s.http()
 
         // Before any registration, the seed API's zero set-up.
@@ -130,6 +140,7 @@ import TallyWire
         #expect(metrics.contains(#"tally_events_rejected_total{transport="http",reason="unauthorized"} 3"#))
         #expect(metrics.contains(#"tally_events_rejected_total{transport="http",reason="forbidden"} 1"#))
         #expect(metrics.contains(#"tally_events_rejected_total{transport="tcp",reason="unauthorized"} 2"#))
+        #expect(metrics.contains(#"tally_reads_refused_total{route="stats"} 3"#))
 
         // Revoking a key, by the key itself, stops it within seconds; listing shows what is left.
         try Self.sites(["keys", "revoke", "shop", write], store)
@@ -138,9 +149,15 @@ import TallyWire
         #expect(shown["origins"] as? [String] == ["https://shop.example", "*.shop.example"])
         #expect((shown["keys"] as? [[String: Any]])?.map { $0["kind"] as? String } == ["read"])
         #expect(try Self.sites(["list"], store).stdout.contains("shop"))
-        // Removing the site opens it again.
+        // Revoking the last write key says what that opens; removing the site opens it all.
+        #expect(try Self.sites(["keys", "revoke", "shop", (shown["keys"] as! [[String: Any]])[0]["id"] as! String], store).stdout
+            .contains("has no read key left: its numbers can be read by anyone"))
+        try await Self.eventually("a site without read keys is readable") { try await Self.stats(c, "shop").status == 200 }
+        #expect(try await Self.post(c, eventJSON(site: "shop"), origin: "https://evil.example").status == 403)
         try Self.sites(["remove", "shop"], store)
-        try await Self.eventually("a removed site is open") { try await Self.post(c, eventJSON(site: "shop")).status == 202 }
+        try await Self.eventually("a removed site takes any origin") {
+            try await Self.post(c, eventJSON(site: "shop"), origin: "https://evil.example").status == 202
+        }
 
         await c.close()
         try await s.stop()
@@ -163,7 +180,7 @@ import TallyWire
         r = try Self.cli(["sites", "keys", "revoke", "s", "k123"] + store)
         #expect(r.status == 1 && r.stderr.contains("has no key"))
         r = try Self.cli(["sites", "update", "s", "--rate", "0"] + store)
-        #expect(r.status != 0 && r.stderr.contains("at least 1"))
+        #expect(r.status != 0 && r.stderr.contains("--rate must be from 1"))
         try Self.sites(["update", "s", "--no-rate", "--origin", "https://s.example"], store)
         let listed = try #require(try JSONSerialization.jsonObject(with: Data(try Self.sites(["list", "--json"], store).stdout.utf8)) as? [[String: Any]])
         #expect(listed.count == 1 && listed[0]["rate"] is NSNull && listed[0]["origins"] as? [String] == ["https://s.example"])
@@ -223,5 +240,79 @@ import TallyWire
         await cb.close()
         try await a.stop()
         try await b.stop()
+
+        // A collector that starts while its database is unreachable enforces the registry as it
+        // last read it (saved in its data directory), not nothing.
+        let started = ContinuousClock.now
+        let down = try await TestServer.start(dataDirectory: a.dataDirectory) {
+            $0.storeURL = "postgres://tally@127.0.0.1:1/gone"
+            $0.shutdownTimeout = .seconds(1)
+        }
+        let cd = try await down.http()
+        #expect(try await Self.post(cd, eventJSON(site: "shared"), key: write).status == 401)
+        #expect(try await Self.stats(cd, "shared").status == 401)
+        #expect(try await Self.stats(cd, "shared", key: read).status == 503)
+        print("started without its database in \(ContinuousClock.now - started)")
+        await cd.close()
+        try await down.stop()
+    }
+
+    /// Refusals are made certain by debt, not by speed: a batch larger than the burst passes and
+    /// leaves its bucket seconds in debt, so the next request is refused however slow the machine.
+    @Test func ratesPerClientAddress() async throws {
+        let s = try await TestServer.start { $0.ipRate = 2 }
+        defer { s.removeData() }
+        let c = try await s.http()
+        let ten = "[" + Array(repeating: eventJSON(site: "open"), count: 10).joined(separator: ",") + "]"
+        #expect(try await Self.post(c, ten, path: "/events").status == 202)
+        let r = try await Self.post(c, eventJSON(site: "open"))
+        #expect(r.status == 429 && r.header("Access-Control-Allow-Origin") == "*")
+        #expect((1...5).contains(Int(r.header("Retry-After") ?? "") ?? 0))
+        #expect(try json(r.body)["details"] as? [String] == ["this client may send 2 events per second"])
+        #expect(try await c.get("/metrics").body.contains(#"tally_events_rejected_total{transport="http",reason="rate_limited"} 1"#))
+        await c.close()
+        try await s.stop()
+    }
+
+    @Test func ratesPerSite() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let store = ["--data-dir", s.dataDirectory]
+        let c = try await s.http()
+        // A site's own rate (a read key marks when the server has it).
+        try Self.sites(["add", "slow", "--rate", "3"], store)
+        try Self.sites(["keys", "add", "slow", "--read"], store)
+        try await Self.eventually("the server has the site") { try await Self.stats(c, "slow").status == 401 }
+        let twelve = "[" + Array(repeating: eventJSON(site: "slow"), count: 12).joined(separator: ",") + "]"
+        #expect(try await Self.post(c, twelve, path: "/events").status == 202)
+        let r = try await Self.post(c, eventJSON(site: "slow"))
+        #expect(r.status == 429)
+        #expect(try json(r.body)["details"] as? [String] == [#"site "slow" may send 3 events per second"#])
+        // Other sites are not slowed.
+        for _ in 0..<20 { #expect(try await Self.post(c, eventJSON(site: "open")).status == 202) }
+
+        // TCP senders over the site's rate are slowed, not refused: after the debt is repaid,
+        // three frames of 3 on a full bucket take 2 s more.
+        try await Task.sleep(for: .seconds(4))
+        let tcp = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        let started = ContinuousClock.now
+        for k in 1...3 { try await tcp.send(frames(site: "slow", count: 3, sequence: UInt64(k), ack: true)) }
+        try await tcp.waitForAck(3)
+        #expect(ContinuousClock.now - started >= .milliseconds(1800))
+        #expect(tcp.serverError == nil)
+        await tcp.close()
+        // UDP frames over it are dropped and counted: of two frames on a full bucket, the second.
+        try await Task.sleep(for: .milliseconds(1100))
+        let udp = try await WireUDPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        var b = ByteBuffer()
+        FrameEncoder.writeEvents(frames(site: "slow", count: 3), into: &b)
+        FrameEncoder.writeEvents(frames(site: "slow", count: 3), into: &b)
+        try await udp.send(b)
+        try await Self.eventually("the second UDP frame is counted as rate limited") {
+            try await c.get("/metrics").body.contains(#"tally_events_rejected_total{transport="udp",reason="rate_limited"} 3"#)
+        }
+        await udp.close()
+        await c.close()
+        try await s.stop()
     }
 }

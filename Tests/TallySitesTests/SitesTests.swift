@@ -57,6 +57,9 @@ import TallyCore
         let local = rule("http://localhost:8080")
         #expect(local.matches("http://localhost:8080") && !local.matches("http://localhost"))
         #expect(rule("http://localhost:80").description == "http://localhost")
+        let v6 = rule("http://[::1]:8080")
+        #expect(v6.description == "http://[::1]:8080" && v6.matches("http://[::1]:8080") && !v6.matches("http://[::1]"))
+        #expect(rule("https://[2001:db8::1]").matches("https://[2001:DB8::1]:443"))
     }
 
     @Test func wildcardsMatchSubdomainsOnly() {
@@ -70,7 +73,7 @@ import TallyCore
 
     @Test func badRulesSayWhy() {
         for bad in ["shop.example", "ftp://shop.example", "https://shop.example/path", "https://", "https://shop.example:0",
-                    "https://shop.example:99999", "https://shop example", "*.", "https://.example"] {
+                    "https://shop.example:99999", "https://shop example", "*.", "https://.example", "http://[::1", "*.[::1]", "http://[::1]x"] {
             guard case .failure(let e) = OriginRule.parse(bad) else {
                 Issue.record("\(bad) parsed")
                 continue
@@ -147,10 +150,65 @@ import TallyCore
         #expect(!read(r, "keyed", query: ""))
     }
 
+    /// Stored entries this collector cannot read close the site rather than open it.
+    @Test func unreadableStoredEntriesCloseTheSite() {
+        let r = SiteRules([SiteRecord(id: "odd", origins: ["gopher://old.example"],
+                                      keys: [SiteKeyRecord(id: "k1", kind: .write, hash: "not hex", createdAt: 0),
+                                             SiteKeyRecord(id: "k2", kind: .read, hash: "abcd", createdAt: 0)],
+                                      createdAt: 0, updatedAt: 0)])
+        #expect(write(r, "odd") == .keyRequired(site: "odd"))
+        #expect(write(r, "odd", origin: "https://any.example") == .originNotAllowed(site: "odd", origin: "https://any.example"))
+        #expect(!read(r, "odd") && !read(r, "odd", auth: "Bearer abcd"))
+    }
+
     /// Names are their bytes: a site id that differs only in Unicode normalisation is another site.
     @Test func sitesAreKeyedByTheirBytes() {
         let r = SiteRules([SiteRecord(id: "caf\u{E9}", keys: [write.record], createdAt: 0, updatedAt: 0)])
         #expect(write(r, "caf\u{E9}") == .keyRequired(site: "caf\u{E9}"))
         #expect(write(r, "cafe\u{301}") == nil)
+    }
+}
+
+@Suite struct RateLimiterTests {
+    let t0 = ContinuousClock.now
+
+    @Test func aBurstThenTheRate() {
+        let l = RateLimiter()
+        for _ in 0..<10 { #expect(l.takeAddress("a", 1, rate: 10, now: t0) == nil) }
+        let wait = l.takeAddress("a", 1, rate: 10, now: t0)
+        #expect(wait == .milliseconds(100))
+        // Refused requests take nothing: 0.1 s later exactly one more passes.
+        #expect(l.takeAddress("a", 1, rate: 10, now: t0 + .milliseconds(100)) == nil)
+        #expect(l.takeAddress("a", 1, rate: 10, now: t0 + .milliseconds(100)) != nil)
+        // Other addresses and sites have their own buckets.
+        #expect(l.takeAddress("b", 10, rate: 10, now: t0) == nil)
+        #expect(l.takeSite("a", 10, rate: 10, now: t0) == nil)
+    }
+
+    /// A batch larger than the burst passes on a full bucket and leaves it in debt.
+    @Test func batchesLargerThanTheBurstPassAndAreRepaid() {
+        let l = RateLimiter()
+        #expect(l.takeSite("s", 50, rate: 10, now: t0) == nil)
+        // 40 in debt: 10 tokens (the burst needed) are back after 5 s, not before.
+        #expect(l.takeSite("s", 10, rate: 10, now: t0 + .seconds(4)) == .seconds(1))
+        #expect(l.takeSite("s", 10, rate: 10, now: t0 + .seconds(5)) == nil)
+    }
+
+    @Test func idleBucketsAreDroppedPastTheSweepSize() {
+        let l = RateLimiter()
+        for i in 0..<RateLimiter.sweepAt { _ = l.takeAddress("10.0.\(i / 256).\(i % 256)", 1, rate: 5, now: t0) }
+        #expect(l.bucketCount == RateLimiter.sweepAt)
+        #expect(l.takeAddress("new", 1, rate: 5, now: t0 + .seconds(3)) == nil)
+        #expect(l.bucketCount == 1)
+    }
+
+    @Test func limitsNameEachLimitAndWaitForTheLongest() {
+        let rules = SiteRules([SiteRecord(id: "slow", rate: 2, createdAt: 0, updatedAt: 0), SiteRecord(id: "free", createdAt: 0, updatedAt: 0)])
+        let limits = RateLimits(perAddress: 100)
+        #expect(!limits.off(rules) && RateLimits().off(SiteRules()) && !RateLimits().off(rules))
+        #expect(limits.check([("slow", 2), ("free", 50)], address: "1.2.3.4", rules: rules, now: t0) == nil)
+        let r = limits.check([("slow", 1), ("free", 50)], address: "1.2.3.4", rules: rules, now: t0)
+        #expect(r?.problems == ["this client may send 100 events per second", #"site "slow" may send 2 events per second"#])
+        #expect(r?.wait == .milliseconds(500))
     }
 }

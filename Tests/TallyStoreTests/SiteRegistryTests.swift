@@ -76,6 +76,27 @@ import TallyTestSupport
     }
 }
 
+@Suite struct SiteRegistryBytesTests {
+    /// Two ids that differ only in Unicode normalisation are two sites, each with its own keys.
+    @Test(arguments: Backend.available)
+    func canonicallyEquivalentIdsKeepTheirOwnKeys(_ backend: Backend) async throws {
+        try await withTempDir { dir in
+            let (store, _) = try await backend.make(dir)
+            try await store.prepare()
+            let r = store as! any SiteRegistryStore
+            let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+            try await r.apply(.add(SiteRecord(id: composed, createdAt: 1, updatedAt: 1)))
+            try await r.apply(.add(SiteRecord(id: decomposed, createdAt: 1, updatedAt: 1)))
+            try await r.apply(.addKey(siteID: composed, SiteKeyRecord(id: "k1", kind: .write, hash: String(repeating: "1", count: 64), createdAt: 2)))
+            let sites = try await r.registeredSites().sites
+            #expect(sites.count == 2)
+            #expect(sites.first { $0.id.utf8Equals(composed) }?.keys.map(\.id) == ["k1"])
+            #expect(sites.first { $0.id.utf8Equals(decomposed) }?.keys.isEmpty == true)
+            try await store.close()
+        }
+    }
+}
+
 @Suite struct SiteRegistryReaderTests {
     /// A collector reads the registry, another process changes it: the next version poll sees it.
     @Test(arguments: Backend.available)
