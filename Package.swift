@@ -49,6 +49,13 @@ let package = Package(
             "TallyCore",
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
+        // /api/v1/sites: the site registry over HTTP, behind the admin token.
+        .target(name: "TallyAdmin", dependencies: [
+            "TallyCore", "TallyHTTP", "TallySites", "TallyStore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], swiftSettings: strict),
         // HTTP concerns shared by ingest and reports: JSON error bodies, the Date header.
         .target(name: "TallyHTTP", dependencies: [
             "TallyCore",
@@ -110,7 +117,7 @@ let package = Package(
         ], swiftSettings: strict),
         // Wiring and service lifecycle, shared by the CLI and the end-to-end tests.
         .target(name: "TallyServer", dependencies: [
-            "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyBrowser", "TallyReport", "TallySites",
+            "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyBrowser", "TallyReport", "TallySites", "TallyAdmin",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -8,7 +8,7 @@
 #   BENCH_SKIP_BUILD=1          do not run `swift build -c release` first
 #   BENCH_RUNS=3                runs per row; the table shows the median of each column
 #   BENCH_EVENTS_SCALE=1        multiplier on every event count (and the fixed-rate duration)
-#   BENCH_MODES="http http-browser http-batch udp tcp tcp-ack"   modes to run
+#   BENCH_MODES="http http-browser http-keyed http-batch udp tcp tcp-ack"   modes to run
 #   BENCH_<MODE>_EVENTS / _CONNECTIONS / _BATCH, MODE = HTTP, HTTP_BATCH, UDP, TCP, TCP_ACK
 #   BENCH_TCP_ACK_WINDOW=32
 #   BENCH_CEILING_EVENTS=2000000   rows for `tally store-ceiling`
@@ -37,7 +37,7 @@ command -v curl >/dev/null || { echo "bench: curl not found (make deps installs 
 
 RUNS=${BENCH_RUNS:-3}
 SCALE=${BENCH_EVENTS_SCALE:-1}
-MODES=${BENCH_MODES:-http http-browser http-batch udp tcp tcp-ack}
+MODES=${BENCH_MODES:-http http-browser http-keyed http-batch udp tcp tcp-ack}
 LOAD_TIMEOUT=${BENCH_LOAD_TIMEOUT:-600}
 SHUTDOWN_WAIT=${BENCH_SHUTDOWN_WAIT:-60}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -51,6 +51,7 @@ scaled() { awk -v n="$1" -v s="$SCALE" -v m="${2:-1}" 'BEGIN { v = int(n * s + 0
 declare -A DEF=(
     [http]="200000 64 1"
     [http-browser]="200000 64 1"
+    [http-keyed]="200000 64 1"
     [http-batch]="1000000 8 200"
     [udp]="1000000 4 100"
     [tcp]="1000000 4 200"
@@ -200,6 +201,29 @@ for run in $(seq "$RUNS"); do
     echo "bench:   $(cat "$OUT/ceiling-$run.json") rc=$rc" >&2
 done
 
+# register_keyed_sites: the http-keyed row's sites (tally-load's --run-id keyed, 10 sites), each
+# with a write key, registered through the CLI on the running server's store; the keys go to
+# $OUT/site-keys.txt for tally-load. Waits until the server enforces them, seen on a marker
+# site with a read key (a keyless write would add events to the verified sites).
+register_keyed_sites() {
+    local i key code
+    : > "$OUT/site-keys.txt"
+    for i in $(seq 0 9); do
+        "$TALLY" sites add "load-keyed-$i" --data-dir "$DATA_DIR" > /dev/null || return 1
+        key=$("$TALLY" sites keys add "load-keyed-$i" --write --data-dir "$DATA_DIR" | tail -n 1) || return 1
+        printf '%s %s\n' "load-keyed-$i" "$key" >> "$OUT/site-keys.txt"
+    done
+    "$TALLY" sites add keyed-marker --data-dir "$DATA_DIR" > /dev/null || return 1
+    "$TALLY" sites keys add keyed-marker --read --data-dir "$DATA_DIR" > /dev/null || return 1
+    for _ in $(seq 100); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/stats?site_id=keyed-marker")
+        [[ $code == 401 ]] && return 0
+        sleep 0.1
+    done
+    echo "bench: the server did not pick the keyed sites up" >&2
+    return 1
+}
+
 # --- 2. one load run against a fresh server ---------------------------------------------------
 # run_load KIND RUN tally-load-args...
 run_load() {
@@ -207,7 +231,7 @@ run_load() {
     shift 2
     SERVER_RC="-"
     SHUTDOWN_S="-"
-    if start_server "$tag"; then
+    if start_server "$tag" && { [[ $kind != http-keyed ]] || register_keyed_sites; }; then
         python3 "$HELPER" sample "$SERVER_PID" "$OUT/$tag.samples" 0.2 "http://127.0.0.1:$HTTP_PORT/metrics" &
         SAMPLER_PID=$!
         local cmd=("$LOAD" "$@" --target "http://127.0.0.1:$HTTP_PORT" --wire "127.0.0.1:$WIRE_PORT" --verify --json)
@@ -258,7 +282,11 @@ for mode in $MODES; do
         # Single events as the tracking script sends them: User-Agent, Origin, referrer.
         args=(--mode http --browser --events "$events" --connections "$conn" --batch "$batch")
     fi
-    [[ $mode == http || $mode == http-browser ]] || label+=", B=$batch"
+    if [[ $mode == http-keyed ]]; then
+        # Single events from a server to registered sites, each request with its site's write key.
+        args=(--mode http --run-id keyed --site-keys "$OUT/site-keys.txt" --events "$events" --connections "$conn" --batch "$batch")
+    fi
+    [[ $mode == http || $mode == http-browser || $mode == http-keyed ]] || label+=", B=$batch"
     if [[ $mode == udp ]]; then
         # UDP has no flow control: paced, so the row shows what the server keeps up with
         # rather than how fast the kernel can drop (BENCH_UDP_RATE=0: unpaced).

@@ -77,9 +77,9 @@ public struct SitesCommand: AsyncParsableCommand {
         @OptionGroup var storeOptions: StoreOptions
 
         func body() async throws {
-            let id = try SiteInput.id(id)
-            let origins = try SiteInput.origins(origins)
-            if let rate { try SiteInput.rate(rate) }
+            let id = try SiteCLIInput.id(id)
+            let origins = try SiteCLIInput.origins(origins)
+            if let rate { try SiteCLIInput.rate(rate) }
             let now = Timestamp.now()
             try await storeOptions.with(create: true) { try await $0.apply(.add(SiteRecord(id: id, origins: origins, rate: rate, createdAt: now, updatedAt: now))) }
             print("registered site \(JSONText.quote(id))")
@@ -93,7 +93,7 @@ public struct SitesCommand: AsyncParsableCommand {
 
         func body() async throws {
             let sites = try await storeOptions.with { try await $0.registeredSites().sites }
-            if json { return print("[" + sites.map(SiteOutput.json).joined(separator: ",") + "]") }
+            if json { return print("[" + sites.map(SiteJSON.render).joined(separator: ",") + "]") }
             guard !sites.isEmpty else { return print("no registered sites") }
             print(SiteOutput.table(sites))
         }
@@ -108,7 +108,7 @@ public struct SitesCommand: AsyncParsableCommand {
         func body() async throws {
             let sites = try await storeOptions.with { try await $0.registeredSites().sites }
             guard let site = sites.first(where: { $0.id.utf8Equals(id) }) else { throw SitesError(SiteRegistryError.noSuchSite(id).description) }
-            print(json ? SiteOutput.json(site) : SiteOutput.text(site))
+            print(json ? SiteJSON.render(site) : SiteOutput.text(site))
         }
     }
 
@@ -129,8 +129,8 @@ public struct SitesCommand: AsyncParsableCommand {
         }
 
         func body() async throws {
-            let newOrigins: [String]? = anyOrigin ? [] : origins.isEmpty ? nil : try SiteInput.origins(origins)
-            if let rate { try SiteInput.rate(rate) }
+            let newOrigins: [String]? = anyOrigin ? [] : origins.isEmpty ? nil : try SiteCLIInput.origins(origins)
+            if let rate { try SiteCLIInput.rate(rate) }
             let newRate: Int?? = noRate ? .some(nil) : rate.map { .some($0) }
             try await storeOptions.with { try await $0.apply(.update(id: id, origins: newOrigins, rate: newRate, at: Timestamp.now())) }
             print("updated site \(JSONText.quote(id))")
@@ -219,45 +219,26 @@ struct SitesError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
-/// Checks of what a site is registered with, shared by every command that takes them.
-enum SiteInput {
+/// The CLI's spelling of ``TallySites/SiteInput``'s checks: usage errors.
+enum SiteCLIInput {
     static func id(_ id: String) throws -> String {
-        guard !id.isEmpty, id.utf8.count <= EventLimits.maxSiteIDBytes else {
-            throw ValidationError("a site id is 1 to \(EventLimits.maxSiteIDBytes) bytes")
-        }
+        let problems = SiteInput.idProblems(id)
+        guard problems.isEmpty else { throw ValidationError(problems.joined(separator: "; ")) }
         return id
     }
 
-    /// Every origin parsed; all the bad ones named at once.
     static func origins(_ texts: [String]) throws -> [String] {
-        var good: [String] = [], bad: [String] = []
-        for t in texts {
-            switch OriginRule.parse(t) {
-            case .success(let rule): good.append(rule.description)
-            case .failure(let e): bad.append(e.description)
-            }
-        }
-        guard bad.isEmpty else { throw ValidationError(bad.joined(separator: "; ")) }
-        return good
+        do { return try SiteInput.origins(texts).get() } catch { throw ValidationError(error.description) }
     }
 
-    /// Both stores hold it (PostgreSQL as `integer`).
-    static let maxRate = 1_000_000_000
-
     static func rate(_ rate: Int) throws {
-        guard (1...maxRate).contains(rate) else { throw ValidationError("--rate must be from 1 to \(maxRate) events per second") }
+        let problems = SiteInput.rateProblems(rate)
+        guard problems.isEmpty else { throw ValidationError("--" + problems.joined(separator: "; ")) }
     }
 }
 
 enum SiteOutput {
     static func time(_ micros: Int64) -> String { Timestamp.format(micros) }
-
-    static func json(_ s: SiteRecord) -> String {
-        let keys = s.keys.map { "{\"id\":\(JSONText.quote($0.id)),\"kind\":\"\($0.kind.rawValue)\",\"created_at\":\(JSONText.quote(time($0.createdAt)))}" }
-        return "{\"id\":\(JSONText.quote(s.id)),\"origins\":[\(s.origins.map(JSONText.quote).joined(separator: ","))],"
-            + "\"rate\":\(s.rate.map(String.init) ?? "null"),\"keys\":[\(keys.joined(separator: ","))],"
-            + "\"created_at\":\(JSONText.quote(time(s.createdAt))),\"updated_at\":\(JSONText.quote(time(s.updatedAt)))}"
-    }
 
     static func text(_ s: SiteRecord) -> String {
         var lines = [

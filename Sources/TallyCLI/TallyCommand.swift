@@ -55,6 +55,8 @@ public struct Serve: AsyncParsableCommand, AsyncCommandBody {
     @Option(help: help("idle-timeout")) var idleTimeout: Int?
     @Option(help: help("max-buffered-bytes")) var maxBufferedBytes: Int?
     @Option(help: help("ip-rate")) var ipRate: Int?
+    @Option(help: help("admin-token-file")) var adminTokenFile: String?
+    @Option(help: help("metrics-token-file")) var metricsTokenFile: String?
     @Option(help: help("trusted-proxies")) var trustedProxies: String?
     @Flag(help: help("no-bot-filter")) var noBotFilter = false
     @Flag(help: help("closed")) var closed = false
@@ -66,7 +68,8 @@ public struct Serve: AsyncParsableCommand, AsyncCommandBody {
     /// The flags given on the command line, by setting name.
     var flags: [String: ConfigContent] {
         let strings: [(String, String?)] = [("data-dir", dataDir), ("store", store), ("http-host", httpHost),
-                                            ("wire-host", wireHost), ("log-level", logLevel), ("trusted-proxies", trustedProxies)]
+                                            ("wire-host", wireHost), ("log-level", logLevel), ("trusted-proxies", trustedProxies),
+                                            ("admin-token-file", adminTokenFile), ("metrics-token-file", metricsTokenFile)]
         let ints: [(String, Int?)] = [("http-port", httpPort), ("wire-port", wirePort), ("shards", shards),
                                       ("queue-capacity", queueCapacity), ("flush-events", flushEvents),
                                       ("flush-interval-ms", flushIntervalMs), ("max-spool-files", maxSpoolFiles),

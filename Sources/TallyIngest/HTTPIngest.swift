@@ -89,7 +89,7 @@ public enum HTTPIngest {
     /// Checks, in order: the query's encoding, the ack level, the content type, the body length, then the body
     /// itself. Returns the events and how to acknowledge them.
     public static func decode(_ r: Request, receivedAt: Int64, enricher: Enricher, memo: inout Enricher.Memo,
-                              rules: SiteRules = SiteRules(), rates: RateLimits = RateLimits())
+                              rules: SiteRules = SiteRules(), rates: RateLimits = RateLimits(), keys: inout PresentedKeys)
         throws(IngestRefusal) -> (events: [Event], ack: AckLevel, bots: Int) {
         if let name = r.badQueryParameter { throw .badPercentEncoding(name) }
         let ack = try ackLevel(r.ack)
@@ -107,7 +107,11 @@ public enum HTTPIngest {
         // Consumed: a copy left in `parsed` would make enriching copy the whole array.
         switch consume parsed {
         case .success(var events):
-            if !rules.allOpen { try checkSites(events, r, rules) }
+            if !rules.allOpen {
+                var k = keys.take(r.authorization)
+                defer { keys.keep(k) }
+                try checkSites(events, r, rules, &k)
+            }
             if !rates.off(rules) { try checkRates(events, r, rules, rates) }
             let bots = enricher.enrich(&events, client: r.client, receivedAt: receivedAt, memo: &memo)
             return (events, ack, bots)
@@ -120,12 +124,14 @@ public enum HTTPIngest {
     /// Every site of the request may be written by it (``SiteRules/checkWrite``); otherwise the
     /// whole request is refused, naming each site refused. 401 when a key would do (and no
     /// origin was refused), else 403.
-    static func checkSites(_ events: [Event], _ r: Request, _ rules: SiteRules) throws(IngestRefusal) {
-        var key = PresentedKey(authorization: r.authorization)
+    static func checkSites(_ events: [Event], _ r: Request, _ rules: SiteRules, _ key: inout PresentedKey) throws(IngestRefusal) {
+        var refusals: [SiteRules.WriteRefusal] = []
+        if events.count == 1 {
+            if let refusal = rules.checkWrite(siteID: events[0].siteID, origin: r.origin, key: &key) { refusals.append(refusal) }
+        }
         var checked: Set<ExactString> = []
         var previous: String?
-        var refusals: [SiteRules.WriteRefusal] = []
-        for e in events {
+        for e in events where events.count > 1 {
             // Batches carry one site or a few: most events repeat the one before.
             if let p = previous, p.utf8Equals(e.siteID) { continue }
             previous = e.siteID

@@ -128,6 +128,8 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
     private var peerAddress: String??
     /// This connection's last User-Agent class and visitor (a browser's requests repeat them).
     private var enrichMemo = Enricher.Memo()
+    /// This connection's recent keys and their hashes (a sender's requests repeat them).
+    private var keyMemo = PresentedKeys()
 
     public init(context: IngestContext) {
         self.context = context
@@ -318,7 +320,7 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         // The body's bytes count against the read budget until it is parsed.
         guard (c.request.body?.readableBytes ?? 0) > Self.offloadBytes else {
             let decoded = Result { () throws(IngestRefusal) in
-                try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher, memo: &enrichMemo, rules: rules, rates: rates)
+                try HTTPIngest.decode(c.request, receivedAt: receivedAt, enricher: enricher, memo: &enrichMemo, rules: rules, rates: rates, keys: &keyMemo)
             }
             ctx.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
             return enqueue(decoded, c, ctx)
@@ -327,7 +329,10 @@ public final class HTTPIngestHandler: ChannelDuplexHandler, RemovableChannelHand
         let request = c.request
         NIOThreadPool.singleton.runIfActive(eventLoop: ctx.eventLoop) {
             var memo = Enricher.Memo()
-            return Result { () throws(IngestRefusal) in try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher, memo: &memo, rules: rules, rates: rates) }
+            var keys = PresentedKeys()
+            return Result { () throws(IngestRefusal) in
+                try HTTPIngest.decode(request, receivedAt: receivedAt, enricher: enricher, memo: &memo, rules: rules, rates: rates, keys: &keys)
+            }
         }.whenComplete { result in
             let handler = bound.value
             guard let ctx = handler.handlerContext, handler.isPending(c.id) else { return }

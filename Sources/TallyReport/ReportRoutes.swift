@@ -75,13 +75,16 @@ public struct ReportRoutes: Sendable {
     /// once a second with the number left unlogged.
     let refusedReads: Counter
     let logger: Logger
+    /// SHA-256 of the token `/metrics` and `/health` need (`--metrics-token-file`); nil: open.
+    let monitoringToken: [UInt8]?
     private let refusalLog = RefusalLogState()
 
     public init(store: any EventStore, registry: PrometheusCollectorRegistry,
                 health: @escaping @Sendable () async -> HealthReport,
                 beforeScrape: @escaping @Sendable () async -> Void = {}, sites: SiteRulesSource = SiteRulesSource(),
-                logger: Logger = Logger(label: "tally.report")) {
+                logger: Logger = Logger(label: "tally.report"), monitoringToken: String? = nil) {
         self.store = store
+        self.monitoringToken = monitoringToken.map { AccessKey.digest($0) }
         self.sites = sites
         self.logger = logger
         refusedReads = registry.makeCounter(name: "tally_reads_refused_total", labels: [("route", "stats")], help: "Reads refused for want of a read key of the site")
@@ -92,12 +95,14 @@ public struct ReportRoutes: Sendable {
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/stats") { request, _ in try await self.stats(request) }
-        router.get("/health") { _, _ in
+        router.get("/health") { request, _ in
+            try self.authorizeMonitoring(request)
             // 200 even when degraded: the collector still accepts and spools events, so a load
             // balancer should keep sending; the body says what is wrong.
-            JSONResponse.make(200, await self.health().json)
+            return JSONResponse.make(200, await self.health().json)
         }
-        router.get("/metrics") { _, _ in
+        router.get("/metrics") { request, _ in
+            try self.authorizeMonitoring(request)
             await self.beforeScrape()
             var bytes: [UInt8] = []
             bytes.reserveCapacity(16_384)
@@ -147,6 +152,19 @@ public struct ReportRoutes: Sendable {
         var message: String { "Unauthorized" }
         var details: [String]? { ["reading this site needs one of its read keys: Authorization: Bearer <key>, or ?key=<key>"] }
         var status: HTTPResponse.Status { .unauthorized }
+    }
+
+    struct MonitoringUnauthorized: JSONErrorResponse {
+        var message: String { "Unauthorized" }
+        var details: [String]? { ["/metrics and /health need Authorization: Bearer <metrics token>"] }
+        var status: HTTPResponse.Status { .unauthorized }
+    }
+
+    func authorizeMonitoring(_ request: Request) throws {
+        guard let monitoringToken else { return }
+        guard let key = AccessKey.bearer(request.headers[.authorization]), AccessKey.equal(AccessKey.digest(key), monitoringToken) else {
+            throw MonitoringUnauthorized()
+        }
     }
 
     /// The store could not answer (the details say why).

@@ -48,6 +48,10 @@ public struct ServerConfiguration: Sendable {
     public var closed = false
     /// Events per second (burst as many) each client address may send over HTTP; 0: no limit.
     public var ipRate = 0
+    /// A file holding the admin API's token; nil: no admin API.
+    public var adminTokenFile: String?
+    /// A file holding the token `/metrics` and `/health` need; nil: they are open.
+    public var metricsTokenFile: String?
 
     public init() {}
 }
@@ -135,6 +139,10 @@ public enum Settings {
                     c.ipRate = n
                 },
                 describe: { String($0.ipRate) }),
+        tokenFile("admin-token-file", \.adminTokenFile, "none (admin API off)",
+                  "A file holding the token (16 characters or more) of the admin API under `/api/v1/sites`, sent as `Authorization: Bearer`; without it the admin API is off."),
+        tokenFile("metrics-token-file", \.metricsTokenFile, "none (open)",
+                  "A file holding a token (16 characters or more) that `/metrics` and `/health` then need as `Authorization: Bearer`; without it they are open."),
         Setting(name: "trusted-proxies", kind: .string,
                 help: "Comma-separated addresses or CIDR ranges (`10.0.0.0/8,::1`) of reverse proxies whose `X-Forwarded-For` names the visitor's address; empty: the socket peer is the visitor.",
                 apply: { c, v throws(SettingError) in
@@ -223,6 +231,17 @@ public enum Settings {
                     c[keyPath: kp] = s
                 },
                 describe: { $0[keyPath: kp] })
+    }
+
+    /// A file naming setting whose absence turns a feature off (`off` says what that means).
+    private static func tokenFile(_ name: String, _ kp: any WritableKeyPath<ServerConfiguration, String?> & Sendable, _ off: String,
+                                  _ help: String) -> Setting {
+        Setting(name: name, kind: .string, help: help,
+                apply: { c, v throws(SettingError) in
+                    guard case .string(let s) = v else { throw SettingError(description: "must be text") }
+                    c[keyPath: kp] = s.isEmpty ? nil : s
+                },
+                describe: { $0[keyPath: kp] ?? off })
     }
 
     private static func integer(_ name: String, _ kp: any WritableKeyPath<ServerConfiguration, Int> & Sendable, _ help: String) -> Setting {

@@ -10,6 +10,7 @@ import ServiceLifecycle
 import UnixSignals
 import TallyCore
 import TallyEnrich
+import TallyAdmin
 import TallyBrowser
 import TallyHTTP
 import TallyIngest
@@ -43,6 +44,9 @@ public final class TallyServer: Sendable {
     public init(configuration c: ServerConfiguration, logger: Logger = Logger(label: "tally"),
                 gracefulShutdownSignals: [UnixSignal] = []) async throws {
         self.configuration = c
+        // Settings read from files first: a bad one stops the start before anything is open.
+        let adminToken = try c.adminTokenFile.map { try Self.token($0, setting: "--admin-token-file") }
+        let metricsToken = try c.metricsTokenFile.map { try Self.token($0, setting: "--metrics-token-file") }
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         let factory = PrometheusMetricsFactory(registry: registry)
@@ -106,8 +110,9 @@ public final class TallyServer: Sendable {
                      beforeScrape: {
                          pipeline.refreshGauges()
                          if let d = wire.kernelUDPDrops() { udpDrops.record(d) }
-                     }, sites: sites, logger: logger).addRoutes(to: router)
+                     }, sites: sites, logger: logger, monitoringToken: metricsToken).addRoutes(to: router)
         ScriptRoute().addRoutes(to: router)
+        if let adminToken { AdminRoutes(registry: store, token: adminToken).addRoutes(to: router) }
         let app = Application(
             router: router,
             // POST /event and /events are answered in the channel pipeline; the rest reach the router.
@@ -150,6 +155,16 @@ public final class TallyServer: Sendable {
     /// Waits until every listener is bound (or start-up failed).
     public func endpoints() async throws -> Endpoints {
         try await ready.endpoints()
+    }
+
+    /// A token from its file, without surrounding blanks; refused when short.
+    static func token(_ file: String, setting: String) throws -> String {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw SettingError(description: "\(setting) \(file) cannot be read")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard token.utf8.count >= 16 else { throw SettingError(description: "\(setting) \(file) must hold a token of 16 characters or more") }
+        return token
     }
 
     static func health(pipeline: Pipeline, store: any EventStore) async -> HealthReport {

@@ -99,19 +99,48 @@ public struct SiteRules: Sendable {
 /// once and only when a rule needs it.
 public struct PresentedKey: Sendable {
     let text: Substring?
+    /// The header it came from: a connection's requests repeat it, and a match reuses the hash.
+    public let authorization: String?
     private var cached: [UInt8]??
 
     public init(authorization: String?, query: Substring? = nil) {
+        self.authorization = authorization
         text = AccessKey.bearer(authorization) ?? query.flatMap { $0.isEmpty ? nil : $0 }
     }
 
+
+
     public var isPresent: Bool { text != nil }
+    /// Its hash was computed (and is kept with it).
+    var isHashed: Bool { cached != nil }
 
     mutating func digest() -> [UInt8]? {
         if let cached { return cached }
         let d = text.map { AccessKey.digest($0) }
         cached = .some(d)
         return d
+    }
+}
+
+/// A connection's recent keys with their hashes: a sender that writes to several sites sends
+/// each site's key in turn, and hashing one costs about as much as the rest of the checks.
+public struct PresentedKeys: Sendable {
+    static let capacity = 16
+    private var recent: [PresentedKey] = []
+
+    public init() {}
+
+    /// The key of `authorization`, with its hash if it was kept, else a new one.
+    public mutating func take(_ authorization: String?) -> PresentedKey {
+        if let i = recent.firstIndex(where: { $0.authorization.utf8Equals(authorization) }) { return recent.remove(at: i) }
+        return PresentedKey(authorization: authorization)
+    }
+
+    /// Keeps `key` as the most recent, dropping the oldest past ``capacity``.
+    public mutating func keep(_ key: PresentedKey) {
+        guard key.authorization != nil else { return }
+        if recent.count == Self.capacity { recent.removeFirst() }
+        recent.append(key)
     }
 }
 

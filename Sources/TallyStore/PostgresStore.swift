@@ -53,8 +53,10 @@ public final class PostgresStore: EventStore, Sendable {
     private let state: NIOLockedValueBox<State>
     private let knownUsers = NIOLockedValueBox(KnownUserRows())
 
-    public init(location: Location, operationTimeout: Duration = .seconds(5), logger: Logger = Logger(label: "tally.postgres")) {
+    public init(location: Location, operationTimeout: Duration = .seconds(5), rowsPerInsert: Int = PostgresStore.rowsPerInsert,
+                logger: Logger = Logger(label: "tally.postgres")) {
         self.operationTimeout = operationTimeout
+        self.rowsPerInsert = rowsPerInsert
         var config = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.username,
             password: location.password, database: location.database,
@@ -67,9 +69,15 @@ public final class PostgresStore: EventStore, Sendable {
         self.state = NIOLockedValueBox(State(client: client, runTask: Task { await client.run() }))
     }
 
-    public convenience init(url: String, logger: Logger = Logger(label: "tally.postgres")) throws {
-        self.init(location: try Location(url: url), logger: logger)
+    public convenience init(url: String, rowsPerInsert: Int = PostgresStore.rowsPerInsert, logger: Logger = Logger(label: "tally.postgres")) throws {
+        self.init(location: try Location(url: url), rowsPerInsert: rowsPerInsert, logger: logger)
     }
+
+    /// Raw rows per INSERT by default: about 2 MB of parameters for plain rows (measured here:
+    /// 32,768 loaded 1M events 10-15 % faster than 8,192, with fewer round trips).
+    public static let rowsPerInsert = 32_768
+    /// This store's (tests make it small, to cross statement boundaries cheaply).
+    let rowsPerInsert: Int
 
     /// Idempotent, and safe when several collectors start at once: DDL runs under a
     /// transaction-scoped advisory lock.
@@ -140,9 +148,9 @@ public final class PostgresStore: EventStore, Sendable {
     /// Runs `body` on the current client, giving up after `operationTimeout`. A call that
     /// times out or loses its connection retires the client: a fresh pool is made for the next
     /// call, so an outage of the server never leaves the collector with a wedged pool.
-    func bounded<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+    func bounded<T: Sendable>(_ what: String, timeout: Duration? = nil, _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
         let client = currentClient()
-        let timeout = operationTimeout
+        let timeout = timeout ?? operationTimeout
         let once = OnceResult<T>()
         do {
             return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
@@ -188,7 +196,10 @@ public final class PostgresStore: EventStore, Sendable {
 
     public func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome] {
         try await preparedOnce()
-        return try await bounded("load") { client in try await self.load(batches, client) }
+        // One bound for every call would fail a large load on a slow server every time it is
+        // retried: the bound grows with the rows (a full group of 131,072 events: 5 bounds).
+        let events = batches.reduce(0) { $0 + $1.events.count }
+        return try await bounded("load", timeout: operationTimeout * (1 + events / 32_768)) { client in try await self.load(batches, client) }
     }
 
     func load(_ batches: [StoreBatch], _ client: PostgresClient) async throws -> [LoadOutcome] {
@@ -211,7 +222,7 @@ public final class PostgresStore: EventStore, Sendable {
             for batch in fresh {
                 for e in batch.events {
                     rows.append(e, ingestedAt: batch.createdAt)
-                    if rows.count == PostgresEventRows.rowsPerInsert { try await rows.insert(conn, logger: logger) }
+                    if rows.count == self.rowsPerInsert { try await rows.insert(conn, logger: logger) }
                 }
             }
             try await rows.insert(conn, logger: logger)
@@ -353,8 +364,6 @@ final class OnceResult<T: Sendable>: Sendable {
 /// against 21.6-21.8 ms for FROM unnest with integer times turned into timestamps by interval
 /// arithmetic, and 18.5 ms for COPY.
 struct PostgresEventRows {
-    /// Rows per statement: about 2 MB of parameters for plain rows.
-    static let rowsPerInsert = 32_768
 
     /// The narrowest statement that holds the load, as in SQLite: 0 without details (most
     /// server-side loads), 1 with only anonymous visitor ids (HTTP senders without a

@@ -45,7 +45,7 @@ import TallyServer
             "--flush-events", "1004", "--flush-interval-ms", "1005", "--max-spool-files", "1006", "--udp-rcvbuf", "1007",
             "--durable-timeout-ms", "1008", "--shutdown-timeout", "1009", "--max-connections", "1010", "--log-level", "error",
             "--header-timeout", "1011", "--body-timeout", "1012", "--idle-timeout", "1013", "--max-buffered-bytes", "1014",
-            "--trusted-proxies", "10.0.0.0/8, ::1", "--no-bot-filter", "--closed", "--ip-rate", "1015",
+            "--trusted-proxies", "10.0.0.0/8, ::1", "--no-bot-filter", "--closed", "--ip-rate", "1015", "--admin-token-file", "/t", "--metrics-token-file", "/m",
         ])
         #expect(c.dataDirectory == "/d" && c.storeURL == "postgres://u@h/db" && c.httpHost == "127.0.0.2" && c.httpPort == 1001)
         #expect(c.wireHost == "127.0.0.3" && c.wirePort == 1002 && c.shards == 3 && c.queueCapacity == 1003)
@@ -55,8 +55,9 @@ import TallyServer
         #expect(c.headerTimeout == .seconds(1011) && c.bodyTimeout == .seconds(1012) && c.idleTimeout == .seconds(1013))
         #expect(c.maxBufferedBytes == 1014)
         #expect(c.trustedProxies.map(\.description) == ["10.0.0.0/8", "::1"] && !c.botFilter && c.closed && c.ipRate == 1015)
+        #expect(c.adminTokenFile == "/t" && c.metricsTokenFile == "/m")
         // Every setting was given above.
-        #expect(Settings.all.count == 24)
+        #expect(Settings.all.count == 26)
     }
 
     @Test func badValuesNameTheFlagAndTheVariable() async throws {

@@ -6,6 +6,7 @@ import TallyCore
 import TallyServer
 import TallyTestSupport
 import TallyWire
+import NIOHTTP1
 
 /// `tally sites …` run as the binary against the store a running server uses, and the rules
 /// it sets as senders and readers meet them over real sockets.
@@ -312,6 +313,99 @@ import TallyWire
             try await c.get("/metrics").body.contains(#"tally_events_rejected_total{transport="udp",reason="rate_limited"} 3"#)
         }
         await udp.close()
+        await c.close()
+        try await s.stop()
+    }
+
+    @Test func adminAPIManagesTheRegistry() async throws {
+        let dir = NSTemporaryDirectory() + "tally-admin-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let token = "admin-token-0123456789"
+        try (token + "\n").write(toFile: dir + "/token", atomically: true, encoding: .utf8)
+        let s = try await TestServer.start { $0.adminTokenFile = dir + "/token" }
+        defer { s.removeData() }
+        let c = try await s.http()
+        func call(_ method: HTTPMethod, _ path: String, _ body: String? = nil, token: String? = token) async throws -> HTTPClientResponse {
+            try await c.request(method, path, body: body, headers: token.map { [("Authorization", "Bearer " + $0)] } ?? [])
+        }
+        var r = try await call(.GET, "/api/v1/sites", token: nil)
+        #expect(r.status == 401 && r.header("WWW-Authenticate") == "Bearer")
+        #expect(try await call(.GET, "/api/v1/sites", token: "admin-token-0123456780").status == 401)
+
+        r = try await call(.POST, "/api/v1/sites", #"{"id":"api-site","origins":["HTTPS://A.example:443"],"rate":null}"#)
+        #expect(r.status == 201)
+        var site = try json(r.body)
+        #expect(site["id"] as? String == "api-site" && site["origins"] as? [String] == ["https://a.example"] && site["rate"] is NSNull)
+        #expect(try await call(.POST, "/api/v1/sites", #"{"id":"api-site"}"#).status == 409)
+        r = try await call(.POST, "/api/v1/sites", #"{"id":"","origins":["ftp://x"],"rate":0}"#)
+        #expect(r.status == 400)
+        #expect(try json(r.body)["details"] as? [String] == ["a site id is 1 to 128 bytes",
+                                                            #"origin "ftp://x": the scheme must be http or https"#,
+                                                            "rate must be from 1 to 1000000000 events per second"])
+        r = try await call(.POST, "/api/v1/sites", #"{"id":"x","colour":"red"}"#)
+        #expect(r.status == 400 && r.body.contains("unknown field"))
+        #expect(try await call(.POST, "/api/v1/sites", "[1]").status == 400)
+        r = try await call(.POST, "/api/v1/sites", #"{"id":"x","rate":true}"#)
+        #expect(r.status == 400 && r.body.contains("rate must be an integer or null"))
+
+        r = try await call(.POST, "/api/v1/sites/api-site/keys", #"{"kind":"write"}"#)
+        #expect(r.status == 201)
+        let made = try json(r.body)
+        let key = try #require(made["key"] as? String)
+        #expect(key.hasPrefix("tally_w_") && made["kind"] as? String == "write")
+        #expect(try await call(.POST, "/api/v1/sites/nope/keys", #"{"kind":"write"}"#).status == 404)
+        #expect(try await call(.POST, "/api/v1/sites/api-site/keys", #"{"kind":"admin"}"#).status == 400)
+        // The server enforces what the API registered.
+        try await Self.eventually("a keyless write is refused") {
+            try await Self.post(c, eventJSON(site: "api-site"), key: "tally_w_wrong").status == 401
+        }
+        #expect(try await Self.post(c, eventJSON(site: "api-site")).status == 401)
+        #expect(try await Self.post(c, eventJSON(site: "api-site"), key: key).status == 202)
+
+        r = try await call(.PATCH, "/api/v1/sites/api-site", #"{"rate":5}"#)
+        site = try json(r.body)
+        #expect(r.status == 200 && site["rate"] as? Int == 5 && (site["keys"] as? [[String: Any]])?.count == 1)
+        #expect(try await call(.PATCH, "/api/v1/sites/api-site", "{}").status == 400)
+        #expect(try await call(.PATCH, "/api/v1/sites/nope", #"{"rate":5}"#).status == 404)
+        r = try await call(.GET, "/api/v1/sites")
+        #expect(r.status == 200)
+        #expect(try (json(r.body)["sites"] as? [[String: Any]])?.count == 1)
+        #expect(try await call(.GET, "/api/v1/sites/api-site").status == 200)
+        #expect(try await call(.DELETE, "/api/v1/sites/api-site/keys/" + (made["id"] as! String)).status == 204)
+        #expect(try await call(.DELETE, "/api/v1/sites/api-site/keys/" + (made["id"] as! String)).status == 404)
+        #expect(try await call(.DELETE, "/api/v1/sites/api-site").status == 204)
+        #expect(try await call(.GET, "/api/v1/sites/api-site").status == 404)
+        await c.close()
+        try await s.stop()
+
+        // Without a token file there is no admin API.
+        let open = try await TestServer.start()
+        defer { open.removeData() }
+        let o = try await open.http()
+        #expect(try await o.request(.GET, "/api/v1/sites", body: nil as String?, headers: [("Authorization", "Bearer " + token)]).status == 404)
+        await o.close()
+        try await open.stop()
+    }
+
+    @Test func metricsAndHealthCanNeedAToken() async throws {
+        let dir = NSTemporaryDirectory() + "tally-mtoken-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "metrics-token-0123456789".write(toFile: dir + "/token", atomically: true, encoding: .utf8)
+        try "short".write(toFile: dir + "/short", atomically: true, encoding: .utf8)
+        await #expect(throws: (any Error).self) { _ = try await TestServer.start { $0.metricsTokenFile = dir + "/short" } }
+        let s = try await TestServer.start { $0.metricsTokenFile = dir + "/token" }
+        defer { s.removeData() }
+        let c = try await s.http()
+        for path in ["/metrics", "/health"] {
+            let r = try await c.get(path)
+            #expect(r.status == 401 && r.header("WWW-Authenticate") == "Bearer")
+            #expect(try await c.request(.GET, path, body: nil as String?, headers: [("Authorization", "Bearer metrics-token-0123456789")]).status == 200)
+            #expect(try await c.request(.GET, path, body: nil as String?, headers: [("Authorization", "Bearer metrics-token-0123456780")]).status == 401)
+        }
+        #expect(try await c.get("/stats?site_id=any").status == 200)
+        #expect(try await Self.post(c, eventJSON(site: "any")).status == 202)
         await c.close()
         try await s.stop()
     }

@@ -150,6 +150,23 @@ import TallyCore
         #expect(!read(r, "keyed", query: ""))
     }
 
+    /// A connection's keys keep their hashes, the 16 most recent ones.
+    @Test func recentKeysKeepTheirHashes() {
+        var keys = PresentedKeys()
+        for i in 0..<17 {
+            var k = keys.take("Bearer key-\(i)")
+            #expect(!k.isHashed)
+            _ = k.digest()
+            keys.keep(k)
+        }
+        #expect(keys.take("Bearer key-16").isHashed && keys.take("Bearer key-1").isHashed)
+        #expect(!keys.take("Bearer key-0").isHashed)
+        var k = keys.take(nil)
+        _ = k.digest()
+        keys.keep(k)
+        #expect(!keys.take(nil).isHashed)
+    }
+
     /// Stored entries this collector cannot read close the site rather than open it.
     @Test func unreadableStoredEntriesCloseTheSite() {
         let r = SiteRules([SiteRecord(id: "odd", origins: ["gopher://old.example"],

@@ -34,6 +34,9 @@ public struct LoadOptions: Sendable {
     public var verifyTimeout: Double = 60
     /// HTTP modes: browser-like requests (User-Agent, Origin, a referrer per event).
     public var browser = false
+    /// Write keys by site id: each request carries its site's key (`Authorization: Bearer`).
+    /// A batch carries the key of its first event's site, so keyed batches need `sites = 1`.
+    public var siteKeys: [String: String] = [:]
 
     public init() {}
 
@@ -214,9 +217,10 @@ struct Worker {
                 let body = options.mode == .http ? EventFactory.json(events[0])
                     : "[" + events.map(EventFactory.json).joined(separator: ",") + "]"
                 // The whole request, so sending costs no encoding.
+                var headers = options.browser ? EventFactory.browserHeaders : []
+                if let key = options.siteKeys[events[0].siteID] { headers.append(("Authorization", "Bearer " + key)) }
                 request = HTTPClientConnection.encode(.POST, options.mode == .http ? "/event" : "/events",
-                                                      host: options.httpHost, body: ByteBuffer(string: body),
-                                                      headers: options.browser ? EventFactory.browserHeaders : [])
+                                                      host: options.httpHost, body: ByteBuffer(string: body), headers: headers)
             case .udp, .tcp, .tcpAck:
                 // One site per frame, as an edge proxy batching per site would send.
                 let site = factory.nextSite()

@@ -39,6 +39,8 @@ struct TallyLoadCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "http modes: send as a browser does (a desktop Chrome User-Agent, an Origin, and a referrer in each event).")
     var browser = false
+    @Option(help: "http modes: a file of `SITE_ID KEY` lines (from `tally sites keys add`); each request carries its site's write key.")
+    var siteKeys: String?
 
     func run() async throws {
         try await drive()
@@ -75,6 +77,14 @@ struct TallyLoadCommand: AsyncParsableCommand {
         o.verify = verify
         o.verifyTimeout = verifyTimeout
         o.browser = browser
+        if let siteKeys {
+            guard let text = try? String(contentsOfFile: siteKeys, encoding: .utf8) else { throw ValidationError("cannot read --site-keys \(siteKeys)") }
+            for line in text.split(separator: "\n") where !line.isEmpty {
+                let parts = line.split(separator: " ")
+                guard parts.count == 2 else { throw ValidationError("--site-keys lines are SITE_ID KEY, got: \(line)") }
+                o.siteKeys[String(parts[0])] = String(parts[1])
+            }
+        }
         let result = try await LoadRunner.run(o)
         print(json ? result.json() : result.table())
         if let v = result.verification, !v.exact, mode != .udp {
