@@ -5,17 +5,30 @@ import TallyCore
 /// hashes decoded), then read by every request. With nothing registered and `--closed` off,
 /// ``allOpen`` is true and requests skip every check: the seed API's zero set-up.
 public struct SiteRules: Sendable {
-    struct Site: Sendable {
-        var origins: [OriginRule]
-        var writeKeys: [[UInt8]]
-        var readKeys: [[UInt8]]
-        var rate: Int?
+    /// A class, so a request's lookup retains one object, not four arrays: every event loop
+    /// reads the same rules, and each retain of shared storage is a write to a shared cache line.
+    final class Site: Sendable {
+        let origins: [OriginRule]
+        let writeKeys: [[UInt8]]
+        let readKeys: [[UInt8]]
+        let rate: Int?
         /// Whether the stored site lists any origin, write key or read key, usable or not: a
         /// stored entry this collector cannot read (edited by hand, or written by a newer
         /// version) must close the site, not leave it as open as an empty list would.
-        var listsOrigins: Bool
-        var hasWriteKeys: Bool
-        var hasReadKeys: Bool
+        let listsOrigins: Bool
+        let hasWriteKeys: Bool
+        let hasReadKeys: Bool
+
+        init(origins: [OriginRule], writeKeys: [[UInt8]], readKeys: [[UInt8]], rate: Int?, listsOrigins: Bool, hasWriteKeys: Bool,
+             hasReadKeys: Bool) {
+            self.origins = origins
+            self.writeKeys = writeKeys
+            self.readKeys = readKeys
+            self.rate = rate
+            self.listsOrigins = listsOrigins
+            self.hasWriteKeys = hasWriteKeys
+            self.hasReadKeys = hasReadKeys
+        }
     }
 
     /// Events for unregistered sites are refused, and their numbers are not served.
