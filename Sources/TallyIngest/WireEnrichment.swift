@@ -44,3 +44,11 @@ extension SiteRules {
         }
     }
 }
+
+extension RateLimits {
+    /// A wire frame against its site's own rate (the wire has no client address of its own:
+    /// an edge proxy speaks for many); nil when it may pass now (taken).
+    func frameRefusal(site: String, events: Int, rules: SiteRules) -> Refusal? {
+        off(rules) ? nil : check([(ExactString(site), events)], address: nil, rules: rules)
+    }
+}

@@ -87,9 +87,8 @@ final class WireTCPHandler: ChannelDuplexHandler {
     /// reads stop, and TCP's flow control slows the sender.
     private func drain(_ context: ChannelHandlerContext) {
         while let frame = waiting.first, !closing {
-            if !frame.ratePaid, let site = frame.events.first.map({ ExactString($0.siteID) }) {
-                let rules = sites.rules
-                if !rates.off(rules), let refusal = rates.check([(site, frame.events.count)], address: nil, rules: rules) {
+            if !frame.ratePaid, let site = frame.events.first?.siteID {
+                if let refusal = rates.frameRefusal(site: site, events: frame.events.count, rules: sites.rules) {
                     guard !waitingForSpace else { return }
                     waitingForSpace = true
                     let bound = NIOLoopBound(self, eventLoop: context.eventLoop)

@@ -45,7 +45,7 @@ final class WireUDPHandler: ChannelInboundHandler {
                                          detail: refusal, peer: "\(envelope.remoteAddress)")
                         continue
                     }
-                    if !rates.off(rules), let over = rates.check([(ExactString(frame.siteID), frame.events.count)], address: nil, rules: rules) {
+                    if let over = rates.frameRefusal(site: frame.siteID, events: frame.events.count, rules: rules) {
                         // A datagram cannot wait: over the site's rate it is dropped, and counted.
                         metrics.rejected("udp", reason: "rate_limited", frame.events.count,
                                          detail: over.problems.joined(separator: "; "), peer: "\(envelope.remoteAddress)")

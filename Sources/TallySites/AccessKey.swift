@@ -92,3 +92,18 @@ public enum AccessKey {
         return key.isEmpty ? nil : key
     }
 }
+
+/// A token a request must present as `Authorization: Bearer` (the admin API's, the monitoring
+/// routes'): kept as its SHA-256 and compared in constant time, as site keys are.
+public struct BearerToken: Sendable {
+    let digest: [UInt8]
+
+    public init(_ token: String) {
+        digest = AccessKey.digest(token)
+    }
+
+    public func admits(_ authorization: String?) -> Bool {
+        guard let key = AccessKey.bearer(authorization) else { return false }
+        return AccessKey.equal(AccessKey.digest(key), digest)
+    }
+}

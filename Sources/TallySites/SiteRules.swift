@@ -37,7 +37,6 @@ public struct SiteRules: Sendable {
     let sites: [ExactString: Site]
 
     public var allOpen: Bool { !closed && sites.isEmpty }
-    public var registeredCount: Int { sites.count }
     /// Some registered site has a rate limit of its own.
     public let anyRates: Bool
 

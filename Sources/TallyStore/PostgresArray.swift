@@ -105,3 +105,17 @@ enum PostgresDayElement: PostgresArrayElement {
         body.writeInteger(day - unixToPostgresEpoch)
     }
 }
+
+/// One `timestamptz` parameter in binary, shifted as ``PostgresTimestampElement`` shifts array
+/// elements.
+struct PostgresTimestamp: PostgresNonThrowingEncodable {
+    static var psqlType: PostgresDataType { .timestamptz }
+    static var psqlFormat: PostgresFormat { .binary }
+    let unixMicroseconds: Int64
+
+    init(_ unixMicroseconds: Int64) { self.unixMicroseconds = unixMicroseconds }
+
+    func encode<JSONEncoder: PostgresJSONEncoder>(into buffer: inout ByteBuffer, context: PostgresEncodingContext<JSONEncoder>) {
+        buffer.writeInteger(unixMicroseconds - PostgresTimestampElement.unixToPostgresEpoch)
+    }
+}

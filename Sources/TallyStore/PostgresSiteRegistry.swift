@@ -76,14 +76,13 @@ extension PostgresStore: SiteRegistryStore {
     }
 
     private static func apply(_ change: SiteRegistryChange, _ conn: PostgresConnection, _ logger: Logger) async throws {
-        let epoch = "TIMESTAMPTZ 'epoch' + INTERVAL '1 microsecond' *"
         switch change {
         case .add(let site):
             let id = PostgresName.stored(site.id)
             var added = false
             for try await _ in try await conn.query("""
                 INSERT INTO registered_sites(id, origins, rate, created_at, updated_at)
-                VALUES (\(id), \(site.origins), \(site.rate.map { Int32(clamping: $0) }), \(unescaped: epoch) \(site.createdAt), \(unescaped: epoch) \(site.updatedAt))
+                VALUES (\(id), \(site.origins), \(site.rate.map { Int32(clamping: $0) }), \(PostgresTimestamp(site.createdAt)), \(PostgresTimestamp(site.updatedAt)))
                 ON CONFLICT DO NOTHING RETURNING id
                 """, logger: logger) { added = true }
             guard added else { throw SiteRegistryError.siteExists(site.id) }
@@ -122,13 +121,13 @@ extension PostgresStore: SiteRegistryStore {
     private static func addKey(_ storedSite: String, _ key: SiteKeyRecord, _ conn: PostgresConnection, _ logger: Logger) async throws {
         try await conn.query("""
             INSERT INTO site_keys(id, site_id, kind, hash, created_at)
-            VALUES (\(key.id), \(storedSite), \(key.kind.rawValue), \(key.hash), TIMESTAMPTZ 'epoch' + INTERVAL '1 microsecond' * \(key.createdAt))
+            VALUES (\(key.id), \(storedSite), \(key.kind.rawValue), \(key.hash), \(PostgresTimestamp(key.createdAt)))
             """, logger: logger)
     }
 
     private static func touch(_ storedSite: String, _ at: Int64, _ conn: PostgresConnection, _ logger: Logger) async throws {
         try await conn.query("""
-            UPDATE registered_sites SET updated_at = greatest(updated_at, TIMESTAMPTZ 'epoch' + INTERVAL '1 microsecond' * \(at))
+            UPDATE registered_sites SET updated_at = greatest(updated_at, \(PostgresTimestamp(at)))
             WHERE id = \(storedSite)
             """, logger: logger)
     }

@@ -199,7 +199,7 @@ public final class PostgresStore: EventStore, Sendable {
         // One bound for every call would fail a large load on a slow server every time it is
         // retried: the bound grows with the rows (a full group of 131,072 events: 5 bounds).
         let events = batches.reduce(0) { $0 + $1.events.count }
-        return try await bounded("load", timeout: operationTimeout * (1 + events / 32_768)) { client in try await self.load(batches, client) }
+        return try await bounded("load", timeout: operationTimeout * (1 + events / Self.rowsPerInsert)) { client in try await self.load(batches, client) }
     }
 
     func load(_ batches: [StoreBatch], _ client: PostgresClient) async throws -> [LoadOutcome] {
