@@ -94,6 +94,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -128,6 +129,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ], swiftSettings: strict),
         // The `tally` commands: serve (flags, TALLY_* variables, config file) and store-ceiling.
         .target(name: "TallyCLI", dependencies: [
@@ -198,7 +200,7 @@ let package = Package(
         .testTarget(name: "TallyPipelineTests", dependencies: ["TallyPipeline", "TallyStore", "TallyCore", "TallyWire", "TallyTestSupport"],
                     swiftSettings: strict),
         .testTarget(name: "TallyIngestTests", dependencies: [
-            "TallyIngest", "TallyCore", "TallyWire", "TallyEnrich",
+            "TallyIngest", "TallyCore", "TallyWire", "TallyEnrich", "TallySites",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -213,7 +215,7 @@ let package = Package(
         .testTarget(name: "TallyLoadTests", dependencies: ["TallyLoad"], swiftSettings: strict),
         .testTarget(name: "TallyEndToEndTests", dependencies: [
             "TallyServer", "TallyClient", "TallyTestSupport", "TallyLoad", "TallyCore", "TallyWire", "TallyStore", "TallyPipeline", "CSQLite",
-            "TallyEnrich",
+            "TallyEnrich", "TallySites",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -14,6 +14,8 @@
 #   BENCH_CEILING_EVENTS=2000000   rows for `tally store-ceiling`
 #   BENCH_RATE=11000 BENCH_RATE_DURATION=10 BENCH_RATE_CONNECTIONS=16   fixed-rate HTTP row
 #                               (BENCH_RATE=0 skips it)
+#   BENCH_FLOOD=1 BENCH_FLOOD_SITE_RATE=2000 BENCH_FLOOD_PACED_RATE=1000 BENCH_FLOOD_DURATION=10
+#                               a flood on one rate-limited site against a paced site (0 skips it)
 #   BENCH_LOAD_TIMEOUT=600      seconds before a tally-load run counts as hung
 #   BENCH_SHUTDOWN_WAIT=60      seconds to wait for the server to exit after SIGTERM
 #   BENCH_OUT=.build/bench/<timestamp>
@@ -213,14 +215,21 @@ register_keyed_sites() {
         key=$("$TALLY" sites keys add "load-keyed-$i" --write --data-dir "$DATA_DIR" | tail -n 1) || return 1
         printf '%s %s\n' "load-keyed-$i" "$key" >> "$OUT/site-keys.txt"
     done
-    "$TALLY" sites add keyed-marker --data-dir "$DATA_DIR" > /dev/null || return 1
-    "$TALLY" sites keys add keyed-marker --read --data-dir "$DATA_DIR" > /dev/null || return 1
+    await_registry
+}
+
+# await_registry: registers a marker site with a read key and waits until the running server
+# refuses a keyless read of it: it then has every registration made before.
+await_registry() {
+    local code
+    "$TALLY" sites add registry-marker --data-dir "$DATA_DIR" > /dev/null || return 1
+    "$TALLY" sites keys add registry-marker --read --data-dir "$DATA_DIR" > /dev/null || return 1
     for _ in $(seq 100); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/stats?site_id=keyed-marker")
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/stats?site_id=registry-marker")
         [[ $code == 401 ]] && return 0
         sleep 0.1
     done
-    echo "bench: the server did not pick the keyed sites up" >&2
+    echo "bench: the server did not pick the registry changes up" >&2
     return 1
 }
 
@@ -354,6 +363,55 @@ PY
     scripts/pg-test-server.sh stop
 fi
 
+# --- 4c. a flood on one site against a paced site -------------------------------------------
+# One server per run; site load-flood-0 registered with a rate limit. tally-load sends to
+# load-paced-0 at a fixed rate, first alone, then while a second tally-load floods
+# load-flood-0 as fast as 32 connections go (its excess answered 429). The note compares the
+# paced site's latency both ways; on this box the two clients share the server's CPUs, so the
+# difference includes their cost too.
+flood_note=""
+if [[ ${BENCH_FLOOD:-1} != 0 ]]; then
+    f_rate=${BENCH_FLOOD_SITE_RATE:-2000}
+    f_paced=${BENCH_FLOOD_PACED_RATE:-1000}
+    f_dur=${BENCH_FLOOD_DURATION:-$(scaled 10 2)}
+    paced=(--mode http --run-id paced --sites 1 --rate "$f_paced" --duration "$f_dur" --connections 4 --json)
+    flood=(--mode http --run-id flood --sites 1 --connections 32 --duration $((f_dur + 2)) --json)
+    for run in $(seq "$RUNS"); do
+        echo "bench: flood run $run/$RUNS (paced $f_paced/s alone, then beside a flood on a site limited to $f_rate/s)" >&2
+        if start_server "flood-$run" && "$TALLY" sites add load-flood-0 --rate "$f_rate" --data-dir "$DATA_DIR" > /dev/null \
+            && await_registry; then
+            target=(--target "http://127.0.0.1:$HTTP_PORT")
+            echo "$LOAD ${paced[*]} ${target[*]}; $LOAD ${flood[*]} ${target[*]} &" >> "$OUT/commands.txt"
+            run_child "$OUT/flood-$run-alone.json" "$OUT/flood-$run-alone.err" "$LOAD" "${paced[@]}" "${target[@]}" || failed=1
+            timeout "$LOAD_TIMEOUT" "$LOAD" "${flood[@]}" "${target[@]}" > "$OUT/flood-$run-flood.json" 2> "$OUT/flood-$run-flood.err" &
+            flood_pid=$!
+            sleep 1
+            run_child "$OUT/flood-$run-paced.json" "$OUT/flood-$run-paced.err" "$LOAD" "${paced[@]}" "${target[@]}" || failed=1
+            wait "$flood_pid" || failed=1
+        else
+            failed=1
+        fi
+        stop_server
+        rm -rf "$DATA_DIR"
+        DATA_DIR=""
+    done
+    flood_note=$(python3 - "$OUT" "$f_paced" "$f_rate" <<'PY'
+import glob, json, statistics, sys
+out, paced, rate = sys.argv[1], sys.argv[2], sys.argv[3]
+def runs(kind):
+    return [json.load(open(f)) for f in sorted(glob.glob(f"{out}/flood-*-{kind}.json")) if open(f).read().strip()]
+alone, beside, flood = runs("alone"), runs("paced"), runs("flood")
+if alone and beside and flood:
+    med = lambda rs, k: statistics.median(r["latency_ms"][k] for r in rs)
+    refused = sum(r["sent_events"] - r["accepted_events"] for r in beside)
+    print(f"Flood isolation ({len(alone)} runs, medians): a site paced at {paced} events/s, p50 {med(alone, 'p50'):.2f} ms "
+          f"and p99 {med(alone, 'p99'):.2f} ms alone; p50 {med(beside, 'p50'):.2f} ms and p99 {med(beside, 'p99'):.2f} ms while "
+          f"another site limited to {rate}/s is flooded ({statistics.median(r['sent_per_s'] for r in flood):,.0f} requests/s, "
+          f"{statistics.median(r['accepted_per_s'] for r in flood):,.0f}/s accepted, the rest 429); paced events refused: {refused}")
+PY
+)
+fi
+
 elapsed=$((SECONDS - bench_start))
 printf 'wall\t%dm%02ds\n' $((elapsed / 60)) $((elapsed % 60)) >> "$OUT/meta.tsv"
 
@@ -361,6 +419,7 @@ printf 'wall\t%dm%02ds\n' $((elapsed / 60)) $((elapsed % 60)) >> "$OUT/meta.tsv"
 table_rc=0
 python3 "$HELPER" table "$OUT" || table_rc=$?
 [[ -z "$pg_note" ]] || echo "$pg_note"
+[[ -z "$flood_note" ]] || echo "$flood_note"
 echo "bench: raw results in $OUT (total ${elapsed}s)" >&2
 if ((failed || table_rc)); then
     exit 1

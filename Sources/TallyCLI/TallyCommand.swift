@@ -57,6 +57,8 @@ public struct Serve: AsyncParsableCommand, AsyncCommandBody {
     @Option(help: help("ip-rate")) var ipRate: Int?
     @Option(help: help("admin-token-file")) var adminTokenFile: String?
     @Option(help: help("metrics-token-file")) var metricsTokenFile: String?
+    @Option(help: help("tls-cert")) var tlsCert: String?
+    @Option(help: help("tls-key")) var tlsKey: String?
     @Option(help: help("trusted-proxies")) var trustedProxies: String?
     @Flag(help: help("no-bot-filter")) var noBotFilter = false
     @Flag(help: help("closed")) var closed = false
@@ -69,7 +71,8 @@ public struct Serve: AsyncParsableCommand, AsyncCommandBody {
     var flags: [String: ConfigContent] {
         let strings: [(String, String?)] = [("data-dir", dataDir), ("store", store), ("http-host", httpHost),
                                             ("wire-host", wireHost), ("log-level", logLevel), ("trusted-proxies", trustedProxies),
-                                            ("admin-token-file", adminTokenFile), ("metrics-token-file", metricsTokenFile)]
+                                            ("admin-token-file", adminTokenFile), ("metrics-token-file", metricsTokenFile),
+                                            ("tls-cert", tlsCert), ("tls-key", tlsKey)]
         let ints: [(String, Int?)] = [("http-port", httpPort), ("wire-port", wirePort), ("shards", shards),
                                       ("queue-capacity", queueCapacity), ("flush-events", flushEvents),
                                       ("flush-interval-ms", flushIntervalMs), ("max-spool-files", maxSpoolFiles),

@@ -27,20 +27,25 @@ extension EventsFrame {
 }
 
 extension SiteRules {
-    /// Whether a wire sender may send `frame`: as an HTTP request without `Origin` or key
-    /// (the protocol carries neither), so a site with write keys is refused, and on a closed
-    /// collector an unregistered one. The refusal's wording, or nil.
-    func wireRefusal(_ frame: EventsFrame) -> String? {
+    /// Whether a wire sender holding `keys` (from its AUTH frames) may send `frame`; the
+    /// refusal's wording, or nil.
+    func wireRefusal(_ frame: EventsFrame, keys: WireKeys) -> String? {
         guard !allOpen else { return nil }
-        var none = PresentedKey(authorization: nil)
-        switch checkWrite(siteID: frame.siteID, origin: nil, key: &none) {
-        case nil: return nil
+        switch checkWire(siteID: frame.siteID, keys: keys) {
+        case nil, .originNotAllowed?: return nil
         case .keyRequired(let site)?:
-            return "site \(JSONText.quote(site)) needs a write key, which the wire protocol cannot carry; send its events over HTTP with Authorization: Bearer <key>"
+            return "site \(JSONText.quote(site)) needs one of its write keys: send an AUTH frame with it before its events (PROTOCOL.md §7.1)"
         case .unregistered(let site)?:
             return "site \(JSONText.quote(site)) is not registered on this collector"
-        case .originNotAllowed?:
-            return nil
+        }
+    }
+
+    /// What a refused AUTH frame is told (never the key itself: it goes to logs).
+    static func authRefusal(_ outcome: WireKeys.Presented) -> String? {
+        switch outcome {
+        case .accepted: nil
+        case .unknown: "the key is not a write key of any registered site (wrong, revoked, or a read key)"
+        case .tooManySites: "a connection holds keys for at most \(WireKeys.capacity) sites; open another connection"
         }
     }
 }

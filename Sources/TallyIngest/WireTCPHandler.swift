@@ -14,7 +14,7 @@ import TallyEnrich
 /// wakes this handler when a flusher frees room; no timer polls. Frames the decoder still
 /// had when the connection closed are enqueued all the same (``LateFrames``).
 final class WireTCPHandler: ChannelDuplexHandler {
-    typealias InboundIn = EventsFrame
+    typealias InboundIn = SenderFrame
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -43,6 +43,8 @@ final class WireTCPHandler: ChannelDuplexHandler {
     private let enricher: Enricher
     private let sites: SiteRulesSource
     private let rates: RateLimits
+    /// From this connection's AUTH frames.
+    private var keys = WireKeys()
 
     init(sink: any EventSink, metrics: IngestMetrics, enricher: Enricher = Enricher(), sites: SiteRulesSource = SiteRulesSource(),
          rates: RateLimits = RateLimits()) {
@@ -57,10 +59,14 @@ final class WireTCPHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) { handlerContext = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
         context.triggerUserOutboundEvent(ReadProgress.messageRead, promise: nil)
         guard !closing else { return }
-        if let refusal = sites.rules.wireRefusal(frame) {
+        let frame: EventsFrame
+        switch unwrapInboundIn(data) {
+        case .events(let f): frame = f
+        case .auth(let key): return authenticate(key, context: context)
+        }
+        if let refusal = sites.rules.wireRefusal(frame, keys: keys) {
             // Frames before this one are the sender's delivered events.
             handOffWaiting()
             metrics.rejected("tcp", reason: WireError.unauthorized.label, frame.events.count,
@@ -71,6 +77,22 @@ final class WireTCPHandler: ChannelDuplexHandler {
         waiting.append(Received(events: events, sequence: frame.sequence,
                                 ackRequested: frame.ackRequested))
         if waiting.count == 1 { drain(context) }
+    }
+
+    /// Answers AUTH_OK at once (frames after it are handled in order, so the sender need not
+    /// wait for it), or ERROR 13 and closes.
+    private func authenticate(_ key: String, context: ChannelHandlerContext) {
+        let outcome = keys.present(key, rules: sites.rules)
+        guard case .accepted(let site, let keyID) = outcome else {
+            let refusal = SiteRules.authRefusal(outcome)!
+            handOffWaiting()
+            metrics.rejected("tcp", reason: WireError.unauthorized.label, detail: "AUTH refused: " + refusal + "; closing the connection",
+                             peer: context.remoteAddress?.description)
+            return sendError(.unauthorized, refusal, context: context)
+        }
+        var out = context.channel.allocator.buffer(capacity: 32 + site.utf8.count)
+        FrameEncoder.writeAuthOK(siteID: site, keyID: keyID, into: &out)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
     }
 
     /// While frames wait for room, reads are held back.

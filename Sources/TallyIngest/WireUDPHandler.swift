@@ -31,6 +31,8 @@ final class WireUDPHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         var buffer = envelope.data
         let receivedAt = Timestamp.now()
+        // An AUTH frame holds for the rest of its datagram only: datagrams have no connection.
+        var keys = WireKeys()
         while buffer.readableBytes > 0 {
             do {
                 switch try FrameDecoder.decode(&buffer) {
@@ -40,7 +42,7 @@ final class WireUDPHandler: ChannelInboundHandler {
                     return
                 case .frame(.events(let frame)):
                     let rules = sites.rules
-                    if let refusal = rules.wireRefusal(frame) {
+                    if let refusal = rules.wireRefusal(frame, keys: keys) {
                         metrics.rejected("udp", reason: WireError.unauthorized.label, frame.events.count,
                                          detail: refusal, peer: "\(envelope.remoteAddress)")
                         continue
@@ -62,8 +64,13 @@ final class WireUDPHandler: ChannelInboundHandler {
                     } catch {
                         metrics.rejected("udp", reason: "shutting_down", events.count, peer: "\(envelope.remoteAddress)")
                     }
+                case .frame(.auth(let key)):
+                    if let refusal = SiteRules.authRefusal(keys.present(key, rules: sites.rules)) {
+                        metrics.rejected("udp", reason: WireError.unauthorized.label, detail: "AUTH refused: " + refusal,
+                                         peer: "\(envelope.remoteAddress)")
+                    }
                 case .frame:
-                    reject(FrameRejection(.unknownFrameType, "senders may only send EVENTS frames"), from: envelope.remoteAddress)
+                    reject(FrameRejection(.unknownFrameType, "senders may only send EVENTS and AUTH frames"), from: envelope.remoteAddress)
                 }
             } catch {
                 reject(error, from: envelope.remoteAddress)

@@ -52,6 +52,11 @@ public struct ServerConfiguration: Sendable {
     public var adminTokenFile: String?
     /// A file holding the token `/metrics` and `/health` need; nil: they are open.
     public var metricsTokenFile: String?
+    /// PEM files of the HTTPS listener's certificate chain and private key; nil: plain HTTP.
+    public var tlsCertificateFile: String?
+    public var tlsKeyFile: String?
+    /// How often the certificate files are checked for a renewal.
+    public var tlsReloadInterval = Duration.seconds(60)
 
     public init() {}
 }
@@ -143,6 +148,10 @@ public enum Settings {
                   "A file holding the token (16 characters or more) of the admin API under `/api/v1/sites`, sent as `Authorization: Bearer`; without it the admin API is off."),
         tokenFile("metrics-token-file", \.metricsTokenFile, "none (open)",
                   "A file holding a token (16 characters or more) that `/metrics` and `/health` then need as `Authorization: Bearer`; without it they are open."),
+        tokenFile("tls-cert", \.tlsCertificateFile, "none (plain HTTP)",
+                  "A PEM file with the certificate chain (the server's certificate first) for HTTPS on the HTTP port, with `--tls-key`; read again within a minute when it changes."),
+        tokenFile("tls-key", \.tlsKeyFile, "none",
+                  "The PEM file with `--tls-cert`'s private key."),
         Setting(name: "trusted-proxies", kind: .string,
                 help: "Comma-separated addresses or CIDR ranges (`10.0.0.0/8,::1`) of reverse proxies whose `X-Forwarded-For` names the visitor's address; empty: the socket peer is the visitor.",
                 apply: { c, v throws(SettingError) in

@@ -5,6 +5,7 @@ import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -47,6 +48,12 @@ public final class TallyServer: Sendable {
         // Settings read from files first: a bad one stops the start before anything is open.
         let adminToken = try c.adminTokenFile.map { try Self.token($0, setting: "--admin-token-file") }
         let metricsToken = try c.metricsTokenFile.map { try Self.token($0, setting: "--metrics-token-file") }
+        let tls: TLSCertificates?
+        switch (c.tlsCertificateFile, c.tlsKeyFile) {
+        case (nil, nil): tls = nil
+        case (let cert?, let key?): tls = try TLSCertificates(certificateFile: cert, keyFile: key, interval: c.tlsReloadInterval, logger: logger)
+        default: throw SettingError(description: "--tls-cert and --tls-key go together: give both, or neither for plain HTTP")
+        }
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         let factory = PrometheusMetricsFactory(registry: registry)
@@ -113,19 +120,21 @@ public final class TallyServer: Sendable {
                      }, sites: sites, logger: logger, monitoringToken: metricsToken).addRoutes(to: router)
         ScriptRoute().addRoutes(to: router)
         if let adminToken { AdminRoutes(registry: store, token: adminToken).addRoutes(to: router) }
+        let tlsContext: (@Sendable () -> NIOSSLContext)? = tls.map { t in { @Sendable in t.context } }
         let app = Application(
             router: router,
             // POST /event and /events are answered in the channel pipeline; the rest reach the router.
             server: .http1(ingest: IngestContext(sink: pipeline, metrics: ingestMetrics, durableTimeout: c.durableTimeout,
                                                  serverName: "tally", budget: budget,
                                                  timeouts: ReadTimeouts(start: c.headerTimeout, body: c.bodyTimeout, idle: c.idleTimeout),
-                                                 enricher: enricher, sites: sites, rates: rates)),
+                                                 enricher: enricher, sites: sites, rates: rates),
+                          tls: tlsContext),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: "tally", backlog: ConnectionLimit.backlog,
                                  availableConnectionsDelegate: ConnectionLimit(maximum: perListener, listener: "http", factory: factory)),
             onServerRunning: { channel in ready.httpBound(channel.localAddress?.port ?? c.httpPort) },
             logger: logger)
 
-        self.services = [StoreService(store: store), salts, watcher, pipeline, wire, app]
+        self.services = [StoreService(store: store), salts, watcher] + (tls.map { [$0] } ?? []) + [pipeline, wire, app]
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfiguration.gracefulShutdownSignals = gracefulShutdownSignals
         groupConfiguration.maximumGracefulShutdownDuration = c.shutdownTimeout

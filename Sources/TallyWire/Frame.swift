@@ -20,8 +20,20 @@ public enum Wire {
 /// Frame types. Values with the high bit set travel from the server to the sender.
 public enum FrameType: UInt8, Sendable {
     case events = 0x01
+    /// Version 2: a site's write key, for the rest of the connection (TCP) or datagram (UDP).
+    case auth = 0x02
     case ack = 0x81
     case error = 0x82
+    /// Version 2: the server's answer to AUTH, naming the key's site and key id.
+    case authOK = 0x83
+
+    /// The version that brought the type; older frames may not carry it.
+    var since: UInt8 {
+        switch self {
+        case .events, .ack, .error: Wire.version
+        case .auth, .authOK: Wire.version2
+        }
+    }
 }
 
 /// Per-event presence flags.
@@ -190,4 +202,7 @@ public enum Frame: Sendable, Equatable {
     case events(EventsFrame)
     case ack(sequence: UInt64)
     case error(code: WireError, message: String)
+    /// A write key as the sender holds it; the server looks it up (the codec does not judge it).
+    case auth(key: String)
+    case authOK(siteID: String, keyID: String)
 }

@@ -38,8 +38,8 @@ public enum FrameDecoder {
         guard buffer.readableBytes >= Wire.headerSize + length else { return .needMoreData }
         var payload = buffer.getSlice(at: start + Wire.headerSize, length: length)!
         buffer.moveReaderIndex(forwardBy: Wire.headerSize + length)
-        guard let frameType = FrameType(rawValue: type) else {
-            throw FrameRejection(.unknownFrameType, "unknown frame type 0x\(String(type, radix: 16))")
+        guard let frameType = FrameType(rawValue: type), frameType.since <= version else {
+            throw FrameRejection(.unknownFrameType, "unknown frame type 0x\(String(type, radix: 16)) in a version-\(version) frame")
         }
         let frame: Frame
         switch frameType {
@@ -51,6 +51,12 @@ public enum FrameDecoder {
             guard let code = payload.readInteger(as: UInt16.self) else { throw FrameRejection(.truncated) }
             let message = try readString(&payload) ?? ""
             frame = .error(code: WireError(rawValue: code) ?? .invalidEvent, message: message)
+        case .auth:
+            guard let key = try readString(&payload) else { throw FrameRejection(.truncated) }
+            frame = .auth(key: key)
+        case .authOK:
+            guard let site = try readString(&payload), let id = try readString(&payload) else { throw FrameRejection(.truncated) }
+            frame = .authOK(siteID: site, keyID: id)
         }
         guard payload.readableBytes == 0 else {
             throw FrameRejection(.trailingBytes, "\(payload.readableBytes) bytes after the last field")

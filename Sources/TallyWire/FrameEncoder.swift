@@ -125,11 +125,28 @@ public enum FrameEncoder {
         buffer.setInteger(UInt32(buffer.writerIndex - start), at: lengthIndex)
     }
 
+    public static func writeAuth(key: String, into buffer: inout ByteBuffer) {
+        let lengthIndex = writeHeader(.auth, into: &buffer)
+        let start = buffer.writerIndex
+        writeString(key, into: &buffer)
+        buffer.setInteger(UInt32(buffer.writerIndex - start), at: lengthIndex)
+    }
+
+    public static func writeAuthOK(siteID: String, keyID: String, into buffer: inout ByteBuffer) {
+        let lengthIndex = writeHeader(.authOK, into: &buffer)
+        let start = buffer.writerIndex
+        writeString(siteID, into: &buffer)
+        writeString(keyID, into: &buffer)
+        buffer.setInteger(UInt32(buffer.writerIndex - start), at: lengthIndex)
+    }
+
     public static func write(_ frame: Frame, into buffer: inout ByteBuffer) {
         switch frame {
         case .events(let f): writeEvents(f, into: &buffer)
         case .ack(let s): writeAck(s, into: &buffer)
         case .error(let c, let m): writeError(c, message: m, into: &buffer)
+        case .auth(let key): writeAuth(key: key, into: &buffer)
+        case .authOK(let site, let id): writeAuthOK(siteID: site, keyID: id, into: &buffer)
         }
     }
 
@@ -175,7 +192,7 @@ public enum FrameEncoder {
 
     private static func writeHeader(_ type: FrameType, into buffer: inout ByteBuffer) -> Int {
         buffer.writeInteger(Wire.magic)
-        buffer.writeInteger(Wire.version)
+        buffer.writeInteger(type.since)
         buffer.writeInteger(type.rawValue)
         let lengthIndex = buffer.writerIndex
         buffer.writeInteger(UInt32(0))

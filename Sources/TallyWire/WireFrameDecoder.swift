@@ -1,11 +1,17 @@
 import NIOCore
 
-/// Frames a TCP byte stream into the EVENTS frames a sender may send, for NIO's
+/// What a sender may send: events, or a write key for the events that follow (version 2).
+public enum SenderFrame: Sendable, Equatable {
+    case events(EventsFrame)
+    case auth(key: String)
+}
+
+/// Frames a TCP byte stream into the frames a sender may send, for NIO's
 /// `ByteToMessageHandler` (which buffers partial frames across reads and, on close, hands the
 /// rest to `decodeLast`). A malformed frame throws its ``FrameRejection``; the handler behind
 /// answers it with an ERROR frame and closes. Decoding is ``FrameDecoder``'s, shared with UDP.
 public struct WireFrameDecoder: ByteToMessageDecoder {
-    public typealias InboundOut = EventsFrame
+    public typealias InboundOut = SenderFrame
 
     public init() {}
 
@@ -19,10 +25,13 @@ public struct WireFrameDecoder: ByteToMessageDecoder {
             }
             return .needMoreData
         case .frame(.events(let frame)):
-            context.fireChannelRead(wrapInboundOut(frame))
+            context.fireChannelRead(wrapInboundOut(.events(frame)))
+            return .continue
+        case .frame(.auth(let key)):
+            context.fireChannelRead(wrapInboundOut(.auth(key: key)))
             return .continue
         case .frame:
-            throw FrameRejection(.unknownFrameType, "senders may only send EVENTS frames")
+            throw FrameRejection(.unknownFrameType, "senders may only send EVENTS and AUTH frames")
         }
     }
 

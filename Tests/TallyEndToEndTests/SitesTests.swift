@@ -4,6 +4,7 @@ import Testing
 import TallyClient
 import TallyCore
 import TallyServer
+import TallySites
 import TallyTestSupport
 import TallyWire
 import NIOHTTP1
@@ -15,34 +16,14 @@ import NIOHTTP1
     static let binary = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug/tally").path
 
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        /// The key `sites keys add` printed: the last line.
-        var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
-    }
-
-    static func cli(_ args: [String]) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env = env.filter { !$0.key.hasPrefix("TALLY_") }
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    static func cli(_ args: [String]) throws -> ProcessOutput {
+        // The test runner's own TALLY_* variables would reach the command as settings.
+        try runProcess(binary, args, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TALLY_") })
     }
 
     /// Runs `tally sites <args> <store>` and expects it to succeed.
     @discardableResult
-    static func sites(_ args: [String], _ store: [String]) throws -> Run {
+    static func sites(_ args: [String], _ store: [String]) throws -> ProcessOutput {
         let r = try cli(["sites"] + args + store)
         #expect(r.status == 0, "tally sites \(args): \(r.stderr)")
         return r
@@ -128,24 +109,65 @@ import NIOHTTP1
         #expect(try await Self.stats(c, "shop", query: "&key=" + read).status == 200)
         #expect(try await Self.stats(c, "open").status == 200)
 
-        // The wire protocol carries no key: a keyed site's frames are refused, others taken.
+        // The wire protocol: a keyed site's frames need an AUTH frame with its write key
+        // first (PROTOCOL.md §7.1); other sites' frames need none.
         let tcp = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
         try await tcp.send(frames(site: "open", count: 2, sequence: 1, ack: true))
         try await tcp.waitForAck(1)
         try await tcp.send(frames(site: "shop", count: 2, sequence: 2, ack: true))
         await tcp.waitForClose()
-        #expect(tcp.serverError?.code == .unauthorized)
+        #expect(tcp.serverError?.code == .unauthorized && tcp.serverError?.message.contains("AUTH") == true)
+        // A read key is no write key: refused at AUTH, before any event.
+        let readAuth = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        await #expect(throws: (any Error).self) { try await readAuth.authenticate(key: read) }
+        #expect(readAuth.serverError?.code == .unauthorized)
+        await readAuth.waitForClose()
+        // The write key: AUTH_OK names the site and the key id that `sites show` lists.
+        let authed = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        let ok = try await authed.authenticate(key: write)
+        #expect(ok.siteID == "shop" && ok.keyID == AccessKey.id(ofHash: AccessKey.hash(write)))
+        try await authed.send(frames(site: "shop", count: 2, sequence: 3, ack: true))
+        try await authed.send(frames(site: "open", count: 1, sequence: 4, ack: true))
+        try await authed.waitForAck(4)
+        // UDP: the key holds for the rest of its datagram only.
+        let udp = try await WireUDPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        func datagram(key: String?, _ frame: EventsFrame) -> ByteBuffer {
+            var b = ByteBuffer()
+            if let key { FrameEncoder.writeAuth(key: key, into: &b) }
+            FrameEncoder.writeEvents(frame, into: &b)
+            return b
+        }
+        try await udp.send(datagram(key: write, frames(site: "shop", count: 2)))
+        try await udp.send(datagram(key: nil, frames(site: "shop", count: 5)))
+        try await udp.send(datagram(key: read, frames(site: "shop", count: 7)))
+        try await Self.eventually("the wire's keyed events are counted, and only those") {
+            let r = try await Self.stats(c, "shop", key: read)
+            return try r.status == 200 && json(r.body)["total_views"] as? Int == 8
+        }
 
-        // HTTP refusals count requests (three 401s above), the wire's count events.
+        // HTTP refusals count requests (three 401s above), the wire's count events (and
+        // refused AUTH frames one each).
+        try await Self.eventually("the UDP refusals are counted") {
+            try await c.get("/metrics").body.contains(#"tally_events_rejected_total{transport="udp",reason="unauthorized"} 13"#)
+        }
         let metrics = try await c.get("/metrics").body
         #expect(metrics.contains(#"tally_events_rejected_total{transport="http",reason="unauthorized"} 3"#))
         #expect(metrics.contains(#"tally_events_rejected_total{transport="http",reason="forbidden"} 1"#))
-        #expect(metrics.contains(#"tally_events_rejected_total{transport="tcp",reason="unauthorized"} 2"#))
+        #expect(metrics.contains(#"tally_events_rejected_total{transport="tcp",reason="unauthorized"} 3"#))
         #expect(metrics.contains(#"tally_reads_refused_total{route="stats"} 3"#))
 
         // Revoking a key, by the key itself, stops it within seconds; listing shows what is left.
+        // (A second write key keeps the site one that needs a key.)
+        let write2 = try Self.sites(["keys", "add", "shop", "--write"], store).lastLine
         try Self.sites(["keys", "revoke", "shop", write], store)
         try await Self.eventually("a revoked key is refused") { try await Self.post(c, eventJSON(site: "shop"), key: write).status == 401 }
+        // A connection that presented it before is refused at its next frame for the site.
+        try await authed.send(frames(site: "shop", count: 1, sequence: 5, ack: true))
+        await authed.waitForClose()
+        #expect(authed.serverError?.code == .unauthorized)
+        let again = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.wirePort)
+        await #expect(throws: (any Error).self) { try await again.authenticate(key: write) }
+        try Self.sites(["keys", "revoke", "shop", write2], store)
         let shown = try json(try Self.sites(["show", "shop", "--json"], store).stdout)
         #expect(shown["origins"] as? [String] == ["https://shop.example", "*.shop.example"])
         #expect((shown["keys"] as? [[String: Any]])?.map { $0["kind"] as? String } == ["read"])
@@ -191,7 +213,7 @@ import NIOHTTP1
         let s = try await TestServer.start { $0.closed = true }
         defer { s.removeData() }
         let c = try await s.http()
-        var r = try await Self.post(c, eventJSON(site: "stranger"))
+        let r = try await Self.post(c, eventJSON(site: "stranger"))
         #expect(r.status == 403 && r.header("Access-Control-Allow-Origin") == "*")
         #expect(try json(r.body)["details"] as? [String] == [#"site "stranger" is not registered on this collector"#])
         #expect(try await Self.stats(c, "stranger").status == 401)

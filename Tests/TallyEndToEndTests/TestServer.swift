@@ -82,3 +82,28 @@ func eventJSON(site: String = "demo-site", type: String = "page_view", path: Str
     if let timestamp { parts.append("\"timestamp\":\"\(timestamp)\"") }
     return "{" + parts.joined(separator: ",") + "}"
 }
+
+/// What a finished process printed, and how it ended.
+struct ProcessOutput {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    /// The last line of stdout (where `tally sites keys add` prints the key).
+    var lastLine: String { stdout.split(separator: "\n").last.map(String.init) ?? "" }
+}
+
+/// Runs `executable` to its end (the tally binary, openssl, curl), reading both outputs whole.
+func runProcess(_ executable: String, _ args: [String], environment: [String: String]? = nil) throws -> ProcessOutput {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = args
+    if let environment { p.environment = environment }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return ProcessOutput(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}

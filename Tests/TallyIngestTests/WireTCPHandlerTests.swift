@@ -4,17 +4,18 @@ import NIOCore
 import NIOEmbedded
 import Testing
 import TallyCore
+import TallySites
 import TallyWire
 @testable import TallyIngest
 
 /// One wire TCP connection on an embedded channel, decoder and handler as the server installs
 /// them, feeding a fake sink: ACK order, backpressure without polling, refusals, late frames.
 @Suite struct WireTCPHandlerTests {
-    func makeChannel(_ sink: FakeSink) throws -> EmbeddedChannel {
+    func makeChannel(_ sink: FakeSink, sites: SiteRulesSource = SiteRulesSource()) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandlers(
             ByteToMessageHandler(WireFrameDecoder()),
-            WireTCPHandler(sink: sink, metrics: IngestMetrics(factory: NOOPMetricsHandler.instance)))
+            WireTCPHandler(sink: sink, metrics: IngestMetrics(factory: NOOPMetricsHandler.instance), sites: sites))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return channel
     }
@@ -47,6 +48,42 @@ import TallyWire
         channel.embeddedEventLoop.run()
         #expect(try sent(channel) == [.ack(sequence: 1), .ack(sequence: 3)])
         _ = try channel.finish()
+    }
+
+    /// AUTH is answered at once with the key's site and id; frames of a keyed site pass after
+    /// it, in order, even when sent without waiting for the answer; an unknown key closes.
+    @Test func authOpensTheKeysSiteForTheConnection() throws {
+        let key = AccessKey.generate(.write, at: 1)
+        let sites = SiteRulesSource(SiteRules([SiteRecord(id: "s", keys: [key.record], createdAt: 0, updatedAt: 0)]))
+        let sink = FakeSink(capacity: 100)
+        let channel = try makeChannel(sink, sites: sites)
+        var b = ByteBuffer()
+        FrameEncoder.writeAuth(key: key.key, into: &b)
+        var events = frame(1, events: 2)
+        b.writeBuffer(&events)
+        try channel.writeInbound(b)
+        #expect(sink.depth == 2)
+        #expect(try sent(channel) == [.authOK(siteID: "s", keyID: key.record.id)])
+
+        let other = try makeChannel(sink, sites: sites)
+        try other.writeInbound(frame(2, events: 3))
+        #expect(sink.depth == 2)
+        guard case .error(.unauthorized, let message) = try sent(other).first else { return #expect(Bool(false)) }
+        #expect(message.contains("AUTH frame"))
+
+        let wrong = try makeChannel(sink, sites: sites)
+        var auth = ByteBuffer()
+        FrameEncoder.writeAuth(key: "tally_w_not-a-key", into: &auth)
+        var more = frame(3, events: 1)
+        auth.writeBuffer(&more)
+        try wrong.writeInbound(auth)
+        #expect(sink.depth == 2)
+        let answers = try sent(wrong)
+        #expect(answers.count == 1)
+        guard case .error(.unauthorized, _) = answers.first else { return #expect(Bool(false)) }
+        _ = try? channel.finish()
+        _ = try? other.finish()
+        _ = try? wrong.finish()
     }
 
     /// A full sink holds the frame and the reads; room freed by a flusher resumes both, with no

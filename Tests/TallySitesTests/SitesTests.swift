@@ -150,6 +150,41 @@ import TallyCore
         #expect(!read(r, "keyed", query: ""))
     }
 
+    /// Wire senders: an AUTH key is looked up among all sites' write keys and then opens only
+    /// its own site; origins do not apply; a key is checked again at every frame.
+    @Test func wireKeysOpenTheirOwnSiteOnly() {
+        let r = rules()
+        var keys = WireKeys()
+        #expect(r.checkWire(siteID: "keyed", keys: keys) == .keyRequired(site: "keyed"))
+        #expect(r.checkWire(siteID: "shop", keys: keys) == nil && r.checkWire(siteID: "nobody", keys: keys) == nil)
+        #expect(rules(closed: true).checkWire(siteID: "nobody", keys: keys) == .unregistered(site: "nobody"))
+        #expect(keys.present(read.key, rules: r) == .unknown && keys.present("tally_w_nope", rules: r) == .unknown)
+        #expect(r.checkWire(siteID: "keyed", keys: keys) == .keyRequired(site: "keyed"))
+        // The same key on two sites (only by editing the store) opens whichever it was found in.
+        guard case .accepted(let site, let id) = keys.present(write.key, rules: r) else { return #expect(Bool(false)) }
+        #expect(["keyed", "both"].contains(site) && id == write.record.id)
+        #expect(r.checkWire(siteID: site, keys: keys) == nil)
+        // Revoked: the rules change, the connection's key stays and no longer opens the site.
+        let revoked = SiteRules([SiteRecord(id: site, keys: [AccessKey.generate(.write, at: 2).record], createdAt: 0, updatedAt: 0)])
+        #expect(revoked.checkWire(siteID: site, keys: keys) == .keyRequired(site: site))
+        // One key per site, at most 16 sites.
+        var many = WireKeys()
+        var records: [SiteRecord] = []
+        var made: [String] = []
+        for i in 0...WireKeys.capacity {
+            let k = AccessKey.generate(.write, at: 1)
+            records.append(SiteRecord(id: "s\(i)", keys: [k.record], createdAt: 0, updatedAt: 0))
+            made.append(k.key)
+        }
+        let big = SiteRules(records)
+        for k in made.dropLast() {
+            guard case .accepted = many.present(k, rules: big) else { return #expect(Bool(false)) }
+        }
+        #expect(many.present(made.last!, rules: big) == .tooManySites)
+        guard case .accepted = many.present(made[0], rules: big) else { return #expect(Bool(false)) }
+        #expect(big.checkWire(siteID: "s15", keys: many) == nil && big.checkWire(siteID: "s16", keys: many) == .keyRequired(site: "s16"))
+    }
+
     /// A connection's keys keep their hashes, the 16 most recent ones.
     @Test func recentKeysKeepTheirHashes() {
         var keys = PresentedKeys()

@@ -26,6 +26,8 @@ struct Vectors {
         var events: [JEvent]?
         var code: UInt16?
         var message: String?
+        var key: String?
+        var key_id: String?
     }
     struct Valid: Decodable, CustomTestStringConvertible {
         var name: String
@@ -76,7 +78,10 @@ struct Vectors {
                                                      userAgent: $0.user_agent)
                                        }))
         case "ack": return .ack(sequence: j.sequence ?? 0)
-        default: return .error(code: WireError(rawValue: j.code ?? 0) ?? .invalidEvent, message: j.message ?? "")
+        case "auth": return .auth(key: j.key ?? "")
+        case "auth_ok": return .authOK(siteID: j.site_id ?? "", keyID: j.key_id ?? "")
+        case "error": return .error(code: WireError(rawValue: j.code ?? 0) ?? .invalidEvent, message: j.message ?? "")
+        default: fatalError("vector frame of unknown type \(j.type)")
         }
     }
 }

@@ -20,14 +20,24 @@ import TallyCore
     }
 
     static func bytes(_ frames: [EventsFrame]) -> ByteBuffer {
+        bytes(frames.map(SenderFrame.events))
+    }
+
+    static func bytes(_ frames: [SenderFrame]) -> ByteBuffer {
         var b = ByteBuffer()
-        for f in frames { FrameEncoder.writeEvents(f, into: &b) }
+        for f in frames {
+            switch f {
+            case .events(let e): FrameEncoder.writeEvents(e, into: &b)
+            case .auth(let key): FrameEncoder.writeAuth(key: key, into: &b)
+            }
+        }
         return b
     }
 
     @Test func passesNIOsDecoderVerifier() throws {
-        let one = [Self.frame(1, 3)]
-        let three = [Self.frame(2, 1, ack: true), Self.frame(3, 40), Self.frame(4, 2)]
+        let one: [SenderFrame] = [.events(Self.frame(1, 3))]
+        let three: [SenderFrame] = [.auth(key: "tally_w_x"), .events(Self.frame(2, 1, ack: true)), .events(Self.frame(3, 40)),
+                                    .auth(key: ""), .events(Self.frame(4, 2))]
         try ByteToMessageDecoderVerifier.verifyDecoder(
             inputOutputPairs: [(Self.bytes(one), one), (Self.bytes(three), three)],
             decoderFactory: { WireFrameDecoder() })
@@ -40,9 +50,9 @@ import TallyCore
         while all.readableBytes > 0 {
             try channel.writeInbound(all.readSlice(length: min(3, all.readableBytes))!)
         }
-        #expect(try channel.readInbound(as: EventsFrame.self) == frames[0])
-        #expect(try channel.readInbound(as: EventsFrame.self) == frames[1])
-        #expect(try channel.readInbound(as: EventsFrame.self) == nil)
+        #expect(try channel.readInbound(as: SenderFrame.self) == .events(frames[0]))
+        #expect(try channel.readInbound(as: SenderFrame.self) == .events(frames[1]))
+        #expect(try channel.readInbound(as: SenderFrame.self) == nil)
         #expect(try channel.finish().isClean)
     }
 
@@ -54,13 +64,15 @@ import TallyCore
         b.writeBuffer(&partial)
         b.moveWriterIndex(to: b.writerIndex - 3)
         try channel.writeInbound(b)
-        #expect(try channel.readInbound(as: EventsFrame.self) == Self.frame(1, 2))
+        #expect(try channel.readInbound(as: SenderFrame.self) == .events(Self.frame(1, 2)))
         _ = try? channel.finish()
-        #expect(try channel.readInbound(as: EventsFrame.self) == nil)
+        #expect(try channel.readInbound(as: SenderFrame.self) == nil)
     }
 
     @Test func refusesServerFramesAndBadBytes() throws {
-        for input in [{ var b = ByteBuffer(); FrameEncoder.writeAck(1, into: &b); return b }(), ByteBuffer(bytes: [0x00, 0x01])] {
+        let serverFrames: [Frame] = [.ack(sequence: 1), .error(code: .truncated, message: ""), .authOK(siteID: "a", keyID: "k1")]
+        let inputs = serverFrames.map { f in var b = ByteBuffer(); FrameEncoder.write(f, into: &b); return b } + [ByteBuffer(bytes: [0x00, 0x01])]
+        for input in inputs {
             let channel = EmbeddedChannel(handler: ByteToMessageHandler(WireFrameDecoder()))
             #expect(throws: FrameRejection.self) { try channel.writeInbound(input) }
             _ = try? channel.finish()

@@ -30,8 +30,10 @@ MAX_PAYLOAD = 1 << 20
 MAX_DATAGRAM = 65_507
 
 TYPE_EVENTS = 0x01
+TYPE_AUTH = 0x02  # version 2 only
 TYPE_ACK = 0x81
 TYPE_ERROR = 0x82
+TYPE_AUTH_OK = 0x83  # version 2 only
 
 FRAME_ACK_REQUESTED = 0x01
 FRAME_FLAGS_KNOWN = 0x01
@@ -74,6 +76,7 @@ ERROR_LABELS = {
     10: "invalid_event",
     11: "missing_event_type",
     12: "overloaded",
+    13: "unauthorized",
 }
 ERROR_CODES = {label: code for code, label in ERROR_LABELS.items()}
 
@@ -179,6 +182,16 @@ def encode_error(code, message):
     return frame_bytes(TYPE_ERROR, u16(code) + string(m))
 
 
+def encode_auth(key):
+    """AUTH frame: the key as one string. AUTH exists only in version 2."""
+    return frame_bytes(TYPE_AUTH, string(key), version=VERSION2)
+
+
+def encode_auth_ok(site_id, key_id):
+    """AUTH_OK frame: site_id, then key_id. AUTH_OK exists only in version 2."""
+    return frame_bytes(TYPE_AUTH_OK, string(site_id) + string(key_id), version=VERSION2)
+
+
 def encode(frame):
     if frame["type"] == "events":
         return encode_events(frame)
@@ -186,6 +199,10 @@ def encode(frame):
         return encode_ack(frame["sequence"])
     if frame["type"] == "error":
         return encode_error(frame["code"], frame["message"])
+    if frame["type"] == "auth":
+        return encode_auth(frame["key"])
+    if frame["type"] == "auth_ok":
+        return encode_auth_ok(frame["site_id"], frame["key_id"])
     raise ValueError(frame["type"])
 
 
@@ -274,7 +291,22 @@ def decode(data):
         # unknown code reads as invalid_event (10).
         frame = {"type": "error", "code": code if code in ERROR_LABELS else ERROR_CODES["invalid_event"],
                  "message": "" if message is None else message}
+    elif frame_type == TYPE_AUTH and version == VERSION2:
+        key = p.string()
+        if key is None:
+            raise Rejection("truncated")
+        # Any UTF-8 string is a well-formed key field; whether the server knows it is not decoding.
+        frame = {"type": "auth", "key": key}
+    elif frame_type == TYPE_AUTH_OK and version == VERSION2:
+        site = p.string()
+        if site is None:
+            raise Rejection("truncated")
+        key_id = p.string()
+        if key_id is None:
+            raise Rejection("truncated")
+        frame = {"type": "auth_ok", "site_id": site, "key_id": key_id}
     else:
+        # Includes AUTH and AUTH_OK in version-1 frames: version 1 does not define them.
         raise Rejection("unknown_frame_type", f"0x{frame_type:02x}")
     if p.remaining() != 0:
         raise Rejection("trailing_bytes", f"{p.remaining()} bytes")
@@ -412,6 +444,7 @@ def raw_events(site, events, **kw):
 
 PV = "page_view"
 TS = 1_700_000_000_123_456  # 2023-11-14T22:13:20.123456Z
+WRITE_KEY = "tally_w_nWtTky7209IqJc3SEU6D77k_XL0TgKWT6d_XL3P0lPg"  # 'tally_w_' + 43 base64url
 
 WORKED_EXAMPLE = events_frame("example.com", [
     ev(PV, path="/", user_id="u1", timestamp=1_700_000_000_000_000),
@@ -507,6 +540,24 @@ def valid_vectors():
         "and read as absent. IPv6 client address without a User-Agent.",
         events_frame("s", [ev2("click", referrer="t.co", client_address="2001:db8::1"),
                            ev2("click", utm_campaign="launch")]))
+    add("error_frame_unauthorized",
+        "ERROR code 13 (unauthorized): the AUTH frame's key is not a write key of any registered "
+        "site, or an EVENTS frame's site needs a key the connection has not presented.",
+        {"type": "error", "code": 13, "message": "unauthorized"})
+    add("auth_frame",
+        "Version 2 AUTH (type 0x02): a write key of the usual form, 'tally_w_' and 43 base64url "
+        "characters (61 bytes in all).",
+        {"type": "auth", "key": WRITE_KEY})
+    add("auth_frame_empty_key",
+        "AUTH with a zero-length key decodes: the decoder checks only the layout. The server "
+        "refuses the key (ERROR 13); that is its decision, not a decoding result.",
+        {"type": "auth", "key": ""})
+    add("auth_ok_frame",
+        "Server to sender, version 2 AUTH_OK (type 0x83): the key's site and its key id.",
+        {"type": "auth_ok", "site_id": "example.com", "key_id": "k0123456789ab"})
+    add("auth_ok_frame_unicode_site",
+        "AUTH_OK for a site_id with multi-byte UTF-8; the length counts bytes.",
+        {"type": "auth_ok", "site_id": "münchen.example", "key_id": "k5e3f00a1c2d4"})
     return v
 
 
@@ -651,6 +702,24 @@ def invalid_vectors():
     add("invalid_event_second_event_rejects_frame",
         "First event valid, second has a 65-byte event_type: the whole frame is rejected.",
         raw_events("s", [ok_event, raw_event(0, "t" * 65)]), "invalid_event")
+    # AUTH and AUTH_OK (version 2 only)
+    add("auth_in_version_1", "A well-formed AUTH payload in a version-1 frame: version 1 does not define type 0x02.",
+        frame_bytes(TYPE_AUTH, string(WRITE_KEY)), "unknown_frame_type")
+    add("auth_ok_in_version_1", "A well-formed AUTH_OK payload in a version-1 frame: version 1 does not define type 0x83.",
+        frame_bytes(TYPE_AUTH_OK, string("example.com") + string("k0123456789ab")), "unknown_frame_type")
+    add("truncated_auth", "AUTH payload of 1 byte: the key's length prefix needs 2.",
+        frame_bytes(TYPE_AUTH, b"\x00", version=VERSION2), "truncated")
+    add("truncated_auth_key", "AUTH key length prefix 43 with 10 bytes left in the payload.",
+        frame_bytes(TYPE_AUTH, u16(43) + b"tally_w_ab", version=VERSION2), "truncated")
+    add("trailing_bytes_auth", "A valid AUTH payload followed by one extra byte.",
+        frame_bytes(TYPE_AUTH, string(WRITE_KEY) + b"\x00", version=VERSION2), "trailing_bytes")
+    add("invalid_utf8_auth_key", "AUTH key contains the byte 0xff.",
+        frame_bytes(TYPE_AUTH, string(b"tally_w_\xff"), version=VERSION2), "invalid_utf8")
+    add("truncated_auth_ok", "AUTH_OK payload ends after the site_id: key_id missing.",
+        frame_bytes(TYPE_AUTH_OK, string("example.com"), version=VERSION2), "truncated")
+    add("trailing_bytes_auth_ok", "A valid AUTH_OK payload followed by one extra byte.",
+        frame_bytes(TYPE_AUTH_OK, string("example.com") + string("k0123456789ab") + b"\x00", version=VERSION2),
+        "trailing_bytes")
     return v
 
 

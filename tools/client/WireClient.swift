@@ -68,6 +68,18 @@ public final class WireTCPClient: Sendable {
         try await send(b)
     }
 
+    /// Sends an AUTH frame with a site's write key and waits for the server's AUTH_OK: the
+    /// key's site and key id. Throws on an ERROR frame (13: no site has this key) or a close.
+    @discardableResult
+    public func authenticate(key: String) async throws -> (siteID: String, keyID: String) {
+        let promise = channel.eventLoop.makePromise(of: (siteID: String, keyID: String).self)
+        state.waitForAuth(promise)
+        var b = channel.allocator.buffer(capacity: 64)
+        FrameEncoder.writeAuth(key: key, into: &b)
+        try await send(b)
+        return try await promise.futureResult.get()
+    }
+
     /// Highest sequence number the server has acknowledged as durable.
     public var acked: UInt64? { state.box.withLockedValue { $0.acked } }
     /// The ERROR frame the server sent, if any.
@@ -85,9 +97,15 @@ public final class WireTCPClient: Sendable {
         try await promise.futureResult.get()
     }
 
-    /// Waits until the server closes the connection.
-    public func waitForClose() async {
+    /// Waits until the server closes the connection, or closes it after `timeout` (then the
+    /// caller's checks of ``serverError`` fail instead of the test hanging).
+    public func waitForClose(timeout: Duration = .seconds(30)) async {
+        let channel = self.channel
+        let timer = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
+            channel.close(promise: nil)
+        }
         try? await channel.closeFuture.get()
+        timer.cancel()
     }
 
     public func close() async {
@@ -101,6 +119,24 @@ final class AckState: Sendable {
         var error: (code: WireError, message: String)?
         var closed = false
         var waiters: [(UInt64, EventLoopPromise<Void>)] = []
+        /// Callers of ``WireTCPClient/authenticate(key:)`` in the order their AUTH frames went.
+        var authWaiters: [EventLoopPromise<(siteID: String, keyID: String)>] = []
+    }
+
+    func waitForAuth(_ p: EventLoopPromise<(siteID: String, keyID: String)>) {
+        let failed: Bool = box.withLockedValue { s in
+            if s.error != nil || s.closed { return true }
+            s.authWaiters.append(p)
+            return false
+        }
+        if failed { p.fail(HTTPClientError(description: "connection ended before AUTH_OK")) }
+    }
+
+    func authenticated(siteID: String, keyID: String) {
+        let p: EventLoopPromise<(siteID: String, keyID: String)>? = box.withLockedValue { s in
+            s.authWaiters.isEmpty ? nil : s.authWaiters.removeFirst()
+        }
+        p?.succeed((siteID, keyID))
     }
     let box = NIOLockedValueBox(State())
 
@@ -126,6 +162,11 @@ final class AckState: Sendable {
                 if let a = s.acked, a >= w.0 { ok.append(w.1); return true }
                 if s.error != nil || s.closed { failed.append(w.1); return true }
                 return false
+            }
+            let auth = (s.error != nil || s.closed) ? s.authWaiters : []
+            if !auth.isEmpty { s.authWaiters = [] }
+            for p in auth {
+                p.fail(HTTPClientError(description: s.error.map { "server error \($0.code.label): \($0.message)" } ?? "connection closed"))
             }
             return (ok, failed)
         }
@@ -156,7 +197,8 @@ final class ServerFrameReader: ChannelInboundHandler {
                 return
             case .frame(.ack(let seq)): state.update(ack: seq)
             case .frame(.error(let code, let message)): state.update(error: (code, message))
-            case .frame(.events): break
+            case .frame(.authOK(let site, let id)): state.authenticated(siteID: site, keyID: id)
+            case .frame(.events), .frame(.auth): break
             }
         }
     }

@@ -34,8 +34,10 @@ public struct LoadOptions: Sendable {
     public var verifyTimeout: Double = 60
     /// HTTP modes: browser-like requests (User-Agent, Origin, a referrer per event).
     public var browser = false
-    /// Write keys by site id: each request carries its site's key (`Authorization: Bearer`).
-    /// A batch carries the key of its first event's site, so keyed batches need `sites = 1`.
+    /// Write keys by site id: each HTTP request carries its site's key (`Authorization:
+    /// Bearer`), and a batch the key of its first event's site, so keyed batches need
+    /// `sites = 1`. Over the wire, each TCP connection sends an AUTH frame per key first (at
+    /// most 16), and each UDP datagram for a keyed site starts with its AUTH frame.
     public var siteKeys: [String: String] = [:]
 
     public init() {}
@@ -225,6 +227,7 @@ struct Worker {
                 // One site per frame, as an edge proxy batching per site would send.
                 let site = factory.nextSite()
                 for _ in 0..<n { events.append(factory.next(site: site)) }
+                if options.mode == .udp, let key = options.siteKeys[factory.shape.siteID(site)] { FrameEncoder.writeAuth(key: key, into: &b) }
                 for f in FrameEncoder.frames(for: events, maxEvents: n) {
                     var f = f
                     f.ackRequested = options.mode == .tcpAck
@@ -253,7 +256,9 @@ struct Worker {
         switch options.mode {
         case .http, .httpBatch: http = try await HTTPClientConnection.connect(host: options.httpHost, port: options.httpPort, group: loop)
         case .udp: udp = try await WireUDPClient.connect(host: options.wireHost, port: options.wirePort, group: loop)
-        case .tcp, .tcpAck: tcp = try await WireTCPClient.connect(host: options.wireHost, port: options.wirePort, group: loop)
+        case .tcp, .tcpAck:
+            tcp = try await WireTCPClient.connect(host: options.wireHost, port: options.wirePort, group: loop)
+            for key in options.siteKeys.values.sorted() { try await tcp!.authenticate(key: key) }
         }
         var sequence: UInt64 = 0
         var inflight: [(seq: UInt64, due: ContinuousClock.Instant, op: Int)] = []

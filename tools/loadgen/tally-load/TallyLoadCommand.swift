@@ -39,7 +39,7 @@ struct TallyLoadCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Flag(help: "http modes: send as a browser does (a desktop Chrome User-Agent, an Origin, and a referrer in each event).")
     var browser = false
-    @Option(help: "http modes: a file of `SITE_ID KEY` lines (from `tally sites keys add`); each request carries its site's write key.")
+    @Option(help: "A file of `SITE_ID KEY` lines (from `tally sites keys add`): HTTP requests carry their site's write key; TCP connections send an AUTH frame per key first; UDP datagrams start with their site's AUTH frame.")
     var siteKeys: String?
 
     func run() async throws {
