@@ -123,7 +123,13 @@ run_child() {
     return "$rc"
 }
 
+FLOOD_PID=""
 cleanup() {
+    if [[ -n "$FLOOD_PID" ]]; then
+        kill -TERM "$FLOOD_PID" 2>/dev/null || true
+        wait "$FLOOD_PID" 2>/dev/null || true
+        FLOOD_PID=""
+    fi
     if [[ -n "$CHILD_PID" ]]; then
         kill -TERM "$CHILD_PID" 2>/dev/null || true
         wait "$CHILD_PID" 2>/dev/null || true
@@ -208,7 +214,7 @@ done
 # $OUT/site-keys.txt for tally-load. Waits until the server enforces them, seen on a marker
 # site with a read key (a keyless write would add events to the verified sites).
 register_keyed_sites() {
-    local i key code
+    local i key
     : > "$OUT/site-keys.txt"
     for i in $(seq 0 9); do
         "$TALLY" sites add "load-keyed-$i" --data-dir "$DATA_DIR" > /dev/null || return 1
@@ -359,7 +365,7 @@ if v:
     p = lambda q: v[min(len(v) - 1, int(q * len(v)))]
     print(f"PostgreSQL /stats latency (all-time, site with ~1/10 of the events, {len(v)} queries): p50 {p(0.5):.2f} ms, p99 {p(0.99):.2f} ms")
 PY
-)
+) || { echo "bench: the PostgreSQL /stats latencies could not be read" >&2; pg_note=""; failed=1; }
     scripts/pg-test-server.sh stop
 fi
 
@@ -374,6 +380,7 @@ if [[ ${BENCH_FLOOD:-1} != 0 ]]; then
     f_rate=${BENCH_FLOOD_SITE_RATE:-2000}
     f_paced=${BENCH_FLOOD_PACED_RATE:-1000}
     f_dur=${BENCH_FLOOD_DURATION:-$(scaled 10 2)}
+    [[ $f_dur =~ ^[0-9]+$ ]] || { echo "bench: BENCH_FLOOD_DURATION must be whole seconds, got $f_dur" >&2; exit 1; }
     paced=(--mode http --run-id paced --sites 1 --rate "$f_paced" --duration "$f_dur" --connections 4 --json)
     flood=(--mode http --run-id flood --sites 1 --connections 32 --duration $((f_dur + 2)) --json)
     for run in $(seq "$RUNS"); do
@@ -384,14 +391,16 @@ if [[ ${BENCH_FLOOD:-1} != 0 ]]; then
             echo "$LOAD ${paced[*]} ${target[*]}; $LOAD ${flood[*]} ${target[*]} &" >> "$OUT/commands.txt"
             run_child "$OUT/flood-$run-alone.json" "$OUT/flood-$run-alone.err" "$LOAD" "${paced[@]}" "${target[@]}" || failed=1
             timeout "$LOAD_TIMEOUT" "$LOAD" "${flood[@]}" "${target[@]}" > "$OUT/flood-$run-flood.json" 2> "$OUT/flood-$run-flood.err" &
-            flood_pid=$!
+            FLOOD_PID=$!
             sleep 1
             run_child "$OUT/flood-$run-paced.json" "$OUT/flood-$run-paced.err" "$LOAD" "${paced[@]}" "${target[@]}" || failed=1
-            wait "$flood_pid" || failed=1
+            wait "$FLOOD_PID" || failed=1
+            FLOOD_PID=""
         else
             failed=1
         fi
         stop_server
+        [[ $SERVER_RC == 0 ]] || { echo "bench: the flood run's server exited with $SERVER_RC" >&2; failed=1; }
         rm -rf "$DATA_DIR"
         DATA_DIR=""
     done
@@ -409,7 +418,7 @@ if alone and beside and flood:
           f"another site limited to {rate}/s is flooded ({statistics.median(r['sent_per_s'] for r in flood):,.0f} requests/s, "
           f"{statistics.median(r['accepted_per_s'] for r in flood):,.0f}/s accepted, the rest 429); paced events refused: {refused}")
 PY
-)
+) || { echo "bench: the flood results could not be read" >&2; flood_note=""; failed=1; }
 fi
 
 elapsed=$((SECONDS - bench_start))

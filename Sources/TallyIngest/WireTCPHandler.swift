@@ -82,7 +82,7 @@ final class WireTCPHandler: ChannelDuplexHandler {
     /// Answers AUTH_OK at once (frames after it are handled in order, so the sender need not
     /// wait for it), or ERROR 13 and closes.
     private func authenticate(_ key: String, context: ChannelHandlerContext) {
-        let outcome = keys.present(key, rules: sites.rules)
+        let outcome = keys.present(key, sites: sites)
         guard case .accepted(let site, let keyID) = outcome else {
             let refusal = SiteRules.authRefusal(outcome)!
             handOffWaiting()

@@ -33,6 +33,7 @@ final class WireUDPHandler: ChannelInboundHandler {
         let receivedAt = Timestamp.now()
         // An AUTH frame holds for the rest of its datagram only: datagrams have no connection.
         var keys = WireKeys()
+        var authFrames = 0
         while buffer.readableBytes > 0 {
             do {
                 switch try FrameDecoder.decode(&buffer) {
@@ -65,9 +66,17 @@ final class WireUDPHandler: ChannelInboundHandler {
                         metrics.rejected("udp", reason: "shutting_down", events.count, peer: "\(envelope.remoteAddress)")
                     }
                 case .frame(.auth(let key)):
-                    if let refusal = SiteRules.authRefusal(keys.present(key, rules: sites.rules)) {
-                        metrics.rejected("udp", reason: WireError.unauthorized.label, detail: "AUTH refused: " + refusal,
+                    // Each AUTH costs a hash: a datagram gets at most one per site it may hold,
+                    // and a refused one ends it (forged datagrams full of AUTH frames buy little).
+                    authFrames += 1
+                    let refusal = authFrames > WireKeys.capacity
+                        ? "a datagram holds at most \(WireKeys.capacity) AUTH frames"
+                        : SiteRules.authRefusal(keys.present(key, sites: sites))
+                    if let refusal {
+                        metrics.rejected("udp", reason: WireError.unauthorized.label,
+                                         detail: "AUTH refused: " + refusal + "; the rest of the datagram is dropped",
                                          peer: "\(envelope.remoteAddress)")
+                        return
                     }
                 case .frame:
                     reject(FrameRejection(.unknownFrameType, "senders may only send EVENTS and AUTH frames"), from: envelope.remoteAddress)

@@ -9,19 +9,24 @@ import Synchronization
 /// (certbot, a Kubernetes secret) is served without a restart. Each new connection takes the
 /// context in force; connections already open keep theirs.
 ///
-/// A change is seen by polling the files' modification time and size every ``interval``: one
-/// `stat` each, and it works where inotify does not (bind mounts, secret volumes that swap a
-/// symlink). A file that fails to load keeps the old context in force, logged as an error.
+/// A change is seen by polling the files every ``interval`` (``FileStamp``): one `stat` each,
+/// and it works where inotify does not (bind mounts, secret volumes that swap a symlink). A file that fails to load keeps the old context in force, logged as an error.
 final class TLSCertificates: Service, Sendable {
     let certificateFile: String
     let keyFile: String
     let interval: Duration
     let logger: Logger
-    private let state: Mutex<(context: NIOSSLContext, stamp: [FileStamp])>
+    private let state: Mutex<(context: NIOSSLContext, stamp: [FileStamp?])>
 
+    /// What `stat(2)` says of a file, following symbolic links: a Kubernetes secret volume
+    /// renews by swapping the directory its `tls.crt` link points through, which changes the
+    /// target's inode but nothing of the link itself.
     struct FileStamp: Equatable {
-        var modified: Date?
-        var size: Int?
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var modifiedSeconds: Int
+        var modifiedNanoseconds: Int
     }
 
     /// Reads both files; throws a ``SettingError`` naming the file and what is wrong with it.
@@ -60,10 +65,12 @@ final class TLSCertificates: Service, Sendable {
         }
     }
 
-    static func stamps(_ files: [String]) -> [FileStamp] {
+    static func stamps(_ files: [String]) -> [FileStamp?] {
         files.map { file in
-            let a = try? FileManager.default.attributesOfItem(atPath: file)
-            return FileStamp(modified: a?[.modificationDate] as? Date, size: (a?[.size] as? NSNumber)?.intValue)
+            var st = stat()
+            guard stat(file, &st) == 0 else { return nil }
+            return FileStamp(device: UInt64(st.st_dev), inode: UInt64(st.st_ino), size: Int64(st.st_size),
+                             modifiedSeconds: st.st_mtim.tv_sec, modifiedNanoseconds: st.st_mtim.tv_nsec)
         }
     }
 

@@ -159,14 +159,26 @@ public struct PresentedKeys: Sendable {
 /// The rules in force, replaced whole when the registry changes; requests read a snapshot.
 public final class SiteRulesSource: Sendable {
     private let current: Mutex<SiteRules>
+    /// ``SiteRules/writeKeyOwners`` of the rules in force: kept here rather than in the rules,
+    /// so that the snapshot every request takes retains nothing more.
+    private let owners: Mutex<[[UInt8]: ExactString]>
 
     public init(_ rules: SiteRules = SiteRules()) {
         current = Mutex(rules)
+        owners = Mutex(rules.writeKeyOwners)
     }
 
     public var rules: SiteRules { current.withLock { $0 } }
 
     public func replace(_ rules: SiteRules) {
+        let index = rules.writeKeyOwners
         current.withLock { $0 = rules }
+        owners.withLock { $0 = index }
+    }
+
+    /// The registered site one of whose write keys has this SHA-256. One hash lookup (whose
+    /// timing can tell only about hashes of keys, which reveal nothing of the keys).
+    public func writeKeyOwner(_ digest: [UInt8]) -> ExactString? {
+        owners.withLock { $0[digest] }
     }
 }

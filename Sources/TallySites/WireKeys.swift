@@ -2,7 +2,8 @@ import TallyCore
 
 /// The write keys a wire sender presented in AUTH frames: for the rest of a TCP connection, or
 /// of a UDP datagram. One key per site (a later key for the site replaces the earlier one), at
-/// most ``capacity`` sites, so a connection cannot grow its keys without bound.
+/// most ``capacity`` sites, so a connection cannot grow its keys without bound: a key for one
+/// more site is refused (PROTOCOL.md §4.4).
 ///
 /// Keys are kept as their hashes and the site they were found in; each EVENTS frame is checked
 /// against the rules in force when it arrives (``SiteRules/checkWire(siteID:keys:)``), so a
@@ -22,11 +23,11 @@ public struct WireKeys: Sendable {
         case tooManySites
     }
 
-    /// Looks `key` up among every registered site's write keys and, when found, holds it for
-    /// its site. Hashes the key once; the comparisons take the same time whichever key matches.
-    public mutating func present(_ key: String, rules: SiteRules) -> Presented {
+    /// Looks `key` up among every registered site's write keys (``SiteRulesSource/writeKeyOwner(_:)``)
+    /// and, when found, holds it for its site. Hashes the key once.
+    public mutating func present(_ key: String, sites: SiteRulesSource) -> Presented {
         let digest = AccessKey.digest(key)
-        guard let site = rules.writeKeyOwner(digest) else { return .unknown }
+        guard let site = sites.writeKeyOwner(digest) else { return .unknown }
         if let i = held.firstIndex(where: { $0.site == site }) {
             held[i].digest = digest
         } else {
@@ -42,22 +43,26 @@ public struct WireKeys: Sendable {
 }
 
 extension SiteRules {
-    /// The registered site whose write keys include `digest`. Runs once per AUTH frame, not per
-    /// event, so it walks the sites rather than keeping an index every request would retain.
-    func writeKeyOwner(_ digest: [UInt8]) -> ExactString? {
-        var owner: ExactString?
-        for (id, site) in sites where Self.contains(site.writeKeys, digest) { owner = id }
-        return owner
+    /// Every registered site's write keys by their hash: the index AUTH frames are looked up
+    /// in (``SiteRulesSource`` keeps it beside the rules, off the path of every request).
+    var writeKeyOwners: [[UInt8]: ExactString] {
+        var owners: [[UInt8]: ExactString] = [:]
+        for (id, site) in sites {
+            for k in site.writeKeys { owners[k] = id }
+        }
+        return owners
     }
 
-    /// Whether a wire sender holding `keys` may send events of `siteID`. The wire carries no
-    /// `Origin`, so origins do not apply: a site with write keys needs one of them among
-    /// `keys`; on a `--closed` collector an unregistered site is refused whatever the keys.
+    /// Whether a wire sender holding `keys` may send events of `siteID`, as HTTP decides for a
+    /// request without `Origin` (origins do not apply on the wire):
+    /// - a key the connection holds for the site must still be one of its write keys, needed
+    ///   or not: a revoked key stops working even after the site's last key is revoked;
+    /// - without one, a site with write keys is refused;
+    /// - on a `--closed` collector an unregistered site is refused whatever the keys.
     public func checkWire(siteID: String, keys: WireKeys) -> WriteRefusal? {
         let id = ExactString(siteID)
         guard let site = sites[id] else { return closed ? .unregistered(site: siteID) : nil }
-        guard site.hasWriteKeys else { return nil }
-        guard let d = keys.digest(for: id), Self.contains(site.writeKeys, d) else { return .keyRequired(site: siteID) }
-        return nil
+        if let d = keys.digest(for: id) { return Self.contains(site.writeKeys, d) ? nil : .keyRequired(site: siteID) }
+        return site.hasWriteKeys ? .keyRequired(site: siteID) : nil
     }
 }

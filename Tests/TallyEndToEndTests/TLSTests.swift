@@ -1,5 +1,7 @@
 import Foundation
+import NIOCore
 import Testing
+import TallyClient
 import TallyServer
 
 /// `--tls-cert` / `--tls-key`: HTTPS on the HTTP port, checked with curl (a client that knows
@@ -77,6 +79,64 @@ import TallyServer
         try Data("not a certificate".utf8).write(to: URL(fileURLWithPath: live.cert))
         try await Task.sleep(for: .milliseconds(200))
         #expect(try Self.curl(base + "/event", ca: second.cert, body: eventJSON(site: "tls")).status == 202)
+        try await s.stop()
+    }
+
+    /// A Kubernetes secret volume: `tls.crt` → `..data/tls.crt`, `..data` → a directory of the
+    /// current files; a renewal swaps `..data` and changes nothing of the links it is read by.
+    @Test func reloadsWhenTheLinkedDirectoryIsSwapped() async throws {
+        let dir = NSTemporaryDirectory() + "tally-tls-" + UUID().uuidString
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dir + "/vol", withIntermediateDirectories: true)
+        defer { try? fm.removeItem(atPath: dir) }
+        let first = try Self.certificate(dir, "first"), second = try Self.certificate(dir, "second")
+        for (name, pair) in [("v1", first), ("v2", second)] {
+            try fm.createDirectory(atPath: dir + "/vol/" + name, withIntermediateDirectories: true)
+            try fm.copyItem(atPath: pair.cert, toPath: dir + "/vol/\(name)/tls.crt")
+            try fm.copyItem(atPath: pair.key, toPath: dir + "/vol/\(name)/tls.key")
+        }
+        try fm.createSymbolicLink(atPath: dir + "/vol/..data", withDestinationPath: "v1")
+        try fm.createSymbolicLink(atPath: dir + "/vol/tls.crt", withDestinationPath: "..data/tls.crt")
+        try fm.createSymbolicLink(atPath: dir + "/vol/tls.key", withDestinationPath: "..data/tls.key")
+        let s = try await TestServer.start {
+            $0.tlsCertificateFile = dir + "/vol/tls.crt"
+            $0.tlsKeyFile = dir + "/vol/tls.key"
+            $0.tlsReloadInterval = .milliseconds(50)
+        }
+        defer { s.removeData() }
+        let base = "https://127.0.0.1:\(s.endpoints.httpPort)"
+        #expect(try Self.curl(base + "/health", ca: first.cert).status == 200)
+        try fm.createSymbolicLink(atPath: dir + "/vol/..data_tmp", withDestinationPath: "v2")
+        #expect(rename(dir + "/vol/..data_tmp", dir + "/vol/..data") == 0)
+        try await SitesEndToEndTests.eventually("the swapped certificate is served") {
+            try Self.curl(base + "/health", ca: second.cert).status == 200
+        }
+        try await s.stop()
+    }
+
+    /// TLS sits behind the ReadGuard: a handshake that stalls after its first bytes is closed
+    /// at the header timeout, not left to the idle timeout.
+    @Test func aStalledHandshakeMeetsTheHeaderTimeout() async throws {
+        let dir = NSTemporaryDirectory() + "tally-tls-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pair = try Self.certificate(dir, "stall")
+        let s = try await TestServer.start {
+            $0.tlsCertificateFile = pair.cert
+            $0.tlsKeyFile = pair.key
+            $0.headerTimeout = .seconds(1)
+        }
+        defer { s.removeData() }
+        let c = try await WireTCPClient.connect(host: "127.0.0.1", port: s.endpoints.httpPort)
+        // A TLS record header announcing a 512-byte handshake message, and no more.
+        try await c.send(ByteBuffer(bytes: [0x16, 0x03, 0x01, 0x02, 0x00]))
+        let clock = ContinuousClock()
+        let start = clock.now
+        await c.waitForClose(timeout: .seconds(30))
+        // Measured 5 s: the 1 s header timeout, the guard's grace for an answer (which cannot
+        // leave before the handshake), then TLS's close. Without the guard in front of TLS, the
+        // 120 s idle timeout would be the first to close it.
+        #expect(clock.now - start < .seconds(10))
         try await s.stop()
     }
 

@@ -154,19 +154,28 @@ import TallyCore
     /// its own site; origins do not apply; a key is checked again at every frame.
     @Test func wireKeysOpenTheirOwnSiteOnly() {
         let r = rules()
+        let source = SiteRulesSource(r)
         var keys = WireKeys()
         #expect(r.checkWire(siteID: "keyed", keys: keys) == .keyRequired(site: "keyed"))
         #expect(r.checkWire(siteID: "shop", keys: keys) == nil && r.checkWire(siteID: "nobody", keys: keys) == nil)
         #expect(rules(closed: true).checkWire(siteID: "nobody", keys: keys) == .unregistered(site: "nobody"))
-        #expect(keys.present(read.key, rules: r) == .unknown && keys.present("tally_w_nope", rules: r) == .unknown)
+        #expect(keys.present(read.key, sites: source) == .unknown && keys.present("tally_w_nope", sites: source) == .unknown)
         #expect(r.checkWire(siteID: "keyed", keys: keys) == .keyRequired(site: "keyed"))
         // The same key on two sites (only by editing the store) opens whichever it was found in.
-        guard case .accepted(let site, let id) = keys.present(write.key, rules: r) else { return #expect(Bool(false)) }
+        guard case .accepted(let site, let id) = keys.present(write.key, sites: source) else { return #expect(Bool(false)) }
         #expect(["keyed", "both"].contains(site) && id == write.record.id)
         #expect(r.checkWire(siteID: site, keys: keys) == nil)
         // Revoked: the rules change, the connection's key stays and no longer opens the site.
         let revoked = SiteRules([SiteRecord(id: site, keys: [AccessKey.generate(.write, at: 2).record], createdAt: 0, updatedAt: 0)])
         #expect(revoked.checkWire(siteID: site, keys: keys) == .keyRequired(site: site))
+        // Even once the site has no write key left (as HTTP refuses a key given in vain); a
+        // connection that gave none may write, as anyone may.
+        let keyless = SiteRules([SiteRecord(id: site, createdAt: 0, updatedAt: 0)])
+        #expect(keyless.checkWire(siteID: site, keys: keys) == .keyRequired(site: site))
+        #expect(keyless.checkWire(siteID: site, keys: WireKeys()) == nil)
+        // The registry's change reaches the lookup: the key is no longer found.
+        source.replace(revoked)
+        #expect(keys.present(write.key, sites: source) == .unknown)
         // One key per site, at most 16 sites.
         var many = WireKeys()
         var records: [SiteRecord] = []
@@ -177,11 +186,18 @@ import TallyCore
             made.append(k.key)
         }
         let big = SiteRules(records)
+        let bigSource = SiteRulesSource(big)
         for k in made.dropLast() {
-            guard case .accepted = many.present(k, rules: big) else { return #expect(Bool(false)) }
+            guard case .accepted = many.present(k, sites: bigSource) else { return #expect(Bool(false)) }
         }
-        #expect(many.present(made.last!, rules: big) == .tooManySites)
-        guard case .accepted = many.present(made[0], rules: big) else { return #expect(Bool(false)) }
+        #expect(many.present(made.last!, sites: bigSource) == .tooManySites)
+        // A second key of a site replaces the first, taking no more room.
+        let second = AccessKey.generate(.write, at: 2)
+        records[0].keys.append(second.record)
+        let twoKeys = SiteRulesSource(SiteRules(records))
+        guard case .accepted = many.present(second.key, sites: twoKeys) else { return #expect(Bool(false)) }
+        #expect(SiteRules(records).checkWire(siteID: "s0", keys: many) == nil)
+        guard case .accepted = many.present(made[0], sites: bigSource) else { return #expect(Bool(false)) }
         #expect(big.checkWire(siteID: "s15", keys: many) == nil && big.checkWire(siteID: "s16", keys: many) == .keyRequired(site: "s16"))
     }
 

@@ -152,7 +152,8 @@ final class AckState: Sendable {
     }
 
     func update(ack: UInt64? = nil, error: (WireError, String)? = nil, closed: Bool = false) {
-        let (ok, failed): ([EventLoopPromise<Void>], [EventLoopPromise<Void>]) = box.withLockedValue { s in
+        let (ok, failed, auth, reason): ([EventLoopPromise<Void>], [EventLoopPromise<Void>], [EventLoopPromise<(siteID: String, keyID: String)>], String)
+            = box.withLockedValue { s in
             if let ack { s.acked = max(s.acked ?? 0, ack) }
             if let error { s.error = error }
             if closed { s.closed = true }
@@ -165,11 +166,10 @@ final class AckState: Sendable {
             }
             let auth = (s.error != nil || s.closed) ? s.authWaiters : []
             if !auth.isEmpty { s.authWaiters = [] }
-            for p in auth {
-                p.fail(HTTPClientError(description: s.error.map { "server error \($0.code.label): \($0.message)" } ?? "connection closed"))
-            }
-            return (ok, failed)
+            return (ok, failed, auth, s.error.map { "server error \($0.code.label): \($0.message)" } ?? "connection closed")
         }
+        // Completed outside the lock: a waiter's callbacks may call back into this state.
+        for p in auth { p.fail(HTTPClientError(description: reason)) }
         for p in ok { p.succeed(()) }
         for p in failed { p.fail(HTTPClientError(description: "connection ended before ack")) }
     }

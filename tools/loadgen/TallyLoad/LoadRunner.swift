@@ -43,6 +43,10 @@ public struct LoadOptions: Sendable {
     public init() {}
 
     var eventsPerOp: Int { mode == .http ? 1 : max(1, batch) }
+
+    /// The keys of the sites this run sends to, in site order: what a TCP connection
+    /// authenticates with (a connection holds keys for at most 16 sites).
+    public var wireKeys: [String] { (0..<shape.sites).compactMap { siteKeys[shape.siteID($0)] } }
 }
 
 /// What a run measured.
@@ -258,7 +262,7 @@ struct Worker {
         case .udp: udp = try await WireUDPClient.connect(host: options.wireHost, port: options.wirePort, group: loop)
         case .tcp, .tcpAck:
             tcp = try await WireTCPClient.connect(host: options.wireHost, port: options.wirePort, group: loop)
-            for key in options.siteKeys.values.sorted() { try await tcp!.authenticate(key: key) }
+            for key in options.wireKeys { try await tcp!.authenticate(key: key) }
         }
         var sequence: UInt64 = 0
         var inflight: [(seq: UInt64, due: ContinuousClock.Instant, op: Int)] = []

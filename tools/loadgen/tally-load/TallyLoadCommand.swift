@@ -85,6 +85,9 @@ struct TallyLoadCommand: AsyncParsableCommand {
                 o.siteKeys[String(parts[0])] = String(parts[1])
             }
         }
+        if o.mode == .tcp || o.mode == .tcpAck, o.wireKeys.count > 16 {
+            throw ValidationError("--site-keys has keys for \(o.wireKeys.count) of this run's sites; a TCP connection holds keys for at most 16 (PROTOCOL.md §4.4)")
+        }
         let result = try await LoadRunner.run(o)
         print(json ? result.json() : result.table())
         if let v = result.verification, !v.exact, mode != .udp {
