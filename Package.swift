@@ -116,6 +116,8 @@ let package = Package(
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
+        // The data's life after loading: backups and restores (retention and purges to come).
+        .target(name: "TallyLifecycle", dependencies: ["TallyCore", "TallyStore", "TallyPipeline"], swiftSettings: strict),
         // Wiring and service lifecycle, shared by the CLI and the end-to-end tests.
         .target(name: "TallyServer", dependencies: [
             "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyBrowser", "TallyReport", "TallySites", "TallyAdmin",
@@ -133,7 +135,7 @@ let package = Package(
         ], swiftSettings: strict),
         // The `tally` commands: serve (flags, TALLY_* variables, config file) and store-ceiling.
         .target(name: "TallyCLI", dependencies: [
-            "TallyServer", "TallyStore", "TallyCore", "TallySites", "CSQLite",
+            "TallyServer", "TallyStore", "TallyCore", "TallySites", "TallyLifecycle", "CSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Configuration", package: "swift-configuration"),
             .product(name: "SystemPackage", package: "swift-system"),

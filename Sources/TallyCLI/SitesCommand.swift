@@ -25,11 +25,16 @@ public struct SitesCommand: AsyncParsableCommand {
 
         /// `create`: make the data directory and SQLite file when missing (only `sites add`
         /// does; the other commands on a mistyped `--data-dir` say so instead).
-        func open(create: Bool = false) async throws -> any EventStore & SiteRegistryStore {
+        /// The settings these options (over `TALLY_*` variables and the config file) give.
+        func configuration() async throws -> ServerConfiguration {
             var flags: [String: ConfigContent] = [:]
             if let dataDir { flags["data-dir"] = .string(dataDir) }
             if let store { flags["store"] = .string(store) }
-            let c = try await Serve.resolve(flags: flags, config: config, environment: ProcessInfo.processInfo.environment)
+            return try await Serve.resolve(flags: flags, config: config, environment: ProcessInfo.processInfo.environment)
+        }
+
+        func open(create: Bool = false) async throws -> any EventStore & SiteRegistryStore {
+            let c = try await configuration()
             let s: any EventStore & SiteRegistryStore
             if let url = c.storeURL {
                 s = try PostgresStore(url: url)

@@ -9,7 +9,7 @@ public struct Tally: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "tally",
         abstract: "A high-throughput website-analytics collector.",
-        subcommands: [Serve.self, SitesCommand.self, StoreCeiling.self, SettingsTable.self],
+        subcommands: [Serve.self, SitesCommand.self, BackupCommand.self, RestoreCommand.self, StoreCeiling.self, SettingsTable.self],
         defaultSubcommand: Serve.self)
 
     public init() {}

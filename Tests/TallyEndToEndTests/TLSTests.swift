@@ -49,7 +49,7 @@ import TallyServer
 
         // The seed API over HTTPS, as any client sends it.
         #expect(try Self.curl(base + "/event", ca: first.cert, body: eventJSON(site: "tls")).status == 202)
-        try await SitesEndToEndTests.eventually("the event is readable over HTTPS") {
+        try await SitesEndToEndTests.eventually("the event is readable over HTTPS", timeout: .seconds(20)) {
             let r = try Self.curl(base + "/stats?site_id=tls", ca: first.cert)
             return try r.status == 200 && json(r.body)["total_views"] as? Int == 1
         }
@@ -71,7 +71,7 @@ import TallyServer
         #expect(try Self.curl(base + "/health", ca: first.cert).status == 200)
         try FileManager.default.removeItem(atPath: live.key)
         try FileManager.default.copyItem(atPath: second.key, toPath: live.key)
-        try await SitesEndToEndTests.eventually("the renewed certificate is served") {
+        try await SitesEndToEndTests.eventually("the renewed certificate is served", timeout: .seconds(20)) {
             try Self.curl(base + "/health", ca: second.cert).status == 200
         }
         #expect(try Self.curl(base + "/health", ca: first.cert).error == 60)
@@ -108,7 +108,7 @@ import TallyServer
         #expect(try Self.curl(base + "/health", ca: first.cert).status == 200)
         try fm.createSymbolicLink(atPath: dir + "/vol/..data_tmp", withDestinationPath: "v2")
         #expect(rename(dir + "/vol/..data_tmp", dir + "/vol/..data") == 0)
-        try await SitesEndToEndTests.eventually("the swapped certificate is served") {
+        try await SitesEndToEndTests.eventually("the swapped certificate is served", timeout: .seconds(20)) {
             try Self.curl(base + "/health", ca: second.cert).status == 200
         }
         try await s.stop()

@@ -1,0 +1,206 @@
+import Foundation
+import TallyCore
+import TallyPipeline
+import TallyStore
+
+/// What a backup directory holds, written last as `manifest.json`: a directory without one is
+/// an interrupted backup, and `restore` refuses it.
+public struct BackupManifest: Codable, Sendable, Equatable {
+    public static let fileName = "manifest.json"
+    public static let currentFormat = 1
+
+    public var format: Int
+    /// RFC 3339, UTC.
+    public var createdAt: String
+    /// The data directory it was taken from.
+    public var source: String
+    public var store: SQLiteSnapshot.Facts
+    /// Batch files that were durable in the spool but not yet loaded, and their events.
+    public var spooledBatches: Int
+    public var spooledEvents: Int
+
+    enum CodingKeys: String, CodingKey {
+        case format, source, store
+        case createdAt = "created_at"
+        case spooledBatches = "spooled_batches"
+        case spooledEvents = "spooled_events"
+    }
+}
+
+/// A refusal or failure of `tally backup` / `tally restore`, worded for the person running it.
+public struct LifecycleError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// `tally backup`: a consistent copy of a collector's SQLite store and its spool, taken while
+/// the collector runs.
+///
+/// Order matters. The spool's batch files are copied first, then the store is copied in one
+/// read transaction. Every event acknowledged before the backup began is then in one or the
+/// other: a batch loaded before the store copy is in the copy (its spooled copy, if taken, is
+/// left out by its id in `loaded_batches`), and a batch loaded after it was copied from the
+/// spool before. Copying the store first would lose batches loaded and removed in between.
+public enum Backup {
+    public static func run(dataDirectory: String, destination: String, now: Date = Date()) throws -> BackupManifest {
+        let storePath = dataDirectory + "/tally.sqlite"
+        guard FileManager.default.fileExists(atPath: storePath) else {
+            throw LifecycleError("no store at \(storePath) (check --data-dir)")
+        }
+        guard !FileManager.default.fileExists(atPath: destination) else {
+            throw LifecycleError("\(destination) exists; a backup goes into a new directory")
+        }
+        do {
+            try PrivateFiles.makeDirectory(destination)
+        } catch {
+            throw LifecycleError("cannot create \(destination): \(error)")
+        }
+        let spool = dataDirectory + "/spool", spoolCopy = destination + "/spool"
+        var copied: [String] = []
+        for name in SpoolFiles.pending(in: spool) where try SpoolFiles.copy(name, from: spool, to: spoolCopy) {
+            copied.append(name)
+        }
+        let storeCopy = destination + "/tally.sqlite"
+        try SQLiteSnapshot.copy(storePath, to: storeCopy)
+        let loaded = try SQLiteSnapshot.loaded(copied.map(SpoolFiles.batchID(ofFile:)), in: storeCopy)
+        var spooledEvents = 0
+        var kept = 0
+        for name in copied {
+            let path = spoolCopy + "/" + name
+            if loaded.contains(SpoolFiles.batchID(ofFile: name)) {
+                unlink(path)
+            } else {
+                spooledEvents += try SpoolFiles.check(path)
+                kept += 1
+            }
+        }
+        let manifest = BackupManifest(format: BackupManifest.currentFormat, createdAt: rfc3339(now), source: dataDirectory,
+                                      store: try SQLiteSnapshot.check(storeCopy), spooledBatches: kept, spooledEvents: spooledEvents)
+        try write(manifest, to: destination + "/" + BackupManifest.fileName)
+        return manifest
+    }
+
+    static func write(_ manifest: BackupManifest, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(manifest) + Data("\n".utf8)
+        let tmp = path + ".tmp"
+        let fd = try PrivateFiles.open(tmp, O_WRONLY | O_TRUNC)
+        let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == data.count, synced, rename(tmp, path) == 0 else { throw LifecycleError("cannot write \(path)") }
+        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+        if dir >= 0 {
+            fsync(dir)
+            close(dir)
+        }
+    }
+
+    static func rfc3339(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: date)
+    }
+}
+
+/// Copies a file of any size in 1 MiB steps into a new private file, fsynced.
+func copyDurably(_ source: String, to destination: String) throws {
+    let input = open(source, O_RDONLY | O_CLOEXEC)
+    guard input >= 0 else { throw LifecycleError("cannot read \(source)") }
+    defer { close(input) }
+    let output = try PrivateFiles.open(destination, O_WRONLY | O_TRUNC)
+    defer { close(output) }
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n >= 0 else { throw LifecycleError("cannot read \(source)") }
+        if n == 0 { break }
+        var done = 0
+        while done < n {
+            let w = buffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + done, n - done) }
+            if w < 0 && errno == EINTR { continue }
+            guard w > 0 else { throw LifecycleError("cannot write \(destination)") }
+            done += w
+        }
+    }
+    guard fsync(output) == 0 else { throw LifecycleError("cannot fsync \(destination)") }
+}
+
+/// `tally restore`: puts a backup back into a data directory no collector uses yet, after
+/// checking every part of it against its manifest.
+public enum Restore {
+    public static func run(source: String, dataDirectory: String) throws -> BackupManifest {
+        let manifestPath = source + "/" + BackupManifest.fileName
+        guard let data = FileManager.default.contents(atPath: manifestPath) else {
+            throw LifecycleError("\(manifestPath) is missing: \(source) is not a finished backup")
+        }
+        let manifest: BackupManifest
+        do {
+            manifest = try JSONDecoder().decode(BackupManifest.self, from: data)
+        } catch {
+            throw LifecycleError("\(manifestPath) is not a backup manifest: \(error)")
+        }
+        guard manifest.format == BackupManifest.currentFormat else {
+            throw LifecycleError("\(source) is a backup of format \(manifest.format); this tally restores format \(BackupManifest.currentFormat)")
+        }
+        // Checked before anything is written, so a bad backup leaves the data directory alone.
+        let facts: SQLiteSnapshot.Facts
+        do {
+            facts = try SQLiteSnapshot.check(source + "/tally.sqlite")
+        } catch {
+            throw LifecycleError("the backup's store does not check out: \(error)")
+        }
+        guard facts == manifest.store else {
+            throw LifecycleError("the backup's store holds \(facts.events) events at schema version \(facts.schemaVersion); its manifest says \(manifest.store.events) at \(manifest.store.schemaVersion)")
+        }
+        let spool = source + "/spool"
+        let names = SpoolFiles.pending(in: spool)
+        var events = 0
+        for name in names {
+            do {
+                events += try SpoolFiles.check(spool + "/" + name)
+            } catch {
+                throw LifecycleError("the backup's spool file \(name) does not check out: \(error)")
+            }
+        }
+        guard names.count == manifest.spooledBatches, events == manifest.spooledEvents else {
+            throw LifecycleError("the backup's spool holds \(names.count) batches of \(events) events; its manifest says \(manifest.spooledBatches) of \(manifest.spooledEvents)")
+        }
+
+        let target = dataDirectory + "/tally.sqlite"
+        for existing in [target, target + "-wal"] where FileManager.default.fileExists(atPath: existing) {
+            throw LifecycleError("\(existing) exists: restore into a new or empty data directory (move the old one aside), with no collector running on it")
+        }
+        if !SpoolFiles.pending(in: dataDirectory + "/spool").isEmpty {
+            throw LifecycleError("\(dataDirectory)/spool holds batches: restore into a new or empty data directory")
+        }
+        do {
+            try PrivateFiles.makeDirectory(dataDirectory)
+        } catch {
+            throw LifecycleError("cannot create \(dataDirectory): \(error)")
+        }
+        // The store last, under a temporary name: a restore cut short leaves no store, so a
+        // collector started on the directory does not take half of one for a whole.
+        for name in names { _ = try SpoolFiles.copy(name, from: spool, to: dataDirectory + "/spool") }
+        let tmp = target + ".restoring"
+        do {
+            try copyDurably(source + "/tally.sqlite", to: tmp)
+        } catch {
+            unlink(tmp)
+            throw error
+        }
+        let restored = try SQLiteSnapshot.check(tmp)
+        guard restored == manifest.store, rename(tmp, target) == 0 else {
+            unlink(tmp)
+            throw LifecycleError("the restored store at \(target) does not match the backup")
+        }
+        let dir = open(dataDirectory, O_RDONLY | O_DIRECTORY)
+        if dir >= 0 {
+            fsync(dir)
+            close(dir)
+        }
+        return manifest
+    }
+}
