@@ -23,8 +23,6 @@ public struct SitesCommand: AsyncParsableCommand {
         @Option(help: Serve.help("store")) var store: String?
         @Option(help: Serve.help("config")) var config: String?
 
-        /// `create`: make the data directory and SQLite file when missing (only `sites add`
-        /// does; the other commands on a mistyped `--data-dir` say so instead).
         /// The settings these options (over `TALLY_*` variables and the config file) give.
         func configuration() async throws -> ServerConfiguration {
             var flags: [String: ConfigContent] = [:]
@@ -33,6 +31,8 @@ public struct SitesCommand: AsyncParsableCommand {
             return try await Serve.resolve(flags: flags, config: config, environment: ProcessInfo.processInfo.environment)
         }
 
+        /// `create`: make the data directory and SQLite file when missing (only `sites add`
+        /// does; the other commands on a mistyped `--data-dir` say so instead).
         func open(create: Bool = false) async throws -> any EventStore & SiteRegistryStore {
             let c = try await configuration()
             let s: any EventStore & SiteRegistryStore

@@ -18,12 +18,15 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     /// Batch files that were durable in the spool but not yet loaded, and their events.
     public var spooledBatches: Int
     public var spooledEvents: Int
+    /// Spool files that did not check out (the collector's loader sets them aside too).
+    public var unreadableBatches: Int
 
     enum CodingKeys: String, CodingKey {
         case format, source, store
         case createdAt = "created_at"
         case spooledBatches = "spooled_batches"
         case spooledEvents = "spooled_events"
+        case unreadableBatches = "unreadable_batches"
     }
 }
 
@@ -55,27 +58,48 @@ public enum Backup {
         } catch {
             throw LifecycleError("cannot create \(destination): \(error)")
         }
+        // A backup that fails leaves nothing behind: a directory without a manifest is of no use,
+        // and would make the retry refuse `destination` as existing.
+        do {
+            let manifest = try copy(dataDirectory: dataDirectory, destination: destination, now: now)
+            syncDirectory((destination as NSString).deletingLastPathComponent)
+            return manifest
+        } catch {
+            try? FileManager.default.removeItem(atPath: destination)
+            throw LifecycleError("backup failed, \(destination) removed: \(error)")
+        }
+    }
+
+    static func copy(dataDirectory: String, destination: String, now: Date) throws -> BackupManifest {
         let spool = dataDirectory + "/spool", spoolCopy = destination + "/spool"
         var copied: [String] = []
         for name in SpoolFiles.pending(in: spool) where try SpoolFiles.copy(name, from: spool, to: spoolCopy) {
             copied.append(name)
         }
         let storeCopy = destination + "/tally.sqlite"
-        try SQLiteSnapshot.copy(storePath, to: storeCopy)
+        try SQLiteSnapshot.copy(dataDirectory + "/tally.sqlite", to: storeCopy)
         let loaded = try SQLiteSnapshot.loaded(copied.map(SpoolFiles.batchID(ofFile:)), in: storeCopy)
-        var spooledEvents = 0
-        var kept = 0
+        var spooledEvents = 0, kept = 0, unreadable = 0
         for name in copied {
             let path = spoolCopy + "/" + name
             if loaded.contains(SpoolFiles.batchID(ofFile: name)) {
-                unlink(path)
-            } else {
+                guard unlink(path) == 0 else { throw LifecycleError("cannot remove \(path)") }
+                continue
+            }
+            do {
                 spooledEvents += try SpoolFiles.check(path)
                 kept += 1
+            } catch {
+                // The collector's loader sets such a file aside (quarantine) and loads nothing
+                // of it; the backup leaves it out likewise, and says so.
+                guard unlink(path) == 0 else { throw LifecycleError("cannot remove \(path)") }
+                unreadable += 1
             }
         }
+        if !copied.isEmpty { syncDirectory(spoolCopy) }
         let manifest = BackupManifest(format: BackupManifest.currentFormat, createdAt: rfc3339(now), source: dataDirectory,
-                                      store: try SQLiteSnapshot.check(storeCopy), spooledBatches: kept, spooledEvents: spooledEvents)
+                                      store: try SQLiteSnapshot.check(storeCopy), spooledBatches: kept, spooledEvents: spooledEvents,
+                                      unreadableBatches: unreadable)
         try write(manifest, to: destination + "/" + BackupManifest.fileName)
         return manifest
     }
@@ -89,12 +113,11 @@ public enum Backup {
         let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd) == 0
         close(fd)
-        guard written == data.count, synced, rename(tmp, path) == 0 else { throw LifecycleError("cannot write \(path)") }
-        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
-        if dir >= 0 {
-            fsync(dir)
-            close(dir)
+        guard written == data.count, synced, rename(tmp, path) == 0 else {
+            unlink(tmp)
+            throw LifecycleError("cannot write \(path)")
         }
+        syncDirectory((path as NSString).deletingLastPathComponent)
     }
 
     static func rfc3339(_ date: Date) -> String {
@@ -128,9 +151,20 @@ func copyDurably(_ source: String, to destination: String) throws {
     guard fsync(output) == 0 else { throw LifecycleError("cannot fsync \(destination)") }
 }
 
+/// fsyncs a directory, so the entries made or removed in it last.
+func syncDirectory(_ path: String) {
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    fsync(fd)
+    close(fd)
+}
+
 /// `tally restore`: puts a backup back into a data directory no collector uses yet, after
 /// checking every part of it against its manifest.
 public enum Restore {
+    /// Present in a data directory while a restore writes into it (``TallyServer`` refuses to start).
+    public static let incompleteMarker = "restore-incomplete"
+
     public static func run(source: String, dataDirectory: String) throws -> BackupManifest {
         let manifestPath = source + "/" + BackupManifest.fileName
         guard let data = FileManager.default.contents(atPath: manifestPath) else {
@@ -170,37 +204,45 @@ public enum Restore {
         }
 
         let target = dataDirectory + "/tally.sqlite"
-        for existing in [target, target + "-wal"] where FileManager.default.fileExists(atPath: existing) {
-            throw LifecycleError("\(existing) exists: restore into a new or empty data directory (move the old one aside), with no collector running on it")
-        }
-        if !SpoolFiles.pending(in: dataDirectory + "/spool").isEmpty {
-            throw LifecycleError("\(dataDirectory)/spool holds batches: restore into a new or empty data directory")
+        let marker = dataDirectory + "/" + Self.incompleteMarker
+        if FileManager.default.fileExists(atPath: marker) {
+            // A restore here was cut short: what it wrote goes, and this one starts over.
+            for f in [target, target + "-wal", target + "-shm"] { unlink(f) }
+            for name in SpoolFiles.pending(in: dataDirectory + "/spool") { unlink(dataDirectory + "/spool/" + name) }
+        } else {
+            for existing in [target, target + "-wal"] where FileManager.default.fileExists(atPath: existing) {
+                throw LifecycleError("\(existing) exists: restore into a new or empty data directory (move the old one aside), with no collector running on it")
+            }
+            if !SpoolFiles.pending(in: dataDirectory + "/spool").isEmpty {
+                throw LifecycleError("\(dataDirectory)/spool holds batches: restore into a new or empty data directory")
+            }
         }
         do {
             try PrivateFiles.makeDirectory(dataDirectory)
+            // Until the marker goes, `tally serve` refuses the directory: a store without its
+            // spool (or the reverse) would pass for a whole one.
+            try PrivateFiles.touch(marker)
         } catch {
-            throw LifecycleError("cannot create \(dataDirectory): \(error)")
+            throw LifecycleError("cannot prepare \(dataDirectory): \(error)")
         }
-        // The store last, under a temporary name: a restore cut short leaves no store, so a
-        // collector started on the directory does not take half of one for a whole.
+        syncDirectory(dataDirectory)
         for name in names { _ = try SpoolFiles.copy(name, from: spool, to: dataDirectory + "/spool") }
         let tmp = target + ".restoring"
         do {
             try copyDurably(source + "/tally.sqlite", to: tmp)
+            guard try SQLiteSnapshot.check(tmp) == manifest.store else {
+                throw LifecycleError("the copy at \(tmp) does not match the backup")
+            }
+            // link, not rename: it fails if a store appeared at `target` meanwhile, where rename
+            // would replace it.
+            guard link(tmp, target) == 0 else { throw LifecycleError("cannot put the store at \(target) (does it exist now?)") }
         } catch {
             unlink(tmp)
             throw error
         }
-        let restored = try SQLiteSnapshot.check(tmp)
-        guard restored == manifest.store, rename(tmp, target) == 0 else {
-            unlink(tmp)
-            throw LifecycleError("the restored store at \(target) does not match the backup")
-        }
-        let dir = open(dataDirectory, O_RDONLY | O_DIRECTORY)
-        if dir >= 0 {
-            fsync(dir)
-            close(dir)
-        }
+        unlink(tmp)
+        unlink(marker)
+        syncDirectory(dataDirectory)
         return manifest
     }
 }

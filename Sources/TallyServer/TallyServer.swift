@@ -15,6 +15,7 @@ import TallyAdmin
 import TallyBrowser
 import TallyHTTP
 import TallyIngest
+import TallyLifecycle
 import TallyPipeline
 import TallyReport
 import TallySites
@@ -58,6 +59,9 @@ public final class TallyServer: Sendable {
         self.registry = registry
         let factory = PrometheusMetricsFactory(registry: registry)
         try PrivateFiles.makeDirectory(c.dataDirectory)
+        if FileManager.default.fileExists(atPath: c.dataDirectory + "/" + Restore.incompleteMarker) {
+            throw SettingError(description: "a restore into \(c.dataDirectory) did not finish: run `tally restore` into it again (or remove the directory) before serving from it")
+        }
         let instance = try InstanceID.load(directory: c.dataDirectory)
 
         let store: any EventStore & SiteRegistryStore = if let url = c.storeURL {

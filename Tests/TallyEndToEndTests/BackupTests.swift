@@ -113,8 +113,20 @@ import TallyWire
         let again = try SitesEndToEndTests.cli(["backup", dest, "--data-dir", a.dataDirectory])
         #expect(again.status != 0 && again.stderr.contains("exists"))
         try await a.stop()
-        let postgres = try SitesEndToEndTests.cli(["backup", root + "/pg", "--store", "postgres://u@127.0.0.1:1/db"])
-        #expect(postgres.status != 0 && postgres.stderr.contains("pg_dump"))
+        for command in ["backup", "restore"] {
+            let postgres = try SitesEndToEndTests.cli([command, root + "/pg", "--store", "postgres://u@127.0.0.1:1/db"])
+            #expect(postgres.status != 0 && postgres.stderr.contains("pg_dump"), "\(command): \(postgres.stderr)")
+        }
+        let nowhere = try SitesEndToEndTests.cli(["backup", root + "/nowhere", "--data-dir", root + "/no-such-data"])
+        #expect(nowhere.status != 0 && nowhere.stderr.contains("no store at"))
+        #expect(!FileManager.default.fileExists(atPath: root + "/no-such-data"))
+        // A spool file the loader would set aside is left out, and counted.
+        try Data("TLSP garbage".utf8).write(to: URL(fileURLWithPath: a.dataDirectory + "/spool/bad.batch"))
+        let withBad = try SitesEndToEndTests.cli(["backup", root + "/with-bad", "--data-dir", a.dataDirectory])
+        #expect(withBad.status == 0, "\(withBad.stderr)")
+        let badManifest = try json(try String(contentsOfFile: root + "/with-bad/manifest.json", encoding: .utf8))
+        #expect(badManifest["unreadable_batches"] as? Int == 1 && badManifest["spooled_batches"] as? Int == 0)
+        #expect(SpoolListing.batches(root + "/with-bad/spool").isEmpty)
 
         /// A copy of the good backup, spoiled by `spoil`; restore must refuse it with `reason`.
         func refused(_ name: String, _ reason: String, target: String? = nil, _ spoil: (String) throws -> Void) throws {
@@ -151,6 +163,21 @@ import TallyWire
         #expect(try String(contentsOfFile: used + "/tally.sqlite", encoding: .utf8) == "in use")
         // The good backup restores.
         #expect(try SitesEndToEndTests.cli(["restore", dest, "--data-dir", root + "/good"]).status == 0)
+        // A restore cut short (its marker still there, a partial store) is refused by `serve`,
+        // and a second restore starts it over.
+        let cut = root + "/cut"
+        try FileManager.default.createDirectory(atPath: cut + "/spool", withIntermediateDirectories: true)
+        try Data().write(to: URL(fileURLWithPath: cut + "/restore-incomplete"))
+        try Data("half a store".utf8).write(to: URL(fileURLWithPath: cut + "/tally.sqlite"))
+        await #expect(throws: (any Error).self) { _ = try await TestServer.start(dataDirectory: cut) }
+        let redo = try SitesEndToEndTests.cli(["restore", dest, "--data-dir", cut])
+        #expect(redo.status == 0, "\(redo.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: cut + "/restore-incomplete"))
+        let restarted = try await TestServer.start(dataDirectory: cut)
+        let rc = try await restarted.http()
+        _ = try await restarted.waitForStats(rc, "site_id=small") { $0["total_views"] as? Int == 1 }
+        await rc.close()
+        try await restarted.stop()
     }
 
     /// PostgreSQL has its own tools: a dump restored into another database serves the same numbers.
@@ -182,5 +209,11 @@ import TallyWire
         defer { b.removeData() }
         #expect(try await Self.numbers(b, Array(Self.sites.prefix(4))) == before)
         try await b.stop()
+    }
+}
+
+enum SpoolListing {
+    static func batches(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".batch") }
     }
 }
