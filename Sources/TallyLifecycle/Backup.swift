@@ -205,6 +205,15 @@ public enum Restore {
 
         let target = dataDirectory + "/tally.sqlite"
         let marker = dataDirectory + "/" + Self.incompleteMarker
+        // Held while this writes: no collector starts here meanwhile, and none runs here now.
+        let lock: DataDirectoryLock
+        do {
+            try PrivateFiles.makeDirectory(dataDirectory)
+            lock = try DataDirectoryLock(directory: dataDirectory)
+        } catch {
+            throw LifecycleError("cannot restore into \(dataDirectory): \(error)")
+        }
+        defer { lock.release() }
         if FileManager.default.fileExists(atPath: marker) {
             // A restore here was cut short: what it wrote goes, and this one starts over.
             for f in [target, target + "-wal", target + "-shm"] { unlink(f) }
@@ -218,12 +227,11 @@ public enum Restore {
             }
         }
         do {
-            try PrivateFiles.makeDirectory(dataDirectory)
             // Until the marker goes, `tally serve` refuses the directory: a store without its
             // spool (or the reverse) would pass for a whole one.
             try PrivateFiles.touch(marker)
         } catch {
-            throw LifecycleError("cannot prepare \(dataDirectory): \(error)")
+            throw LifecycleError("cannot restore into \(dataDirectory): \(error)")
         }
         syncDirectory(dataDirectory)
         for name in names { _ = try SpoolFiles.copy(name, from: spool, to: dataDirectory + "/spool") }

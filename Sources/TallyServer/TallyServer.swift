@@ -40,6 +40,7 @@ public final class TallyServer: Sendable {
     let store: any EventStore
     let services: [any Service]
     private let group: ServiceGroup
+    private let directoryLock: DataDirectoryLock
     private let ready: Ready
 
     /// Builds every part (opening the store and the spool) without starting anything.
@@ -59,6 +60,8 @@ public final class TallyServer: Sendable {
         self.registry = registry
         let factory = PrometheusMetricsFactory(registry: registry)
         try PrivateFiles.makeDirectory(c.dataDirectory)
+        let directoryLock = try DataDirectoryLock(directory: c.dataDirectory)
+        self.directoryLock = directoryLock
         if FileManager.default.fileExists(atPath: c.dataDirectory + "/" + Restore.incompleteMarker) {
             throw SettingError(description: "a restore into \(c.dataDirectory) did not finish: run `tally restore` into it again (or remove the directory) before serving from it")
         }
@@ -151,6 +154,8 @@ public final class TallyServer: Sendable {
     /// Runs every service until a graceful shutdown (a signal, or ``triggerGracefulShutdown()``)
     /// has drained the pipeline, or a service fails.
     public func run() async throws {
+        // Once stopped, the directory is free for the next collector (this object may live on).
+        defer { directoryLock.release() }
         do {
             try await group.run()
         } catch {

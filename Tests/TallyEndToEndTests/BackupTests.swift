@@ -217,3 +217,28 @@ enum SpoolListing {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".batch") }
     }
 }
+
+/// One collector per data directory (`DataDirectoryLock`).
+@Suite struct DataDirectoryLockTests {
+    @Test func aSecondCollectorOnTheSameDirectoryIsRefusedUntilTheFirstStops() async throws {
+        let a = try await TestServer.start()
+        defer { a.removeData() }
+        do {
+            let b = try await TestServer.start(dataDirectory: a.dataDirectory)
+            Issue.record("a second collector started on \(a.dataDirectory)")
+            try await b.stop()
+        } catch {
+            #expect("\(error)".contains("in use by another tally process (pid \(getpid()))"), "\(error)")
+        }
+        // A restore into it is refused while the collector runs, whatever else it finds there.
+        let dest = NSTemporaryDirectory() + "tally-backup-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dest) }
+        #expect(try SitesEndToEndTests.cli(["backup", dest, "--data-dir", a.dataDirectory]).status == 0)
+        let restore = try SitesEndToEndTests.cli(["restore", dest, "--data-dir", a.dataDirectory])
+        #expect(restore.status != 0 && restore.stderr.contains("in use by another tally process"), "\(restore.stderr)")
+        try await a.stop()
+        // Stopped (the object still alive), the directory is free again.
+        let c = try await TestServer.start(dataDirectory: a.dataDirectory)
+        try await c.stop()
+    }
+}

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// One collector per data directory: `tally serve` holds an exclusive `flock` on
+/// `<data dir>/lock` while it runs, and `tally restore` while it writes. Two collectors on one
+/// directory would share a spool and its batch ids; a restore under a running one would swap
+/// its store. The kernel drops the lock when the process ends, however it ends (`kill -9`
+/// included), so a stale lock file never blocks a start.
+public final class DataDirectoryLock: Sendable {
+    public static let fileName = "lock"
+    private let fd: Mutex<Int32>
+
+    /// Takes the lock or throws at once (never waits), naming the process that holds it.
+    public init(directory: String) throws(DataDirectoryLockError) {
+        let path = directory + "/" + Self.fileName
+        let fd: Int32
+        do {
+            fd = try PrivateFiles.open(path, O_RDWR)
+        } catch {
+            throw DataDirectoryLockError(description: "cannot open \(path): \(error)")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            var bytes = [UInt8](repeating: 0, count: 32)
+            let n = read(fd, &bytes, bytes.count)
+            close(fd)
+            let holder = n > 0 ? String(decoding: bytes.prefix(n), as: UTF8.self).trimmingCharacters(in: "\n ") : "?"
+            throw DataDirectoryLockError(description: "\(directory) is in use by another tally process (pid \(holder)): one collector per data directory")
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pwrite(fd, pid, pid.count, 0)
+        self.fd = Mutex(fd)
+    }
+
+    /// Lets the lock go (also on deinit); a second call does nothing.
+    public func release() {
+        fd.withLock { fd in
+            guard fd >= 0 else { return }
+            close(fd)
+            fd = -1
+        }
+    }
+
+    deinit { release() }
+}
+
+public struct DataDirectoryLockError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        let drop = Set(set)
+        return String(self.drop { drop.contains($0) }.reversed().drop { drop.contains($0) }.reversed())
+    }
+}
