@@ -27,7 +27,8 @@ public final class DataDirectoryLock: Sendable {
             var bytes = [UInt8](repeating: 0, count: 32)
             let n = read(fd, &bytes, bytes.count)
             close(fd)
-            let holder = n > 0 ? String(decoding: bytes.prefix(n), as: UTF8.self).trimmingCharacters(in: "\n ") : "?"
+            let digits = bytes.prefix(max(n, 0)).prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+            let holder = digits.isEmpty ? "?" : String(decoding: digits, as: UTF8.self)
             throw DataDirectoryLockError(description: "\(directory) is in use by another tally process (pid \(holder)): one collector per data directory")
         }
         let pid = Array("\(getpid())\n".utf8)
@@ -50,11 +51,4 @@ public final class DataDirectoryLock: Sendable {
 
 public struct DataDirectoryLockError: Error, CustomStringConvertible, Sendable {
     public var description: String
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        let drop = Set(set)
-        return String(self.drop { drop.contains($0) }.reversed().drop { drop.contains($0) }.reversed())
-    }
 }

@@ -37,6 +37,50 @@ public enum PrivateFiles {
         return fd
     }
 
+    /// Writes every byte of `bytes` to `fd`, going on after short writes and `EINTR`; the error
+    /// names `path`.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(PrivateFileError) {
+        var written = 0
+        while written < bytes.count {
+            let n = write(fd, bytes.baseAddress! + written, bytes.count - written)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw PrivateFileError("write \(path)")
+            }
+            written += n
+        }
+    }
+
+    /// Writes `bytes` to `tmp` (a private file), fsyncs it, renames it to `final` and fsyncs
+    /// `directory`, so `final` either does not exist or holds every byte. `tmp` is removed if
+    /// anything before the rename fails. The spool's batches, backup manifests and the saved
+    /// site registry are written this way.
+    public static func writeDurably(_ bytes: [UInt8], tmp: String, final: String, directory: String) throws(PrivateFileError) {
+        let fd = try open(tmp, O_WRONLY | O_TRUNC)
+        var renamed = false
+        defer {
+            close(fd)
+            if !renamed { unlink(tmp) }
+        }
+        var failure: PrivateFileError?
+        bytes.withUnsafeBytes { b in
+            do throws(PrivateFileError) { try writeAll(fd, b, path: tmp) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        guard fsync(fd) == 0 else { throw PrivateFileError("fsync \(tmp)") }
+        guard rename(tmp, final) == 0 else { throw PrivateFileError("rename \(tmp)") }
+        renamed = true
+        try syncDirectory(directory)
+    }
+
+    /// fsyncs a directory, so that the entries last made or removed in it survive a crash.
+    public static func syncDirectory(_ path: String) throws(PrivateFileError) {
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw PrivateFileError("open dir \(path)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw PrivateFileError("fsync dir \(path)") }
+    }
+
     /// Creates `path` empty when missing and makes it 0600 (files that others write, such as
     /// SQLite's database, whose journal and WAL then take the same mode).
     ///

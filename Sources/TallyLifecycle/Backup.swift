@@ -108,16 +108,11 @@ public enum Backup {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(manifest) + Data("\n".utf8)
-        let tmp = path + ".tmp"
-        let fd = try PrivateFiles.open(tmp, O_WRONLY | O_TRUNC)
-        let written = data.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == data.count, synced, rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw LifecycleError("cannot write \(path)")
+        do {
+            try PrivateFiles.writeDurably(Array(data), tmp: path + ".tmp", final: path, directory: (path as NSString).deletingLastPathComponent)
+        } catch {
+            throw LifecycleError("cannot write \(path): \(error)")
         }
-        syncDirectory((path as NSString).deletingLastPathComponent)
     }
 
     static func rfc3339(_ date: Date) -> String {
@@ -140,23 +135,23 @@ func copyDurably(_ source: String, to destination: String) throws {
         if n < 0 && errno == EINTR { continue }
         guard n >= 0 else { throw LifecycleError("cannot read \(source)") }
         if n == 0 { break }
-        var done = 0
-        while done < n {
-            let w = buffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + done, n - done) }
-            if w < 0 && errno == EINTR { continue }
-            guard w > 0 else { throw LifecycleError("cannot write \(destination)") }
-            done += w
+        var failure: PrivateFileError?
+        buffer.withUnsafeBytes { b in
+            do throws(PrivateFileError) {
+                try PrivateFiles.writeAll(output, UnsafeRawBufferPointer(rebasing: b[..<n]), path: destination)
+            } catch {
+                failure = error
+            }
         }
+        if let failure { throw failure }
     }
     guard fsync(output) == 0 else { throw LifecycleError("cannot fsync \(destination)") }
 }
 
-/// fsyncs a directory, so the entries made or removed in it last.
+/// ``PrivateFiles/syncDirectory(_:)`` where a failure to sync is no reason to fail the
+/// backup or restore (what it protects against is a crash right after).
 func syncDirectory(_ path: String) {
-    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    fsync(fd)
-    close(fd)
+    try? PrivateFiles.syncDirectory(path)
 }
 
 /// `tally restore`: puts a backup back into a data directory no collector uses yet, after

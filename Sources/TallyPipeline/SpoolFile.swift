@@ -124,42 +124,21 @@ enum FileOps {
         .io("\(what): \(String(cString: strerror(Glibc.errno)))")
     }
 
-    /// Writes `bytes` to `tmp`, fsyncs it, renames it to `final` and fsyncs the directory, so
-    /// `final` either does not exist or holds every byte.
-    static func writeDurably(_ bytes: [UInt8], tmp: String, final: String, directory: String) throws {
-        let fd: Int32
+    /// ``PrivateFiles/writeDurably(_:tmp:final:directory:)``, failing as a spool does.
+    static func writeDurably(_ bytes: [UInt8], tmp: String, final: String, directory: String) throws(SpoolError) {
         do {
-            fd = try PrivateFiles.open(tmp, O_WRONLY | O_TRUNC)
+            try PrivateFiles.writeDurably(bytes, tmp: tmp, final: final, directory: directory)
         } catch {
-            throw SpoolError.io(error.description)
+            throw .io(error.description)
         }
-        var ok = false
-        defer {
-            close(fd)
-            if !ok { unlink(tmp) }
-        }
-        var written = 0
-        try bytes.withUnsafeBytes { b in
-            while written < b.count {
-                let n = write(fd, b.baseAddress! + written, b.count - written)
-                if n < 0 {
-                    if Glibc.errno == EINTR { continue }
-                    throw errno("write \(tmp)")
-                }
-                written += n
-            }
-        }
-        guard fsync(fd) == 0 else { throw errno("fsync \(tmp)") }
-        guard rename(tmp, final) == 0 else { throw errno("rename \(tmp)") }
-        ok = true
-        try fsyncDirectory(directory)
     }
 
-    static func fsyncDirectory(_ path: String) throws {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw errno("open dir \(path)") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw errno("fsync dir \(path)") }
+    static func fsyncDirectory(_ path: String) throws(SpoolError) {
+        do {
+            try PrivateFiles.syncDirectory(path)
+        } catch {
+            throw .io(error.description)
+        }
     }
 
     static func read(_ path: String) throws -> [UInt8] {

@@ -57,11 +57,8 @@ struct RegistryWatcher: Service {
     private func save(_ snapshot: Snapshot) {
         do {
             let data = try JSONEncoder().encode(snapshot)
-            let tmp = snapshotPath + ".tmp"
-            let fd = try PrivateFiles.open(tmp, O_WRONLY | O_TRUNC)
-            let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            close(fd)
-            guard written == data.count, rename(tmp, snapshotPath) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            try PrivateFiles.writeDurably(Array(data), tmp: snapshotPath + ".tmp", final: snapshotPath,
+                                          directory: (snapshotPath as NSString).deletingLastPathComponent)
         } catch {
             logger.warning("cannot save the site registry's copy", metadata: ["file": "\(snapshotPath)", "error": "\(error)"])
         }
