@@ -41,7 +41,7 @@ test: test-deps
 	@url="$$(scripts/pg-test-server.sh start)"; echo "test PostgreSQL at $$url"; \
 	TALLY_TEST_POSTGRES="$$url" $(SWIFT) test --skip-build 2>&1 | tee .build/swift-test.log; status=$${PIPESTATUS[0]}; \
 	scripts/pg-test-server.sh stop; exit $$status
-	TALLY_BIN=.build/debug/tally scripts/crash-test.sh --kills $(if $(CI),5,10)
+	TALLY_BIN=.build/debug/tally scripts/crash-test.sh --kills $(if $(CI),5,10) --purge 100000
 	$(VENV)/bin/python scripts/browser_test.py --binary .build/debug/tally
 	# Memory and latency bounds hold for what users run: the release build.
 	$(SWIFT) build -c release --product tally

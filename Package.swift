@@ -117,7 +117,12 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: strict),
         // The data's life after loading: backups and restores (retention and purges to come).
-        .target(name: "TallyLifecycle", dependencies: ["TallyCore", "TallyStore", "TallyPipeline"], swiftSettings: strict),
+        .target(name: "TallyLifecycle", dependencies: [
+            "TallyCore", "TallyStore", "TallyPipeline",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], swiftSettings: strict),
         // Wiring and service lifecycle, shared by the CLI and the end-to-end tests.
         .target(name: "TallyServer", dependencies: [
             "TallyCore", "TallyHTTP", "TallyWire", "TallyStore", "TallyPipeline", "TallyIngest", "TallyEnrich", "TallyBrowser", "TallyReport", "TallySites", "TallyAdmin",

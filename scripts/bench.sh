@@ -16,6 +16,9 @@
 #                               (BENCH_RATE=0 skips it)
 #   BENCH_FLOOD=1 BENCH_FLOOD_SITE_RATE=2000 BENCH_FLOOD_PACED_RATE=1000 BENCH_FLOOD_DURATION=10
 #                               a flood on one rate-limited site against a paced site (0 skips it)
+#   BENCH_PURGE=1 BENCH_PURGE_ROWS=2000000 BENCH_PURGE_DURATION=10
+#                               tcp-ack load alone and beside `tally sites purge` of that many rows (0 skips it)
+#   BENCH_SERVER_EXTRA="--log-level info"   more `tally serve` flags for every server
 #   BENCH_LOAD_TIMEOUT=600      seconds before a tally-load run counts as hung
 #   BENCH_SHUTDOWN_WAIT=60      seconds to wait for the server to exit after SIGTERM
 #   BENCH_OUT=.build/bench/<timestamp>
@@ -67,7 +70,7 @@ RATE_CONNECTIONS=${BENCH_RATE_CONNECTIONS:-16}
 
 # --- state and cleanup --------------------------------------------------------------------
 SERVER_PID=""
-SERVER_EXTRA=()
+read -r -a SERVER_EXTRA <<< "${BENCH_SERVER_EXTRA:-}"
 SAMPLER_PID=""
 DATA_DIR=""
 HTTP_PORT=""
@@ -421,6 +424,86 @@ PY
 ) || { echo "bench: the flood results could not be read" >&2; flood_note=""; failed=1; }
 fi
 
+# --- 4d. loading beside a purge -------------------------------------------------------------
+# One server per run. A site gets PURGE_ROWS events first; tcp-ack load then runs for a fixed
+# time once unmeasured (warming the store up), alone, again while `tally sites purge` deletes that site (the collector's sweep paces
+# itself to 1/20 of the store's time while loading has work), and alone once more. The note
+# compares the acknowledged rate, p99 and the load rate (accepted events over the time until
+# /stats had them all) beside the purge with the mean of the two runs without.
+purge_note=""
+if [[ ${BENCH_PURGE:-1} != 0 ]]; then
+    p_rows=$(scaled "${BENCH_PURGE_ROWS:-2000000}" 10000)
+    p_dur=${BENCH_PURGE_DURATION:-$(scaled 10 2)}
+    [[ $p_dur =~ ^[0-9]+$ ]] || { echo "bench: BENCH_PURGE_DURATION must be whole seconds, got $p_dur" >&2; exit 1; }
+    seed=(--mode tcp-ack --run-id old --sites 1 --events "$p_rows" --connections 8 --batch 500 --window 32 --verify --json)
+    for run in $(seq "$RUNS"); do
+        echo "bench: purge run $run/$RUNS (tcp-ack for ${p_dur}s alone, then beside a purge of $p_rows rows)" >&2
+        if start_server "purge-$run"; then
+            target=(--target "http://127.0.0.1:$HTTP_PORT" --wire "127.0.0.1:$WIRE_PORT")
+            load=(--mode tcp-ack --sites 10 --duration "$p_dur" --connections 8 --batch 500 --window 32 --verify --json)
+            echo "$LOAD ${seed[*]} ${target[*]}; $LOAD ${load[*]} --run-id alone ${target[*]}; $TALLY sites purge load-old-0 --data-dir D &; $LOAD ${load[*]} --run-id beside ${target[*]}" >> "$OUT/commands.txt"
+            run_child "$OUT/purge-$run-seed.json" "$OUT/purge-$run-seed.err" "$LOAD" "${seed[@]}" "${target[@]}" || failed=1
+            # A first run unmeasured: the store grows past the size where its pages stop fitting the cache.
+            run_child "$OUT/purge-$run-warm.json" "$OUT/purge-$run-warm.err" "$LOAD" "${load[@]}" --run-id warm "${target[@]}" || failed=1
+            run_child "$OUT/purge-$run-alone.json" "$OUT/purge-$run-alone.err" "$LOAD" "${load[@]}" --run-id alone "${target[@]}" || failed=1
+            # tally-load builds its payloads before it sends: the purge starts once the first
+            # events of this run are stored, so that it runs beside the sending.
+            stored0=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_stored"])')
+            timeout "$LOAD_TIMEOUT" "$LOAD" "${load[@]}" --run-id beside "${target[@]}" > "$OUT/purge-$run-beside.json" 2> "$OUT/purge-$run-beside.err" &
+            CHILD_PID=$!
+            for _ in $(seq 600); do
+                now=$(curl -fsS "http://127.0.0.1:$HTTP_PORT/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events_stored"])')
+                ((now > stored0)) && break
+                sleep 0.05
+            done
+            t0=$(date +%s.%N)
+            { "$TALLY" sites purge load-old-0 --data-dir "$DATA_DIR"; echo "took $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"; } \
+                > "$OUT/purge-$run-purge.txt" 2>&1 &
+            FLOOD_PID=$!
+            wait "$CHILD_PID" || failed=1
+            CHILD_PID=""
+            printf 'purge running at the end of the load: %s\n' "$(alive "$FLOOD_PID" && echo yes || echo no)" > "$OUT/purge-$run-overlap.txt"
+            wait "$FLOOD_PID" || failed=1
+            FLOOD_PID=""
+            # Alone again, on the store as large as the purge run found it: the baseline is
+            # the mean of the runs before and after.
+            run_child "$OUT/purge-$run-after.json" "$OUT/purge-$run-after.err" "$LOAD" "${load[@]}" --run-id after "${target[@]}" || failed=1
+        else
+            failed=1
+        fi
+        stop_server
+        [[ $SERVER_RC == 0 ]] || { echo "bench: the purge run's server exited with $SERVER_RC" >&2; failed=1; }
+        rm -rf "$DATA_DIR"
+        DATA_DIR=""
+    done
+    purge_note=$(python3 - "$OUT" "$p_rows" <<'PY'
+import glob, json, re, statistics, sys
+out, rows = sys.argv[1], int(sys.argv[2])
+def runs(kind):
+    return [json.load(open(f)) for f in sorted(glob.glob(f"{out}/purge-*-{kind}.json")) if open(f).read().strip()]
+alone, beside, after = runs("alone"), runs("beside"), runs("after")
+texts = [open(f).read() for f in sorted(glob.glob(f"{out}/purge-*-purge.txt"))]
+overlaps = [open(f).read() for f in sorted(glob.glob(f"{out}/purge-*-overlap.txt"))]
+took = [float(m.group(1)) for t in texts for m in [re.search(r"took ([0-9.]+)", t)] if m]
+overlapped = sum("at the end of the load: yes" in t for t in overlaps)
+if alone and beside and after and took:
+    med = lambda xs: statistics.median(xs)
+    loaded = lambda r: r["accepted_events"] / (r["elapsed_s"] + r["verify"]["queryable_after_s"])
+    def line(rs, pairs=None):
+        # Without a purge: per run, the mean of the runs before and after it.
+        val = (lambda f: med([(f(x) + f(y)) / 2 for x, y in pairs])) if pairs else (lambda f: med([f(r) for r in rs]))
+        return (val(lambda r: r["accepted_per_s"]), val(lambda r: r["latency_ms"]["p99"]), val(loaded),
+                all(r["verify"]["exact"] for r in (rs or [x for p in pairs for x in p])))
+    a, b = line(None, list(zip(alone, after))), line(beside)
+    print(f"Loading beside a purge ({len(beside)} runs, medians): tcp-ack without it {a[0]:,.0f} events/s acknowledged, p99 {a[1]:.2f} ms, "
+          f"{a[2]:,.0f} events/s loaded; beside `tally sites purge` of {rows:,} rows {b[0]:,.0f} events/s ({b[0] / a[0]:.2f}x), "
+          f"p99 {b[1]:.2f} ms, {b[2]:,.0f} events/s loaded ({b[2] / a[2]:.2f}x); the purge took {med(took):.1f} s "
+          f"(the collector deleting the rows, paced) and was still running at the end of {overlapped} of {len(overlaps)} loads; "
+          f"verify exact: {a[3] and b[3]}")
+PY
+) || { echo "bench: the purge results could not be read" >&2; purge_note=""; failed=1; }
+fi
+
 elapsed=$((SECONDS - bench_start))
 printf 'wall\t%dm%02ds\n' $((elapsed / 60)) $((elapsed % 60)) >> "$OUT/meta.tsv"
 
@@ -429,6 +512,7 @@ table_rc=0
 python3 "$HELPER" table "$OUT" || table_rc=$?
 [[ -z "$pg_note" ]] || echo "$pg_note"
 [[ -z "$flood_note" ]] || echo "$flood_note"
+[[ -z "$purge_note" ]] || echo "$purge_note"
 echo "bench: raw results in $OUT (total ${elapsed}s)" >&2
 if ((failed || table_rc)); then
     exit 1

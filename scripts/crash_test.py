@@ -14,6 +14,12 @@ in a way that leaves their fate open (connection reset, timeout, 503, other 5xx)
 event missing from the store is LOST; a stored event beyond acked + unknown is DUPLICATED.
 Finally the server gets SIGTERM and must exit 0 within 30 s.
 
+With --purge N (make test uses it), a site of its own first gets N durable events, and just
+before the first kill `tally sites purge` starts on it as a separate process, sweeping while
+the server is killed and restarted around it (the server also takes up the unfinished purge). At the
+end that site must read as empty, the purge must have exited 0, and every other site must
+still be exact; /health's stored count must equal the other sites' views.
+
 Python 3 standard library only. Usage: scripts/crash_test.py --binary .build/debug/tally
 [--kills N] [--senders K] [--seconds-between-kills MIN MAX] [--seed S]
 """
@@ -304,6 +310,8 @@ def main():
     ap.add_argument("--startup-kill-prob", type=float, default=0.0,
                     help="chance that a restart is itself SIGKILLed 0-150 ms in, before /health (default 0)")
     ap.add_argument("--keep-data", action="store_true", help="keep the temp data dir even on success")
+    ap.add_argument("--purge", type=int, default=0, metavar="N",
+                    help="seed a site with N events and purge it with `tally sites purge` during the kills (default 0: no purge)")
     args = ap.parse_args()
 
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
@@ -352,9 +360,29 @@ def main():
         restart_times.append(time.monotonic() - t0)
         return True
 
+    purge_site, purge_proc = "purge-me", None
     try:
         if not start_and_wait("first start"):
             raise Abort
+        if args.purge > 0:
+            sent = 0
+            while sent < args.purge:
+                n = min(500, args.purge - sent)
+                body = json.dumps([{"site_id": purge_site, "event_type": "page_view", "path": f"/gone/{(sent + k) % 97}",
+                                    "user_id": f"gone-user-{(sent + k) % 313}", "timestamp": TIMESTAMPS[k % len(TIMESTAMPS)]}
+                                   for k in range(n)])
+                status, _ = http_json(http_port, "POST", "/events?ack=durable", body)
+                if status != 202:
+                    failures.append(f"seeding {purge_site}: HTTP {status}")
+                    raise Abort
+                sent += n
+            deadline = time.monotonic() + 120
+            while stored_per_path(http_port, purge_site)[1] != args.purge:
+                if time.monotonic() > deadline:
+                    failures.append(f"{purge_site}: its {args.purge} events were not all loaded in 120 s")
+                    raise Abort
+                time.sleep(0.1)
+            log(f"seeded {purge_site} with {args.purge} events")
         for k in range(args.senders):
             s = Sender(k, http_port, random.Random(rng.randrange(1 << 62)), gate, stop)
             senders.append(s)
@@ -367,6 +395,13 @@ def main():
                 failures.append(f"server exited on its own (code {server.proc.poll()}) before kill #{i + 1}")
                 raise Abort
             acked_now = sum(sum(s.acked.values()) for s in senders)
+            if args.purge > 0 and purge_proc is None:
+                # Started beside the running server (so it paces itself), then killed around.
+                purge_proc = subprocess.Popen([binary, "sites", "purge", purge_site, "--data-dir", data_dir],
+                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                              env={k: v for k, v in os.environ.items() if not k.startswith("TALLY_")})
+                log(f"started tally sites purge {purge_site}")
+                time.sleep(rng.uniform(0.1, 0.5))
             server.kill9()
             gate.clear()
             kills_done += 1
@@ -406,6 +441,24 @@ def main():
         log(f"quiescent: {json.dumps(health)}")
 
         # ---- verification
+        if purge_proc is not None:
+            try:
+                out, _ = purge_proc.communicate(timeout=180)
+                log(f"purge: exit {purge_proc.returncode}: {out.strip()}")
+                if purge_proc.returncode != 0:
+                    failures.append(f"tally sites purge exited {purge_proc.returncode}: {out.strip()[-500:]}")
+            except subprocess.TimeoutExpired:
+                purge_proc.kill()
+                failures.append("tally sites purge did not finish within 180 s")
+            counts, views = stored_per_path(http_port, purge_site)
+            if views != 0 or counts:
+                failures.append(f"{purge_site}: still {views} views after the purge: {counts}")
+            # The purge's raw rows go in sweeps: the count settles once they are done.
+            deadline = time.monotonic() + 60
+            expected = sum(stored_per_path(http_port, s.site)[1] or 0 for s in senders)
+            while (get_health(http_port) or {}).get("events_stored") != expected and time.monotonic() < deadline:
+                time.sleep(0.2)
+            health = get_health(http_port) or health
         total_acked = total_unknown = total_stored = total_lost = total_dup = 0
         rows = []
         for s in senders:

@@ -2,6 +2,7 @@ import ArgumentParser
 import Configuration
 import Foundation
 import TallyCore
+import TallyLifecycle
 import TallyServer
 import TallySites
 import TallyStore
@@ -13,7 +14,7 @@ public struct SitesCommand: AsyncParsableCommand {
         commandName: "sites",
         abstract: "Register sites: their allowed origins, write and read keys, and rate limit.",
         discussion: "Every command works on the store that `tally serve` uses with the same --data-dir / --store / --config (or TALLY_* variables); servers running on it pick changes up within 2 seconds.",
-        subcommands: [Add.self, List.self, Show.self, Update.self, Remove.self, Keys.self])
+        subcommands: [Add.self, List.self, Show.self, Update.self, Remove.self, Keys.self, Purge.self])
 
     public init() {}
 
@@ -33,9 +34,9 @@ public struct SitesCommand: AsyncParsableCommand {
 
         /// `create`: make the data directory and SQLite file when missing (only `sites add`
         /// does; the other commands on a mistyped `--data-dir` say so instead).
-        func open(create: Bool = false) async throws -> any EventStore & SiteRegistryStore {
+        func open(create: Bool = false) async throws -> any LifecycleStore & SiteRegistryStore {
             let c = try await configuration()
-            let s: any EventStore & SiteRegistryStore
+            let s: any LifecycleStore & SiteRegistryStore
             if let url = c.storeURL {
                 s = try PostgresStore(url: url)
             } else {
@@ -57,7 +58,7 @@ public struct SitesCommand: AsyncParsableCommand {
         }
 
         /// Runs `body` on the store and closes it, whatever happens.
-        func with<T: Sendable>(create: Bool = false, _ body: (any EventStore & SiteRegistryStore) async throws -> T) async throws -> T {
+        func with<T: Sendable>(create: Bool = false, _ body: (any LifecycleStore & SiteRegistryStore) async throws -> T) async throws -> T {
             let s = try await open(create: create)
             do {
                 let r = try await body(s)
@@ -79,14 +80,17 @@ public struct SitesCommand: AsyncParsableCommand {
         @Option(name: .customLong("origin"), help: "An allowed origin (https://shop.example) or wildcard (https://*.example.com); repeat for more. None: any origin.")
         var origins: [String] = []
         @Option(help: "Events per second this site may send (with a burst of as many).") var rate: Int?
+        @Option(help: "Days of this site's raw rows kept besides today, over the server's --raw-retention-days.") var rawRetentionDays: Int?
         @OptionGroup var storeOptions: StoreOptions
 
         func body() async throws {
             let id = try SiteCLIInput.id(id)
             let origins = try SiteCLIInput.origins(origins)
             if let rate { try SiteCLIInput.rate(rate) }
+            if let rawRetentionDays { try SiteCLIInput.retention(rawRetentionDays) }
             let now = Timestamp.now()
-            try await storeOptions.with(create: true) { try await $0.apply(.add(SiteRecord(id: id, origins: origins, rate: rate, createdAt: now, updatedAt: now))) }
+            let site = SiteRecord(id: id, origins: origins, rate: rate, rawRetentionDays: rawRetentionDays, createdAt: now, updatedAt: now)
+            try await storeOptions.with(create: true) { try await $0.apply(.add(site)) }
             print("registered site \(JSONText.quote(id))")
         }
     }
@@ -118,26 +122,35 @@ public struct SitesCommand: AsyncParsableCommand {
     }
 
     struct Update: AsyncParsableCommand, AsyncCommandBody {
-        static let configuration = CommandConfiguration(abstract: "Change a site's origins or rate limit.")
+        static let configuration = CommandConfiguration(abstract: "Change a site's origins, rate limit or raw-row retention.")
         @Argument var id: String
         @Option(name: .customLong("origin"), help: "The site's allowed origins from now on (repeat for more); replaces the list.")
         var origins: [String] = []
         @Flag(help: "Allow any origin again.") var anyOrigin = false
         @Option(help: "Events per second this site may send.") var rate: Int?
         @Flag(help: "Remove the site's rate limit.") var noRate = false
+        @Option(help: "Days of this site's raw rows kept besides today, over the server's --raw-retention-days.") var rawRetentionDays: Int?
+        @Flag(help: "Keep this site's raw rows as long as the server's --raw-retention-days says again.") var serverRetention = false
         @OptionGroup var storeOptions: StoreOptions
 
         func validate() throws {
             if anyOrigin && !origins.isEmpty { throw ValidationError("--any-origin and --origin contradict each other") }
             if noRate && rate != nil { throw ValidationError("--no-rate and --rate contradict each other") }
-            if !anyOrigin && origins.isEmpty && !noRate && rate == nil { throw ValidationError("nothing to change: give --origin, --any-origin, --rate or --no-rate") }
+            if serverRetention && rawRetentionDays != nil { throw ValidationError("--server-retention and --raw-retention-days contradict each other") }
+            if !anyOrigin && origins.isEmpty && !noRate && rate == nil && !serverRetention && rawRetentionDays == nil {
+                throw ValidationError("nothing to change: give --origin, --any-origin, --rate, --no-rate, --raw-retention-days or --server-retention")
+            }
         }
 
         func body() async throws {
             let newOrigins: [String]? = anyOrigin ? [] : origins.isEmpty ? nil : try SiteCLIInput.origins(origins)
             if let rate { try SiteCLIInput.rate(rate) }
+            if let rawRetentionDays { try SiteCLIInput.retention(rawRetentionDays) }
             let newRate: Int?? = noRate ? .some(nil) : rate.map { .some($0) }
-            try await storeOptions.with { try await $0.apply(.update(id: id, origins: newOrigins, rate: newRate, at: Timestamp.now())) }
+            let newDays: Int?? = serverRetention ? .some(nil) : rawRetentionDays.map { .some($0) }
+            try await storeOptions.with {
+                try await $0.apply(.update(id: id, origins: newOrigins, rate: newRate, rawRetentionDays: newDays, at: Timestamp.now()))
+            }
             print("updated site \(JSONText.quote(id))")
         }
     }
@@ -150,6 +163,57 @@ public struct SitesCommand: AsyncParsableCommand {
         func body() async throws {
             try await storeOptions.with { try await $0.apply(.remove(id: id)) }
             print("removed site \(JSONText.quote(id))")
+        }
+    }
+
+    struct Purge: AsyncParsableCommand, AsyncCommandBody {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a site's data, registered or not: its numbers at once, its raw rows in a sweep.",
+            discussion: """
+                Works while servers run on the store. The reports read the site as purged as soon as this says so, and \
+                batches of the site still spooled by any collector (cut before the purge) are dropped when loaded; events \
+                sent after it are kept. The raw rows are then deleted and the space given back; interned names nothing \
+                uses any more go too. Run it again to finish a sweep that was interrupted (a server also finishes it).
+                """)
+        @Argument(help: "The site_id whose data goes.") var id: String
+        @Option(help: "Delete only the data of UTC days before this date (YYYY-MM-DD).") var before: String?
+        @OptionGroup var storeOptions: StoreOptions
+
+        func validate() throws {
+            if let before, UTCDay(parsing: before) == nil { throw ValidationError("--before must be a date as YYYY-MM-DD (UTC)") }
+        }
+
+        func body() async throws {
+            let id = try SiteCLIInput.id(id)
+            let day = before.flatMap(UTCDay.init(parsing:))
+            let c = try await storeOptions.configuration()
+            // SQLite: a collector serving the directory deletes the raw rows itself, on its own
+            // writer (a second process writing the file would make its loads wait for the
+            // lock); without one, this command does it at full speed. PostgreSQL: this command
+            // does it, paced like a collector's sweep (collectors cannot be seen from here). The
+            // directory lock is taken only for an instant to look: a collector may start meanwhile.
+            func serverRuns() throws -> Bool { try DataDirectoryLock.isHeld(directory: c.dataDirectory) }
+            let sqlite = c.storeURL == nil
+            try await storeOptions.with { store in
+                let p = try await store.recordPurge(site: id, before: day, leaseUntil: sqlite ? 0 : Sweep.leaseEnd())
+                let scope = day.map { "days before \($0)" } ?? "all data"
+                print("purged \(scope) of site \(JSONText.quote(id)) from the reports; deleting its raw rows")
+                if sqlite {
+                    var told = false
+                    while try serverRuns() {
+                        if try await store.purges(unfinishedOnly: false).contains(where: { $0.id == p.id && $0.done }) {
+                            return print("the collector serving \(c.dataDirectory) deleted them")
+                        }
+                        if !told { print("the collector serving \(c.dataDirectory) is deleting them; waiting") }
+                        told = true
+                        try await Task.sleep(for: .milliseconds(500))
+                    }
+                }
+                // Purges of earlier runs that nobody finished go in the same sweep.
+                let (_, out) = try await Sweep.purges([p.id], retention: RetentionPolicy(), store: store, busy: { !sqlite })
+                let pages = try await DataJanitor.reclaim(store, busy: { !sqlite }).freed
+                print("deleted \(out.deletedByPurges) raw rows\(pages > 0 ? "; \(pages) pages given back to the file system" : "")")
+            }
         }
     }
 
@@ -240,6 +304,11 @@ enum SiteCLIInput {
         let problems = SiteInput.rateProblems(rate)
         guard problems.isEmpty else { throw ValidationError("--" + problems.joined(separator: "; ")) }
     }
+
+    static func retention(_ days: Int) throws {
+        let problems = SiteInput.retentionProblems(days)
+        guard problems.isEmpty else { throw ValidationError("--" + problems.joined(separator: "; ").replacingOccurrences(of: "raw_retention_days", with: "raw-retention-days")) }
+    }
 }
 
 enum SiteOutput {
@@ -250,6 +319,7 @@ enum SiteOutput {
             "site:       \(s.id)",
             "origins:    \(s.origins.isEmpty ? "any" : s.origins.joined(separator: " "))",
             "rate:       \(s.rate.map { "\($0) events/s" } ?? "no limit of its own")",
+            "raw rows:   \(s.rawRetentionDays.map { "kept \($0) days besides today" } ?? "kept as long as the server's --raw-retention-days says")",
             "created:    \(time(s.createdAt))",
             "updated:    \(time(s.updatedAt))",
         ]

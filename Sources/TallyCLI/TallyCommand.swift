@@ -55,6 +55,8 @@ public struct Serve: AsyncParsableCommand, AsyncCommandBody {
     @Option(help: help("idle-timeout")) var idleTimeout: Int?
     @Option(help: help("max-buffered-bytes")) var maxBufferedBytes: Int?
     @Option(help: help("ip-rate")) var ipRate: Int?
+    @Option(help: help("raw-retention-days")) var rawRetentionDays: Int?
+    @Option(help: help("rollup-retention-days")) var rollupRetentionDays: Int?
     @Option(help: help("admin-token-file")) var adminTokenFile: String?
     @Option(help: help("metrics-token-file")) var metricsTokenFile: String?
     @Option(help: help("tls-cert")) var tlsCert: String?
@@ -79,7 +81,8 @@ public struct Serve: AsyncParsableCommand, AsyncCommandBody {
                                       ("udp-rcvbuf", udpRcvbuf), ("durable-timeout-ms", durableTimeoutMs),
                                       ("shutdown-timeout", shutdownTimeout), ("max-connections", maxConnections),
                                       ("header-timeout", headerTimeout), ("body-timeout", bodyTimeout), ("idle-timeout", idleTimeout),
-                                      ("max-buffered-bytes", maxBufferedBytes), ("ip-rate", ipRate)]
+                                      ("max-buffered-bytes", maxBufferedBytes), ("ip-rate", ipRate),
+                                      ("raw-retention-days", rawRetentionDays), ("rollup-retention-days", rollupRetentionDays)]
         var out: [String: ConfigContent] = [:]
         for (k, v) in strings { if let v { out[k] = .string(v) } }
         for (k, v) in ints { if let v { out[k] = .int(v) } }

@@ -8,16 +8,22 @@ public struct SiteRecord: Sendable, Equatable, Codable {
     public var origins: [String]
     /// Events per second (with a burst of the same size); nil: no limit of its own.
     public var rate: Int?
+    /// Days of raw rows kept besides today, over the server's `--raw-retention-days`; nil:
+    /// the server's.
+    public var rawRetentionDays: Int?
+    /// A hundred years: both stores hold it, and no cut-off day goes far before 1970.
+    public static let maxRetentionDays = 36_500
     public var keys: [SiteKeyRecord]
     /// Microseconds since 1970.
     public var createdAt: Int64
     public var updatedAt: Int64
 
-    public init(id: String, origins: [String] = [], rate: Int? = nil, keys: [SiteKeyRecord] = [],
+    public init(id: String, origins: [String] = [], rate: Int? = nil, rawRetentionDays: Int? = nil, keys: [SiteKeyRecord] = [],
                 createdAt: Int64, updatedAt: Int64) {
         self.id = id
         self.origins = origins
         self.rate = rate
+        self.rawRetentionDays = rawRetentionDays
         self.keys = keys
         self.createdAt = createdAt
         self.updatedAt = updatedAt
@@ -48,8 +54,9 @@ public struct SiteKeyRecord: Sendable, Equatable, Codable {
 /// registry's version, which running collectors poll to pick the change up.
 public enum SiteRegistryChange: Sendable, Equatable {
     case add(SiteRecord)
-    /// New origins and/or rate for a site (nil: unchanged; `rate: .some(nil)` removes the limit).
-    case update(id: String, origins: [String]?, rate: Int??, at: Int64)
+    /// New origins, rate and/or raw-row retention for a site (nil: unchanged; `.some(nil)`
+    /// removes the site's own rate limit or retention).
+    case update(id: String, origins: [String]?, rate: Int??, rawRetentionDays: Int?? = nil, at: Int64)
     case remove(id: String)
     case addKey(siteID: String, SiteKeyRecord)
     /// A key named by its id or by the hash of the key itself.

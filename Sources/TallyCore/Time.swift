@@ -101,6 +101,11 @@ public struct UTCDay: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     public init(number: Int32) { self.number = number }
 
+    /// The day's first microsecond since the epoch.
+    public var start: Int64 { Int64(number) * 86_400_000_000 }
+
+    public static var today: UTCDay { UTCDay(containing: Timestamp.now()) }
+
     public init(containing micros: Int64) {
         let perDay: Int64 = 86_400_000_000
         number = Int32(micros >= 0 ? micros / perDay : (micros - perDay + 1) / perDay)

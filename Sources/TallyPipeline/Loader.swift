@@ -26,6 +26,10 @@ final class Loader: Sendable {
         var pending: [SpooledBatch] = []
         var forceStop = false
         var lastError: String?
+        /// When the last load committed (uptime ns); 0: never.
+        var lastLoaded: UInt64 = 0
+        /// Groups taken from `pending` and not loaded yet.
+        var inFlight = 0
     }
 
     init(spool: Spool, store: any EventStore, metrics: PipelineMetrics, logger: Logger) {
@@ -48,6 +52,13 @@ final class Loader: Sendable {
     func forceStop() { state.withLockedValue { $0.forceStop = true } }
 
     var lastError: String? { state.withLockedValue { $0.lastError } }
+
+    /// Whether batches wait for the store or are being loaded, or a load committed within
+    /// `window` ns.
+    func loadedWithin(_ window: UInt64) -> Bool {
+        let (last, waiting) = state.withLockedValue { ($0.lastLoaded, !$0.pending.isEmpty || $0.inFlight > 0) }
+        return waiting || DispatchTime.now().uptimeNanoseconds - last < window
+    }
 
     func run() async {
         for await _ in doorbell { await drainPending() }
@@ -130,6 +141,8 @@ final class Loader: Sendable {
 
     /// Retries until the store takes the group (or shutdown gives up on it).
     private func load(_ group: [(path: String, batch: StoreBatch)]) async {
+        state.withLockedValue { $0.inFlight += 1 }
+        defer { state.withLockedValue { $0.inFlight -= 1 } }
         var delay = Duration.milliseconds(20)
         while true {
             let started = DispatchTime.now().uptimeNanoseconds
@@ -147,7 +160,10 @@ final class Loader: Sendable {
                     }
                     spool.remove(item.path)
                 }
-                state.withLockedValue { $0.lastError = nil }
+                state.withLockedValue {
+                    $0.lastError = nil
+                    $0.lastLoaded = DispatchTime.now().uptimeNanoseconds
+                }
                 metrics.spoolBacklogFiles.record(spool.backlogFiles)
                 metrics.spoolBacklogBytes.record(spool.backlogBytes)
                 return

@@ -111,6 +111,10 @@ public final class Pipeline: Service, Sendable {
                        storeError: loader.lastError)
     }
 
+    /// Whether loading has work: a load in the last second, or batches waiting for one.
+    /// Background work on the store (sweeps) gives way while it does.
+    public var isLoading: Bool { loader.loadedWithin(1_000_000_000) }
+
     /// True when every event enqueued so far has been loaded into the store.
     public var isIdle: Bool {
         queue.depths.allSatisfy { $0 == 0 } && spool.backlogFiles == 0 && queue.shards.allSatisfy { s in

@@ -87,7 +87,10 @@ public struct ReportRoutes: Sendable {
         self.monitoringToken = monitoringToken.map(BearerToken.init)
         self.sites = sites
         self.logger = logger
-        refusedReads = registry.makeCounter(name: "tally_reads_refused_total", labels: [("route", "stats")], help: "Reads refused for want of a read key of the site")
+        refusedReads = registry.makeCounter(
+            descriptor: MetricNameDescriptor(namespace: "tally", metricName: "reads_refused", unitName: "total",
+                                             helpText: "Reads refused for want of a read key of the site"),
+            labels: [("route", "stats")])
         self.registry = registry
         self.health = health
         self.beforeScrape = beforeScrape

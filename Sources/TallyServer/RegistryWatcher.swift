@@ -17,6 +17,8 @@ struct RegistryWatcher: Service {
     /// The registry as last read, kept in the data directory: a collector that starts while
     /// its PostgreSQL is down enforces what it last knew instead of nothing.
     let snapshotPath: String
+    /// Told every registry read (sites' own retention reaches the ``DataJanitor`` this way).
+    var onSites: @Sendable ([SiteRecord]) -> Void = { _ in }
     let logger: Logger
     static let interval = Duration.seconds(1)
 
@@ -33,6 +35,7 @@ struct RegistryWatcher: Service {
             if try await store.registryVersion() == current.version { return }
             let (version, sites) = try await store.registeredSites()
             source.replace(SiteRules(sites, closed: closed, version: version))
+            onSites(sites)
             logger.info("site registry loaded", metadata: ["version": "\(version)", "sites": "\(sites.count)"])
             save(Snapshot(version: version, sites: sites))
         } catch {
@@ -50,6 +53,7 @@ struct RegistryWatcher: Service {
             return
         }
         source.replace(SiteRules(snapshot.sites, closed: closed, version: -1))
+        onSites(snapshot.sites)
         logger.warning("enforcing the site registry as saved at its version \(snapshot.version) until the store answers",
                        metadata: ["sites": "\(snapshot.sites.count)"])
     }

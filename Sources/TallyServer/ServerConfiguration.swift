@@ -1,6 +1,7 @@
 import Configuration
 import Foundation
 import Logging
+import TallyCore
 import TallyStore
 import TallyEnrich
 
@@ -48,6 +49,10 @@ public struct ServerConfiguration: Sendable {
     public var closed = false
     /// Events per second (burst as many) each client address may send over HTTP; 0: no limit.
     public var ipRate = 0
+    /// Whole UTC days of raw rows kept besides today (by event time); nil: forever.
+    public var rawRetentionDays: Int?
+    /// Whole UTC days of rollups (the reports) kept besides today; nil: forever.
+    public var rollupRetentionDays: Int?
     /// A file holding the admin API's token; nil: no admin API.
     public var adminTokenFile: String?
     /// A file holding the token `/metrics` and `/health` need; nil: they are open.
@@ -144,6 +149,24 @@ public enum Settings {
                     c.ipRate = n
                 },
                 describe: { String($0.ipRate) }),
+        Setting(name: "raw-retention-days", kind: .integer,
+                help: "Days of raw rows kept besides today, by event time: rows of earlier UTC days are deleted in the background, and rows already older are counted in the reports but never stored. Reports (rollups and unique counts) keep every day. 0 or unset: forever.",
+                apply: { c, v throws(SettingError) in
+                    guard case .int(let n) = v, (0...SiteRecord.maxRetentionDays).contains(n) else {
+                        throw SettingError(description: "must be 0 (forever) or a number of days up to \(SiteRecord.maxRetentionDays)")
+                    }
+                    c.rawRetentionDays = n == 0 ? nil : n
+                },
+                describe: { $0.rawRetentionDays.map(String.init) ?? "0" }),
+        Setting(name: "rollup-retention-days", kind: .integer,
+                help: "Days of reports (daily rollups and unique counts) kept besides today: earlier days are deleted each UTC midnight, and all-time numbers become those of the days left. At least `--raw-retention-days`. 0 or unset: forever.",
+                apply: { c, v throws(SettingError) in
+                    guard case .int(let n) = v, (0...SiteRecord.maxRetentionDays).contains(n) else {
+                        throw SettingError(description: "must be 0 (forever) or a number of days up to \(SiteRecord.maxRetentionDays)")
+                    }
+                    c.rollupRetentionDays = n == 0 ? nil : n
+                },
+                describe: { $0.rollupRetentionDays.map(String.init) ?? "0" }),
         tokenFile("admin-token-file", \.adminTokenFile, "none (admin API off)",
                   "A file holding the token (16 characters or more) of the admin API under `/api/v1/sites`, sent as `Authorization: Bearer`; without it the admin API is off."),
         tokenFile("metrics-token-file", \.metricsTokenFile, "none (open)",

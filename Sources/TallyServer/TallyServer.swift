@@ -37,6 +37,7 @@ public final class TallyServer: Sendable {
     public let configuration: ServerConfiguration
     public let registry: PrometheusCollectorRegistry
     public let pipeline: Pipeline
+    public let janitor: DataJanitor
     let store: any EventStore
     let services: [any Service]
     private let group: ServiceGroup
@@ -50,6 +51,9 @@ public final class TallyServer: Sendable {
         // Settings read from files first: a bad one stops the start before anything is open.
         let adminToken = try c.adminTokenFile.map { try Self.token($0, setting: "--admin-token-file") }
         let metricsToken = try c.metricsTokenFile.map { try Self.token($0, setting: "--metrics-token-file") }
+        if let rollups = c.rollupRetentionDays, rollups < c.rawRetentionDays ?? Int.max {
+            throw SettingError(description: "--rollup-retention-days (\(rollups)) must be at least --raw-retention-days (\(c.rawRetentionDays.map(String.init) ?? "forever")): the reports would lose days whose raw rows are kept")
+        }
         let tls: TLSCertificates?
         switch (c.tlsCertificateFile, c.tlsKeyFile) {
         case (nil, nil): tls = nil
@@ -67,7 +71,7 @@ public final class TallyServer: Sendable {
         }
         let instance = try InstanceID.load(directory: c.dataDirectory)
 
-        let store: any EventStore & SiteRegistryStore = if let url = c.storeURL {
+        let store: any LifecycleStore & SiteRegistryStore = if let url = c.storeURL {
             try PostgresStore(url: url, logger: logger)
         } else {
             SQLiteStore(path: c.dataDirectory + "/tally.sqlite")
@@ -104,11 +108,17 @@ public final class TallyServer: Sendable {
         let salts = SaltKeeper(store: store, enricher: enricher, logger: logger)
         await salts.sync()
         let sites = SiteRulesSource(SiteRules(closed: c.closed, version: -1))
-        let watcher = RegistryWatcher(store: store, source: sites, closed: c.closed,
+        let rates = RateLimits(perAddress: c.ipRate)
+        let janitor = DataJanitor(store: store, retention: RetentionPolicy(days: c.rawRetentionDays, rollupDays: c.rollupRetentionDays),
+                                  waitForSites: true, busy: { pipeline.isLoading }, metricsFactory: factory, logger: logger)
+        self.janitor = janitor
+        var watcher = RegistryWatcher(store: store, source: sites, closed: c.closed,
                                       snapshotPath: c.dataDirectory + "/sites.json", logger: logger)
+        watcher.onSites = { [days = c.rawRetentionDays, rollups = c.rollupRetentionDays] sites in
+            janitor.setRetention(RetentionPolicy(days: days, rollupDays: rollups, sites: sites))
+        }
         // With the database down, its copy now; the service reads the store once it answers.
         if storeReady { await watcher.sync() } else { watcher.useSavedCopy() }
-        let rates = RateLimits(perAddress: c.ipRate)
         let wire = WireServer(
             configuration: .init(host: c.wireHost, port: c.wirePort, udpReceiveBuffer: c.udpReceiveBuffer,
                                  maxConnections: perListener, budget: budget,
@@ -126,7 +136,11 @@ public final class TallyServer: Sendable {
                          if let d = wire.kernelUDPDrops() { udpDrops.record(d) }
                      }, sites: sites, logger: logger, monitoringToken: metricsToken).addRoutes(to: router)
         ScriptRoute().addRoutes(to: router)
-        if let adminToken { AdminRoutes(registry: store, token: adminToken).addRoutes(to: router) }
+        if let adminToken {
+            let purges = AdminRoutes.SitePurges(purge: { try await janitor.purge(site: $0, before: $1) },
+                                                list: { try await store.purges(unfinishedOnly: false) })
+            AdminRoutes(registry: store, token: adminToken, purges: purges).addRoutes(to: router)
+        }
         let tlsContext: (@Sendable () -> NIOSSLContext)? = tls.map { t in { @Sendable in t.context } }
         let app = Application(
             router: router,
@@ -141,7 +155,7 @@ public final class TallyServer: Sendable {
             onServerRunning: { channel in ready.httpBound(channel.localAddress?.port ?? c.httpPort) },
             logger: logger)
 
-        self.services = [StoreService(store: store), salts, watcher] + (tls.map { [$0] } ?? []) + [pipeline, wire, app]
+        self.services = [StoreService(store: store), salts, watcher, janitor] + (tls.map { [$0] } ?? []) + [pipeline, wire, app]
         var groupConfiguration = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfiguration.gracefulShutdownSignals = gracefulShutdownSignals
         groupConfiguration.maximumGracefulShutdownDuration = c.shutdownTimeout

@@ -25,6 +25,10 @@ public enum SiteInput {
     public static func rateProblems(_ rate: Int) -> [String] {
         (1...maxRate).contains(rate) ? [] : ["rate must be from 1 to \(maxRate) events per second"]
     }
+
+    public static func retentionProblems(_ days: Int) -> [String] {
+        (1...SiteRecord.maxRetentionDays).contains(days) ? [] : ["raw_retention_days must be from 1 to \(SiteRecord.maxRetentionDays)"]
+    }
 }
 
 public struct SiteInputError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -37,7 +41,7 @@ public enum SiteJSON {
     public static func render(_ s: SiteRecord) -> String {
         let keys = s.keys.map { "{\"id\":\(JSONText.quote($0.id)),\"kind\":\"\($0.kind.rawValue)\",\"created_at\":\(JSONText.quote(Timestamp.format($0.createdAt)))}" }
         return "{\"id\":\(JSONText.quote(s.id)),\"origins\":[\(s.origins.map(JSONText.quote).joined(separator: ","))],"
-            + "\"rate\":\(s.rate.map(String.init) ?? "null"),\"keys\":[\(keys.joined(separator: ","))],"
+            + "\"rate\":\(s.rate.map(String.init) ?? "null"),\"raw_retention_days\":\(s.rawRetentionDays.map(String.init) ?? "null"),\"keys\":[\(keys.joined(separator: ","))],"
             + "\"created_at\":\(JSONText.quote(Timestamp.format(s.createdAt))),\"updated_at\":\(JSONText.quote(Timestamp.format(s.updatedAt)))}"
     }
 }

@@ -34,12 +34,12 @@ extension PostgresStore: SiteRegistryStore {
                         keys[ExactString(site), default: []].append(SiteKeyRecord(id: id, kind: kind, hash: hash, createdAt: created))
                     }
                     var sites: [SiteRecord] = []
-                    for try await (id, origins, rate, created, updated) in try await conn.query("""
+                    for try await (id, origins, rate, created, updated, days) in try await conn.query("""
                         SELECT id, origins, rate, (extract(epoch FROM created_at) * 1000000)::bigint,
-                               (extract(epoch FROM updated_at) * 1000000)::bigint
+                               (extract(epoch FROM updated_at) * 1000000)::bigint, raw_retention_days
                         FROM registered_sites ORDER BY id COLLATE "C"
-                        """, logger: logger).decode((String, [String], Int32?, Int64, Int64).self) {
-                        sites.append(SiteRecord(id: PostgresName.name(id), origins: origins, rate: rate.map(Int.init),
+                        """, logger: logger).decode((String, [String], Int32?, Int64, Int64, Int32?).self) {
+                        sites.append(SiteRecord(id: PostgresName.name(id), origins: origins, rate: rate.map(Int.init), rawRetentionDays: days.map(Int.init),
                                                 keys: keys[ExactString(id)] ?? [], createdAt: created, updatedAt: updated))
                     }
                     try await conn.query("COMMIT", logger: logger)
@@ -81,13 +81,14 @@ extension PostgresStore: SiteRegistryStore {
             let id = PostgresName.stored(site.id)
             var added = false
             for try await _ in try await conn.query("""
-                INSERT INTO registered_sites(id, origins, rate, created_at, updated_at)
-                VALUES (\(id), \(site.origins), \(site.rate.map { Int32(clamping: $0) }), \(PostgresTimestamp(site.createdAt)), \(PostgresTimestamp(site.updatedAt)))
+                INSERT INTO registered_sites(id, origins, rate, created_at, updated_at, raw_retention_days)
+                VALUES (\(id), \(site.origins), \(site.rate.map { Int32(clamping: $0) }), \(PostgresTimestamp(site.createdAt)), \(PostgresTimestamp(site.updatedAt)),
+                        \(site.rawRetentionDays.map { Int32(clamping: $0) }))
                 ON CONFLICT DO NOTHING RETURNING id
                 """, logger: logger) { added = true }
             guard added else { throw SiteRegistryError.siteExists(site.id) }
             for key in site.keys { try await addKey(id, key, conn, logger) }
-        case .update(let name, let origins, let rate, let at):
+        case .update(let name, let origins, let rate, let days, let at):
             let id = PostgresName.stored(name)
             guard try await exists(id, conn, logger) else { throw SiteRegistryError.noSuchSite(name) }
             if let origins {
@@ -95,6 +96,9 @@ extension PostgresStore: SiteRegistryStore {
             }
             if let rate {
                 try await conn.query("UPDATE registered_sites SET rate = \(rate.map { Int32(clamping: $0) }) WHERE id = \(id)", logger: logger)
+            }
+            if let days {
+                try await conn.query("UPDATE registered_sites SET raw_retention_days = \(days.map { Int32(clamping: $0) }) WHERE id = \(id)", logger: logger)
             }
             try await touch(id, at, conn, logger)
         case .remove(let name):

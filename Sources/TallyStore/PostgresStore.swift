@@ -51,7 +51,8 @@ public final class PostgresStore: EventStore, Sendable {
     let configuration: PostgresClient.Configuration
     let logger: Logger
     private let state: NIOLockedValueBox<State>
-    private let knownUsers = NIOLockedValueBox(KnownUserRows())
+    let knownUsers = NIOLockedValueBox(KnownUserRows())
+    let loadState = NIOLockedValueBox(PostgresLoadState())
 
     public init(location: Location, operationTimeout: Duration = .seconds(5), rowsPerInsert: Int = PostgresStore.rowsPerInsert,
                 logger: Logger = Logger(label: "tally.postgres")) {
@@ -137,8 +138,30 @@ public final class PostgresStore: EventStore, Sendable {
             kind TEXT NOT NULL CHECK (kind IN ('read', 'write')), hash TEXT NOT NULL UNIQUE, created_at TIMESTAMPTZ NOT NULL)
         """,
         "CREATE INDEX IF NOT EXISTS site_keys_by_site ON site_keys(site_id)",
+        // Only when missing: ALTER TABLE takes an exclusive lock even when the column exists,
+        // and would wait behind (then hold up) every collector reading the registry.
+        """
+        DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                           AND table_name = 'registered_sites' AND column_name = 'raw_retention_days') THEN
+                ALTER TABLE registered_sites ADD COLUMN raw_retention_days INTEGER;
+            END IF;
+        END $$
+        """,
         "CREATE TABLE IF NOT EXISTS registry_version(one INTEGER PRIMARY KEY CHECK (one = 1), version BIGINT NOT NULL)",
         "INSERT INTO registry_version(one, version) VALUES (1, 0) ON CONFLICT DO NOTHING",
+        // The data lifecycle: purges of sites' data (`at`: µs on the recording collector's
+        // clock, compared with batches' cut times), kept after they finish because a batch cut
+        // before one may still be spooled; a generation every purge advances, which loads read.
+        """
+        CREATE TABLE IF NOT EXISTS site_purges(id BIGSERIAL PRIMARY KEY, site_id TEXT NOT NULL, before_day DATE,
+            at BIGINT NOT NULL, done BOOLEAN NOT NULL DEFAULT false, lease_until BIGINT NOT NULL DEFAULT 0)
+        """,
+        "CREATE TABLE IF NOT EXISTS store_generation(one INTEGER PRIMARY KEY CHECK (one = 1), value BIGINT NOT NULL)",
+        "INSERT INTO store_generation(one, value) VALUES (1, 0) ON CONFLICT DO NOTHING",
+        // The number of raw rows, kept by loads and sweeps (counted once, when the table is made).
+        "CREATE TABLE IF NOT EXISTS store_counts(one INTEGER PRIMARY KEY CHECK (one = 1), raw_rows BIGINT NOT NULL)",
+        "INSERT INTO store_counts(one, raw_rows) SELECT 1, (SELECT count(*) FROM events) WHERE NOT EXISTS (SELECT 1 FROM store_counts) ON CONFLICT DO NOTHING",
     ]
 
     /// Bounds every database call: while the server is unreachable the pool would otherwise
@@ -203,7 +226,6 @@ public final class PostgresStore: EventStore, Sendable {
     }
 
     func load(_ batches: [StoreBatch], _ client: PostgresClient) async throws -> [LoadOutcome] {
-        let known = knownUsers.withLockedValue { $0 }
         let logger = self.logger
         let (outcomes, rollup): ([LoadOutcome], BatchRollup?) = try await client.withTransaction(logger: logger) { conn in
             let marked = try await conn.query("""
@@ -214,13 +236,17 @@ public final class PostgresStore: EventStore, Sendable {
             var newIDs: Set<String> = []
             for try await id in marked.decode(String.self) { newIDs.insert(id) }
             let outcomes = batches.map { newIDs.contains($0.id) ? LoadOutcome.loaded : .alreadyLoaded }
-            let fresh = batches.filter { newIDs.contains($0.id) }
-            guard !fresh.isEmpty else { return (outcomes, nil) }
+            guard !newIDs.isEmpty else { return (outcomes, nil) }
+            let filter = try await self.loadFilter(conn)
+            let today = UTCDay.today
+            let fresh = batches.filter { newIDs.contains($0.id) }.map { filter.kept($0, today: today) }
+            let known = self.knownUsers.withLockedValue { $0 }
             // The rollup is CPU work on this side; it is made while the server inserts the rows.
             async let rollup = PostgresRollupRows(BatchRollup(fresh.flatMap(\.events), knownDay: known.day, knownSite: known.site))
             var rows = PostgresEventRows(tier: PostgresEventRows.tier(of: fresh))
             for batch in fresh {
-                for e in batch.events {
+                // Rows already past the retention are counted in the rollup and not kept.
+                for e in batch.events where filter.isEmpty || filter.fate(e, cutAt: batch.createdAt, today: today) == .stored {
                     rows.append(e, ingestedAt: batch.createdAt)
                     if rows.count == self.rowsPerInsert { try await rows.insert(conn, logger: logger) }
                 }
@@ -228,6 +254,10 @@ public final class PostgresStore: EventStore, Sendable {
             try await rows.insert(conn, logger: logger)
             let r = await rollup
             try await r.upsert(conn, logger: logger)
+            // Last: the one row every load updates is locked from here to the commit only.
+            if rows.stored > 0 {
+                try await conn.query("UPDATE store_counts SET raw_rows = raw_rows + \(Int64(rows.stored))", logger: logger)
+            }
             return (outcomes, r.rollup)
         }
         if let rollup { knownUsers.withLockedValue { $0.remember(rollup) } }
@@ -275,7 +305,7 @@ public final class PostgresStore: EventStore, Sendable {
         let logger = self.logger
         return try await bounded("query") { client in
             var n: Int64 = 0
-            for try await v in try await client.query("SELECT coalesce(max(id), 0)::bigint FROM events", logger: logger).decode(Int64.self) { n = v }
+            for try await v in try await client.query("SELECT raw_rows FROM store_counts", logger: logger).decode(Int64.self) { n = v }
             return n
         }
     }
@@ -389,6 +419,8 @@ struct PostgresEventRows {
     }
 
     var count: Int { site.count }
+    /// Rows inserted so far, in every statement.
+    private(set) var stored = 0
 
     mutating func append(_ e: Event, ingestedAt: Int64) {
         site.append(e.siteID)
@@ -410,6 +442,7 @@ struct PostgresEventRows {
     /// Inserts the rows gathered so far and starts again empty.
     mutating func insert(_ conn: PostgresConnection, logger: Logger) async throws {
         guard count > 0 else { return }
+        stored += count
         switch tier {
         case 0:
             try await conn.query("""

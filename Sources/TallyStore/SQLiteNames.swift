@@ -5,7 +5,9 @@ import TallyCore
 /// in-memory cache in front of it. Used only on the writer connection, inside a transaction.
 ///
 /// Ids handed out during a transaction are staged, and join the cache only when it commits:
-/// after a rollback they may not exist. Dictionary rows are never changed or deleted, so a
+/// after a rollback they may not exist. Dictionary rows are never changed; a name sweep after a
+/// purge deletes the ones nothing refers to and advances the store's generation, which the
+/// writer reads at the start of every load and then forgets its cache (``forget()``), so a
 /// cached id stays right even if another process writes the same file.
 final class SQLiteNames {
     private let lookup: String
@@ -55,4 +57,9 @@ final class SQLiteNames {
     }
 
     func rollback() { staged.removeAll(keepingCapacity: true) }
+
+    func forget() {
+        cached.removeAll()
+        staged.removeAll()
+    }
 }

@@ -1,4 +1,4 @@
-/// The SQLite schema (version 4) and the migrations from versions 1, 2 and 3.
+/// The SQLite schema (version 5) and the migrations from versions 1, 2, 3 and 4.
 ///
 /// Names (sites, event types, paths, users) are interned once in dictionary tables and every
 /// row and rollup key refers to them by integer id: an integer row is a third of the bytes of
@@ -6,7 +6,7 @@
 /// cost far less than with text. The `events` view gives back the text columns of version 1,
 /// so `SELECT … FROM events` keeps working for your own queries.
 enum SQLiteSchema {
-    static let version = 4
+    static let version = 5
 
     static let tables = """
         CREATE TABLE IF NOT EXISTS sites(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -45,13 +45,27 @@ enum SQLiteSchema {
     static let registryTables = """
         CREATE TABLE IF NOT EXISTS registered_sites(
             id TEXT PRIMARY KEY, origins TEXT NOT NULL, rate INTEGER,
-            created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+            created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, raw_retention_days INTEGER) WITHOUT ROWID;
         CREATE TABLE IF NOT EXISTS site_keys(
             id TEXT PRIMARY KEY, site_id TEXT NOT NULL, kind TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
             created_at INTEGER NOT NULL) WITHOUT ROWID;
         CREATE INDEX IF NOT EXISTS site_keys_by_site ON site_keys(site_id);
         CREATE TABLE IF NOT EXISTS registry_version(one INTEGER PRIMARY KEY CHECK(one = 1), version INTEGER NOT NULL);
         INSERT OR IGNORE INTO registry_version(one, version) VALUES(1, 0);
+        """
+
+    /// The data lifecycle, from version 5 on (new tables only, so version 4 upgrades by creating
+    /// them): purges of sites' data (kept after they finish: a batch cut before one may still be
+    /// spooled somewhere); a generation every purge and name sweep advances, which a writer
+    /// reads at the start of each load to know that its cached names and purges are stale; and
+    /// the number of raw rows (`max(id)` counted them while none was ever deleted).
+    static let lifecycleTables = """
+        CREATE TABLE IF NOT EXISTS site_purges(
+            id INTEGER PRIMARY KEY, site TEXT NOT NULL, before_day INTEGER, at INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0,
+            lease_until INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE IF NOT EXISTS store_generation(one INTEGER PRIMARY KEY CHECK(one = 1), value INTEGER NOT NULL);
+        INSERT OR IGNORE INTO store_generation(one, value) VALUES(1, 0);
+        CREATE TABLE IF NOT EXISTS store_counts(one INTEGER PRIMARY KEY CHECK(one = 1), raw_rows INTEGER NOT NULL);
         """
 
     /// The raw rows: interned names, the event's time and the batch's.
@@ -201,6 +215,17 @@ enum SQLiteSchema {
                 try db.exec(tables)
             }
             try db.exec(registryTables)
+            try db.exec(lifecycleTables)
+            // Version 4's registry had no retention column.
+            let columns = try db.statement("SELECT 1 FROM pragma_table_info('registered_sites') WHERE name = 'raw_retention_days'")
+            let hasRetention = try columns.step()
+            db.resetAll()
+            if !hasRetention { try db.exec("ALTER TABLE registered_sites ADD COLUMN raw_retention_days INTEGER") }
+            // The raw row count, kept by loads and sweeps from version 5 on (counted once here).
+            let counted = try db.statement("SELECT 1 FROM store_counts")
+            let hasCount = try counted.step()
+            db.resetAll()
+            if !hasCount { try db.exec("INSERT INTO store_counts(one, raw_rows) SELECT 1, count(*) FROM event_rows") }
             try db.exec("PRAGMA user_version = \(Self.version)")
             try db.exec("COMMIT")
         } catch {

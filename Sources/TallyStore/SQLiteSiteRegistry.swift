@@ -27,12 +27,13 @@ extension SQLiteStore: SiteRegistryStore {
                 keys[ExactString(k.text(0)), default: []].append(SiteKeyRecord(id: k.text(1), kind: kind, hash: k.text(3), createdAt: k.int(4)))
             }
             var sites: [SiteRecord] = []
-            let s = try db.statement("SELECT id, origins, coalesce(rate, -1), created_at, updated_at FROM registered_sites ORDER BY id")
+            let s = try db.statement("SELECT id, origins, coalesce(rate, -1), created_at, updated_at, coalesce(raw_retention_days, -1) FROM registered_sites ORDER BY id")
             while try s.step() {
                 let id = s.text(0)
                 let origins = s.text(1).split(separator: "\n").map(String.init)
-                let rate = s.int(2)
-                sites.append(SiteRecord(id: id, origins: origins, rate: rate < 0 ? nil : Int(rate), keys: keys[ExactString(id)] ?? [],
+                let rate = s.int(2), days = s.int(5)
+                sites.append(SiteRecord(id: id, origins: origins, rate: rate < 0 ? nil : Int(rate), rawRetentionDays: days < 0 ? nil : Int(days),
+                                        keys: keys[ExactString(id)] ?? [],
                                         createdAt: s.int(3), updatedAt: s.int(4)))
             }
             return (version, sites)
@@ -67,12 +68,15 @@ extension SQLiteStore: SiteRegistryStore {
         switch change {
         case .add(let site):
             if try exists(site.id, db) { throw SiteRegistryError.siteExists(site.id) }
-            let s = try db.statement("INSERT INTO registered_sites(id, origins, rate, created_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5)")
+            let s = try db.statement("""
+                INSERT INTO registered_sites(id, origins, rate, created_at, updated_at, raw_retention_days)
+                VALUES(?1, ?2, CAST(?3 AS INTEGER), ?4, ?5, CAST(?6 AS INTEGER))
+                """)
             s.bind(1, site.id); s.bind(2, site.origins.joined(separator: "\n")); s.bind(3, site.rate.map { String($0) })
-            s.bind(4, site.createdAt); s.bind(5, site.updatedAt)
+            s.bind(4, site.createdAt); s.bind(5, site.updatedAt); s.bind(6, site.rawRetentionDays.map { String($0) })
             try s.run()
             for key in site.keys { try addKey(site.id, key, db) }
-        case .update(let id, let origins, let rate, let at):
+        case .update(let id, let origins, let rate, let days, let at):
             guard try exists(id, db) else { throw SiteRegistryError.noSuchSite(id) }
             if let origins {
                 let s = try db.statement("UPDATE registered_sites SET origins = ?2 WHERE id = ?1")
@@ -82,6 +86,11 @@ extension SQLiteStore: SiteRegistryStore {
             if let rate {
                 let s = try db.statement("UPDATE registered_sites SET rate = CAST(?2 AS INTEGER) WHERE id = ?1")
                 s.bind(1, id); s.bind(2, rate.map { String($0) })
+                try s.run()
+            }
+            if let days {
+                let s = try db.statement("UPDATE registered_sites SET raw_retention_days = CAST(?2 AS INTEGER) WHERE id = ?1")
+                s.bind(1, id); s.bind(2, days.map { String($0) })
                 try s.run()
             }
             try touch(id, at, db)

@@ -18,6 +18,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     // Guarded by writerLock / readerLock respectively.
     private var writer: SQLiteWriter?
     private var reader: SQLiteConnection?
+    let retention = NIOLockedValueBox(RetentionPolicy())
 
     public init(path: String) {
         self.path = path
@@ -28,13 +29,17 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     public func prepare() async throws {
         try await onWriter { w in
             // FULL: a committed batch survives power loss, because its spool file is deleted next.
-            try w.db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;")
+            // INCREMENTAL (takes effect only in a new file): space freed by retention and purges
+            // can be given back (`reclaimSpace`); measured free on the load rate (1M rows, 3 runs
+            // each: 756-778k rows/s with it, 737-763k without).
+            try w.db.exec("PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;")
             try SQLiteSchema.prepare(w.db)
         }
     }
 
     public func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome] {
-        try await onWriter { w in try w.load(batches) }
+        let retention = self.retention.withLockedValue { $0 }
+        return try await onWriter { w in try w.load(batches, retention: retention) }
     }
 
     public func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats {
@@ -86,7 +91,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
 
     public func eventCount() async throws -> Int64 {
         try await onReader { db in
-            let s = try db.statement("SELECT coalesce(max(id), 0) FROM event_rows")
+            let s = try db.statement("SELECT raw_rows FROM store_counts")
             return try s.step() ? s.int(0) : 0
         }
     }

@@ -150,4 +150,20 @@ struct SQLiteUserSets {
         sqlite3_reset(scan.handle)
         try flush()
     }
+
+    /// Makes `site`'s all-time set the union of its daily sets again, after days were deleted.
+    func rebuildSiteSet(_ site: Int64) throws {
+        let drop = try db.statement("DELETE FROM site_user_sets WHERE site = ?1")
+        drop.bind(1, site)
+        try drop.run()
+        let scan = try db.statement("SELECT chunk, members, bits FROM daily_user_sets WHERE site = ?1")
+        scan.bind(1, site)
+        var users = IDPairTable()
+        while try scan.step() {
+            let base = UInt64(scan.int(0)) << UInt64(UserChunk.shift)
+            for m in try UserChunk.members(scan.blob(2), count: Int(scan.int(1))) { users.add(UInt64(site), base | UInt64(m)) }
+        }
+        sqlite3_reset(scan.handle)
+        try add(users.sorted(), daily: false)
+    }
 }

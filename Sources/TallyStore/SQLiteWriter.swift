@@ -6,19 +6,37 @@ import TallyCore
 /// thread-safe: ``SQLiteStore`` holds its lock around every use.
 final class SQLiteWriter {
     let db: SQLiteConnection
-    private let sites = SQLiteNames(table: "sites", limit: 1 << 16)
-    private let types = SQLiteNames(table: "event_types", limit: 1 << 12)
-    private let paths = SQLiteNames(table: "paths", limit: 1 << 20)
-    private let users = SQLiteNames(table: "users", limit: 1 << 20)
+    let sites = SQLiteNames(table: "sites", limit: 1 << 16)
+    let types = SQLiteNames(table: "event_types", limit: 1 << 12)
+    let paths = SQLiteNames(table: "paths", limit: 1 << 20)
+    let users = SQLiteNames(table: "users", limit: 1 << 20)
     /// Referrer hosts, UTM values, browser and OS families.
-    private let labels = SQLiteNames(table: "labels", limit: 1 << 16)
+    let labels = SQLiteNames(table: "labels", limit: 1 << 16)
+    /// The store generation the names and `purges` were read at (-1: not yet).
+    private var generation: Int64 = -1
+    /// Every purge recorded, as loads apply them.
+    private var purges: [SitePurge] = []
 
     init(_ db: SQLiteConnection) { self.db = db }
 
-    /// Loads the batches not loaded before, in one transaction.
-    func load(_ batches: [StoreBatch]) throws -> [LoadOutcome] {
+    /// Reads the generation inside the open write transaction; when a purge or a name sweep
+    /// (this process's or another's) moved it, forgets the cached names and reads the purges.
+    private func refresh() throws {
+        let g = try db.statement("SELECT value FROM store_generation")
+        let now = try g.step() ? g.int(0) : 0
+        sqlite3_reset(g.handle)
+        guard now != generation else { return }
+        for n in [sites, types, paths, users, labels] { n.forget() }
+        purges = try SQLiteLifecycle.purges(db, unfinishedOnly: false)
+        generation = now
+    }
+
+    /// Loads the batches not loaded before, in one transaction: the events purges cover are
+    /// dropped, and rows already past `retention` only reach the rollups.
+    func load(_ batches: [StoreBatch], retention: RetentionPolicy = RetentionPolicy()) throws -> [LoadOutcome] {
         try db.exec("BEGIN IMMEDIATE")
         do {
+            try refresh()
             var outcomes: [LoadOutcome] = []
             var fresh: [StoreBatch] = []
             let mark = try db.statement("INSERT INTO loaded_batches(batch_id, event_count, loaded_at) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING")
@@ -35,7 +53,10 @@ final class SQLiteWriter {
                 try db.exec("ROLLBACK")
                 return outcomes
             }
-            let (rows, extras) = try intern(fresh)
+            let filter = LoadFilter(purges: purges, retention: retention)
+            let today = UTCDay.today
+            let (all, allExtras) = try intern(fresh.map { filter.kept($0, today: today) }, filter: filter, today: today)
+            let (rows, extras) = SQLiteRow.stored(all, allExtras)
             // Adding up the rollup is pure Swift work and appending the rows is SQLite's: on
             // a large load they run on two cores. Only the append touches the connection, and
             // the caller waits for both, so the connection is never used by two threads at once.
@@ -48,16 +69,17 @@ final class SQLiteWriter {
                     if i == 0 {
                         do { try writer.value.append(rows, extras) } catch { appended.value = error }
                     } else {
-                        added.value = SQLiteRollup(rows, extras)
+                        added.value = SQLiteRollup(all, allExtras)
                     }
                 }
                 if let error = appended.value { throw error }
                 rollup = added.value
             } else {
                 try append(rows, extras)
-                rollup = SQLiteRollup(rows, extras)
+                rollup = SQLiteRollup(all, allExtras)
             }
             try upsert(rollup)
+            try SQLiteLifecycle.count(db, rows: rows.count)
             try db.exec("COMMIT")
             for n in [sites, types, paths, users, labels] { n.commit() }
             return outcomes
@@ -70,7 +92,7 @@ final class SQLiteWriter {
     }
 
     /// Maps each event's names to their ids (adding new names inside the transaction).
-    private func intern(_ batches: [StoreBatch]) throws -> (rows: [SQLiteRow], extras: [SQLiteRowExtra]) {
+    private func intern(_ batches: [StoreBatch], filter: LoadFilter, today: UTCDay) throws -> (rows: [SQLiteRow], extras: [SQLiteRowExtra]) {
         var rows: [SQLiteRow] = []
         var extras: [SQLiteRowExtra] = []
         rows.reserveCapacity(batches.reduce(0) { $0 + $1.events.count })
@@ -99,6 +121,7 @@ final class SQLiteWriter {
                                     user: user, timestamp: e.timestamp, ingestedAt: batch.createdAt,
                                     day: UTCDay(containing: e.timestamp).number, isView: lastIsView && e.counts,
                                     countsAsUser: countsAsUser)
+                if !filter.isEmpty { row.stored = filter.fate(e, cutAt: batch.createdAt, today: today) == .stored }
                 if e.hasExtra {
                     let v = e.visit
                     func label(_ s: String?) throws -> Int64 { try s.map { try labels.id($0, db) } ?? -1 }
@@ -229,6 +252,24 @@ struct SQLiteRow {
     /// Index into the load's ``SQLiteRowExtra``s, -1 for a row without (most): rows stay as
     /// small as the seed's, which a load of millions of them feels.
     var extra: Int32 = -1
+    /// False for a row already past the raw-row retention: counted, not kept.
+    var stored = true
+
+    /// The rows to append, with their details renumbered; the same arrays when all are kept.
+    static func stored(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) -> ([SQLiteRow], [SQLiteRowExtra]) {
+        guard rows.contains(where: { !$0.stored }) else { return (rows, extras) }
+        var keptRows: [SQLiteRow] = [], keptExtras: [SQLiteRowExtra] = []
+        for var r in rows where r.stored {
+            if r.extra >= 0 {
+                var x = extras[Int(r.extra)]
+                x.row = Int32(keptRows.count)
+                r.extra = Int32(keptExtras.count)
+                keptExtras.append(x)
+            }
+            keptRows.append(r)
+        }
+        return (keptRows, keptExtras)
+    }
 }
 
 /// The `event_details` of a row that has any (-1 stands for NULL, visitor 0 too).

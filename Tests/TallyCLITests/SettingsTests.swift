@@ -46,7 +46,7 @@ import TallyServer
             "--durable-timeout-ms", "1008", "--shutdown-timeout", "1009", "--max-connections", "1010", "--log-level", "error",
             "--header-timeout", "1011", "--body-timeout", "1012", "--idle-timeout", "1013", "--max-buffered-bytes", "1014",
             "--trusted-proxies", "10.0.0.0/8, ::1", "--no-bot-filter", "--closed", "--ip-rate", "1015", "--admin-token-file", "/t", "--metrics-token-file", "/m",
-            "--tls-cert", "/c", "--tls-key", "/k",
+            "--tls-cert", "/c", "--tls-key", "/k", "--raw-retention-days", "1016", "--rollup-retention-days", "1017",
         ])
         #expect(c.dataDirectory == "/d" && c.storeURL == "postgres://u@h/db" && c.httpHost == "127.0.0.2" && c.httpPort == 1001)
         #expect(c.wireHost == "127.0.0.3" && c.wirePort == 1002 && c.shards == 3 && c.queueCapacity == 1003)
@@ -58,7 +58,8 @@ import TallyServer
         #expect(c.trustedProxies.map(\.description) == ["10.0.0.0/8", "::1"] && !c.botFilter && c.closed && c.ipRate == 1015)
         #expect(c.adminTokenFile == "/t" && c.metricsTokenFile == "/m" && c.tlsCertificateFile == "/c" && c.tlsKeyFile == "/k")
         // Every setting was given above.
-        #expect(Settings.all.count == 28)
+        #expect(c.rawRetentionDays == 1016 && c.rollupRetentionDays == 1017)
+        #expect(Settings.all.count == 30)
     }
 
     @Test func badValuesNameTheFlagAndTheVariable() async throws {

@@ -20,7 +20,7 @@ import TallyTestSupport
             let key = SiteKeyRecord(id: "k000000000001", kind: .write, hash: String(repeating: "a", count: 64), createdAt: 1_763_121_600_000_001)
             // A name PostgreSQL must spell differently (U+0000) and one that is not ASCII.
             let odd = "nul\u{0}site-\u{E9}"
-            try await r.apply(.add(SiteRecord(id: "shop", origins: ["https://shop.example", "*.shop.example"], rate: 50,
+            try await r.apply(.add(SiteRecord(id: "shop", origins: ["https://shop.example", "*.shop.example"], rate: 50, rawRetentionDays: 30,
                                               keys: [key], createdAt: 1_763_121_600_000_000, updatedAt: 1_763_121_600_000_000)))
             try await r.apply(.add(SiteRecord(id: odd, createdAt: 7, updatedAt: 7)))
             #expect(try await r.registryVersion() == 2)
@@ -33,20 +33,20 @@ import TallyTestSupport
             #expect(version == 2)
             #expect(sites.map(\.id).sorted { $0.utf8Less($1) } == sites.map(\.id))
             let shop = try #require(sites.first { $0.id == "shop" })
-            #expect(shop == SiteRecord(id: "shop", origins: ["https://shop.example", "*.shop.example"], rate: 50, keys: [key],
+            #expect(shop == SiteRecord(id: "shop", origins: ["https://shop.example", "*.shop.example"], rate: 50, rawRetentionDays: 30, keys: [key],
                                        createdAt: 1_763_121_600_000_000, updatedAt: 1_763_121_600_000_000))
             #expect(sites.contains { $0.id.utf8Equals(odd) && $0.origins.isEmpty && $0.rate == nil && $0.keys.isEmpty })
 
             // Update origins, then the rate, then remove the rate; keys added and revoked by id or hash.
             try await r.apply(.update(id: "shop", origins: ["https://new.example"], rate: nil, at: 1_763_121_700_000_000))
-            try await r.apply(.update(id: "shop", origins: nil, rate: .some(9), at: 1_763_121_600_000_000))
+            try await r.apply(.update(id: "shop", origins: nil, rate: .some(9), rawRetentionDays: .some(7), at: 1_763_121_600_000_000))
             let read = SiteKeyRecord(id: "k000000000002", kind: .read, hash: String(repeating: "b", count: 64), createdAt: 9)
             try await r.apply(.addKey(siteID: "shop", read))
             (_, sites) = try await r.registeredSites()
             var s = try #require(sites.first { $0.id == "shop" })
-            #expect(s.origins == ["https://new.example"] && s.rate == 9 && s.keys == [key, read].sorted { $0.createdAt < $1.createdAt })
+            #expect(s.origins == ["https://new.example"] && s.rate == 9 && s.rawRetentionDays == 7 && s.keys == [key, read].sorted { $0.createdAt < $1.createdAt })
             #expect(s.updatedAt == 1_763_121_700_000_000)  // never moves back
-            try await r.apply(.update(id: "shop", origins: [], rate: .some(nil), at: 1_763_121_800_000_000))
+            try await r.apply(.update(id: "shop", origins: [], rate: .some(nil), rawRetentionDays: .some(nil), at: 1_763_121_800_000_000))
             try await r.apply(.revokeKey(siteID: "shop", idOrHash: "k000000000001"))
             try await r.apply(.revokeKey(siteID: "shop", idOrHash: String(repeating: "b", count: 64)))
             await #expect(throws: SiteRegistryError.noSuchKey(site: "shop", key: "k000000000001")) {
@@ -57,7 +57,7 @@ import TallyTestSupport
             }
             (version, sites) = try await r.registeredSites()
             s = try #require(sites.first { $0.id == "shop" })
-            #expect(s.origins.isEmpty && s.rate == nil && s.keys.isEmpty)
+            #expect(s.origins.isEmpty && s.rate == nil && s.rawRetentionDays == nil && s.keys.isEmpty)
             #expect(version == 8)
 
             // Another store on the same database sees the same registry; removal takes the keys along.
