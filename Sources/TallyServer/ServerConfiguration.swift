@@ -149,24 +149,10 @@ public enum Settings {
                     c.ipRate = n
                 },
                 describe: { String($0.ipRate) }),
-        Setting(name: "raw-retention-days", kind: .integer,
-                help: "Days of raw rows kept besides today, by event time: rows of earlier UTC days are deleted in the background, and rows already older are counted in the reports but never stored. Reports (rollups and unique counts) keep every day. 0 or unset: forever.",
-                apply: { c, v throws(SettingError) in
-                    guard case .int(let n) = v, (0...SiteRecord.maxRetentionDays).contains(n) else {
-                        throw SettingError(description: "must be 0 (forever) or a number of days up to \(SiteRecord.maxRetentionDays)")
-                    }
-                    c.rawRetentionDays = n == 0 ? nil : n
-                },
-                describe: { $0.rawRetentionDays.map(String.init) ?? "0" }),
-        Setting(name: "rollup-retention-days", kind: .integer,
-                help: "Days of reports (daily rollups and unique counts) kept besides today: earlier days are deleted each UTC midnight, and all-time numbers become those of the days left. At least `--raw-retention-days`. 0 or unset: forever.",
-                apply: { c, v throws(SettingError) in
-                    guard case .int(let n) = v, (0...SiteRecord.maxRetentionDays).contains(n) else {
-                        throw SettingError(description: "must be 0 (forever) or a number of days up to \(SiteRecord.maxRetentionDays)")
-                    }
-                    c.rollupRetentionDays = n == 0 ? nil : n
-                },
-                describe: { $0.rollupRetentionDays.map(String.init) ?? "0" }),
+        days("raw-retention-days", \.rawRetentionDays,
+             "Days of raw rows kept besides today, by event time: rows of earlier UTC days are deleted in the background, and rows already older are counted in the reports but never stored. Reports (rollups and unique counts) keep every day. 0 or unset: forever."),
+        days("rollup-retention-days", \.rollupRetentionDays,
+             "Days of reports (daily rollups and unique counts) kept besides today: earlier days are deleted each UTC midnight, and all-time numbers become those of the days left. At least `--raw-retention-days`. 0 or unset: forever."),
         tokenFile("admin-token-file", \.adminTokenFile, "none (admin API off)",
                   "A file holding the token (16 characters or more) of the admin API under `/api/v1/sites`, sent as `Authorization: Bearer`; without it the admin API is off."),
         tokenFile("metrics-token-file", \.metricsTokenFile, "none (open)",
@@ -274,6 +260,18 @@ public enum Settings {
                     c[keyPath: kp] = s.isEmpty ? nil : s
                 },
                 describe: { $0[keyPath: kp] ?? off })
+    }
+
+    /// A number of days kept, 0 (nil) for forever.
+    private static func days(_ name: String, _ kp: any WritableKeyPath<ServerConfiguration, Int?> & Sendable, _ help: String) -> Setting {
+        Setting(name: name, kind: .integer, help: help,
+                apply: { c, v throws(SettingError) in
+                    guard case .int(let n) = v, (0...SiteRecord.maxRetentionDays).contains(n) else {
+                        throw SettingError(description: "must be 0 (forever) or a number of days up to \(SiteRecord.maxRetentionDays)")
+                    }
+                    c[keyPath: kp] = n == 0 ? nil : n
+                },
+                describe: { $0[keyPath: kp].map(String.init) ?? "0" })
     }
 
     private static func integer(_ name: String, _ kp: any WritableKeyPath<ServerConfiguration, Int> & Sendable, _ help: String) -> Setting {

@@ -86,18 +86,14 @@ struct LoadFilter {
         self.retention = retention
     }
 
-    var isEmpty: Bool { purges.isEmpty && retention.keepsEverything && retention.rollupDays == nil }
-
-    enum Fate { case stored, rollupOnly, dropped }
-
-    /// `dropped`: a purge covers it, or it is past the rollup retention already. `rollupOnly`:
-    /// past the raw-row limit already, so it is counted in the rollups and no raw row is kept.
-    func fate(_ e: Event, cutAt: Int64, today: UTCDay) -> Fate {
-        if dropped(e, cutAt: cutAt, today: today) { return .dropped }
-        if let first = retention.firstKeptDay(site: e.siteID, today: today), e.day.number < first { return .rollupOnly }
-        return .stored
+    /// Whether an event ``kept(_:today:)`` left gets a raw row: false when it is past the
+    /// raw-row retention already (it is counted in the rollups only).
+    func storesRawRow(_ e: Event, today: UTCDay) -> Bool {
+        guard let first = retention.firstKeptDay(site: e.siteID, today: today) else { return true }
+        return e.day.number >= first
     }
 
+    /// A purge covers it, or it is past the rollup retention already: not loaded at all.
     func dropped(_ e: Event, cutAt: Int64, today: UTCDay) -> Bool {
         if let first = retention.firstCountedDay(today: today), e.day.number < first { return true }
         guard !purges.isEmpty else { return false }

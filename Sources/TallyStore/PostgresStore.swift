@@ -244,9 +244,10 @@ public final class PostgresStore: EventStore, Sendable {
             // The rollup is CPU work on this side; it is made while the server inserts the rows.
             async let rollup = PostgresRollupRows(BatchRollup(fresh.flatMap(\.events), knownDay: known.day, knownSite: known.site))
             var rows = PostgresEventRows(tier: PostgresEventRows.tier(of: fresh))
+            let keepsAllRows = filter.retention.keepsEverything
             for batch in fresh {
                 // Rows already past the retention are counted in the rollup and not kept.
-                for e in batch.events where filter.isEmpty || filter.fate(e, cutAt: batch.createdAt, today: today) == .stored {
+                for e in batch.events where keepsAllRows || filter.storesRawRow(e, today: today) {
                     rows.append(e, ingestedAt: batch.createdAt)
                     if rows.count == self.rowsPerInsert { try await rows.insert(conn, logger: logger) }
                 }

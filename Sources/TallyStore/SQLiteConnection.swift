@@ -62,6 +62,22 @@ public final class SQLiteConnection {
 
     /// Resets every cached statement: a statement left mid-result keeps its read transaction
     /// open, which would pin a reader to an old snapshot and block COMMIT.
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction: committed when it returns, rolled back
+    /// when it throws (statements reset either way).
+    func writeTransaction<T>(_ body: () throws -> T) throws -> T {
+        try exec("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            resetAll()
+            try exec("COMMIT")
+            return result
+        } catch {
+            resetAll()
+            try? exec("ROLLBACK")
+            throw error
+        }
+    }
+
     func resetAll() {
         for (_, s) in statements { sqlite3_reset(s) }
     }

@@ -8,13 +8,13 @@ extension SQLiteStore: LifecycleStore {
 
     public func recordPurge(site: String, before: UTCDay?, leaseUntil: Int64) async throws -> SitePurge {
         try await onWriter { w in
-            try SQLiteLifecycle.transaction(w.db) { try SQLiteLifecycle.recordPurge(w.db, site: site, before: before, leaseUntil: leaseUntil) }
+            try w.db.writeTransaction { try SQLiteLifecycle.recordPurge(w.db, site: site, before: before, leaseUntil: leaseUntil) }
         }
     }
 
     public func claimPurges(ids: [Int64], until: Int64, takeExpired: Bool) async throws -> [SitePurge] {
         try await onWriter { w in
-            try SQLiteLifecycle.transaction(w.db) {
+            try w.db.writeTransaction {
                 let claim = try w.db.statement("""
                     UPDATE site_purges SET lease_until = ?1
                     WHERE done = 0 AND (lease_until < ?2 OR id IN (SELECT value FROM json_each(?3))) RETURNING id
@@ -37,14 +37,14 @@ extension SQLiteStore: LifecycleStore {
     public func sweep(after: Int64, span: Int64, rules: SweepRules) async throws -> SweepStep {
         let (rows, next) = try await onReader { db in try SQLiteLifecycle.doomed(db, after: after, span: span, rules: rules) }
         guard !rows.isEmpty else { return SweepStep(next: next, deletedByRetention: 0, deletedByPurges: 0) }
-        let deleted = try await onWriter { w in try SQLiteLifecycle.transaction(w.db) { try SQLiteLifecycle.delete(w.db, rows) } }
+        let deleted = try await onWriter { w in try w.db.writeTransaction { try SQLiteLifecycle.delete(w.db, rows) } }
         return SweepStep(next: next, deletedByRetention: deleted.retention, deletedByPurges: deleted.purges)
     }
 
     public func finishPurges(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
         try await onWriter { w in
-            try SQLiteLifecycle.transaction(w.db) {
+            try w.db.writeTransaction {
                 let done = try w.db.statement("UPDATE site_purges SET done = 1 WHERE id = ?1")
                 for id in ids {
                     done.bind(1, id)
@@ -73,7 +73,7 @@ extension SQLiteStore: LifecycleStore {
 
     public func dropRollups(site: String, before: UTCDay) async throws {
         try await onWriter { w in
-            try SQLiteLifecycle.transaction(w.db) {
+            try w.db.writeTransaction {
                 let find = try w.db.statement("SELECT id FROM sites WHERE name = ?1")
                 find.bind(1, site)
                 guard try find.step() else { return }
@@ -94,20 +94,6 @@ extension SQLiteStore: LifecycleStore {
 
 /// The SQLite side of ``LifecycleStore``, on the writer connection.
 enum SQLiteLifecycle {
-    static func transaction<T>(_ db: SQLiteConnection, _ body: () throws -> T) throws -> T {
-        try db.exec("BEGIN IMMEDIATE")
-        do {
-            let result = try body()
-            db.resetAll()
-            try db.exec("COMMIT")
-            return result
-        } catch {
-            db.resetAll()
-            try? db.exec("ROLLBACK")
-            throw error
-        }
-    }
-
     /// Adds `rows` (negative: deleted) to the stored count of raw rows.
     static func count(_ db: SQLiteConnection, rows: Int) throws {
         guard rows != 0 else { return }

@@ -43,16 +43,9 @@ extension SQLiteStore: SiteRegistryStore {
     public func apply(_ change: SiteRegistryChange) async throws {
         try await onWriter { w in
             let db = w.db
-            try db.exec("BEGIN IMMEDIATE")
-            do {
+            try db.writeTransaction {
                 try Self.apply(change, db)
                 try db.statement("UPDATE registry_version SET version = version + 1").run()
-                db.resetAll()
-                try db.exec("COMMIT")
-            } catch {
-                db.resetAll()
-                try? db.exec("ROLLBACK")
-                throw error
             }
         }
     }

@@ -99,8 +99,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     public func visitorSalt(for day: UTCDay, proposed: [UInt8], keepFrom: UTCDay) async throws -> [UInt8] {
         try await onWriter { w in
             let db = w.db
-            try db.exec("BEGIN IMMEDIATE")
-            do {
+            return try db.writeTransaction {
                 let drop = try db.statement("DELETE FROM visitor_salts WHERE day < ?1")
                 drop.bind(1, Int64(keepFrom.number))
                 try drop.run()
@@ -111,14 +110,7 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
                 let get = try db.statement("SELECT salt FROM visitor_salts WHERE day = ?1")
                 get.bind(1, Int64(day.number))
                 guard try get.step() else { throw StoreError("visitor salt neither inserted nor found") }
-                let salt = Array(get.blob(0))
-                db.resetAll()
-                try db.exec("COMMIT")
-                return salt
-            } catch {
-                db.resetAll()
-                try? db.exec("ROLLBACK")
-                throw error
+                return Array(get.blob(0))
             }
         }
     }

@@ -93,6 +93,7 @@ final class SQLiteWriter {
 
     /// Maps each event's names to their ids (adding new names inside the transaction).
     private func intern(_ batches: [StoreBatch], filter: LoadFilter, today: UTCDay) throws -> (rows: [SQLiteRow], extras: [SQLiteRowExtra]) {
+        let keepsAllRows = filter.retention.keepsEverything
         var rows: [SQLiteRow] = []
         var extras: [SQLiteRowExtra] = []
         rows.reserveCapacity(batches.reduce(0) { $0 + $1.events.count })
@@ -121,7 +122,7 @@ final class SQLiteWriter {
                                     user: user, timestamp: e.timestamp, ingestedAt: batch.createdAt,
                                     day: UTCDay(containing: e.timestamp).number, isView: lastIsView && e.counts,
                                     countsAsUser: countsAsUser)
-                if !filter.isEmpty { row.stored = filter.fate(e, cutAt: batch.createdAt, today: today) == .stored }
+                if !keepsAllRows { row.stored = filter.storesRawRow(e, today: today) }
                 if e.hasExtra {
                     let v = e.visit
                     func label(_ s: String?) throws -> Int64 { try s.map { try labels.id($0, db) } ?? -1 }

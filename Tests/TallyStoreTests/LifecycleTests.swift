@@ -51,6 +51,15 @@ import TallyTestSupport
         return (String(f[0]), Int64(f[4])!)
     }
 
+    /// ``open(_:_:)`` with 20,000 random events loaded in four batches, and their raw rows.
+    static func seeded(_ backend: Backend, _ dir: String, seed: UInt64) async throws
+        -> (store: any EventStore, life: any LifecycleStore, reopen: @Sendable () -> any EventStore, events: [Event], rows: [String]) {
+        let (store, life, reopen) = try await open(backend, dir)
+        let events = SQLiteSchemaTests.randomEvents(20_000, seed: seed)
+        try await load(store, events)
+        return (store, life, reopen, events, try await rawRows(store))
+    }
+
     static func load(_ store: any EventStore, _ events: [Event], parts: Int = 4) async throws {
         let size = (events.count + parts - 1) / parts
         for k in 0..<parts {
@@ -62,10 +71,7 @@ import TallyTestSupport
     @Test(arguments: Backend.available)
     func aPurgeDeletesOneSiteAndNothingElse(_ backend: Backend) async throws {
         try await withTempDir { dir in
-            let (store, life, reopen) = try await Self.open(backend, dir)
-            let events = SQLiteSchemaTests.randomEvents(20_000, seed: 5)
-            try await Self.load(store, events)
-            let rows = try await rawRows(store)
+            let (store, life, reopen, events, rows) = try await Self.seeded(backend, dir, seed: 5)
             let kept = events.filter { $0.siteID != "site-1" }
 
             let lease = Timestamp.now() + 60_000_000
@@ -125,10 +131,7 @@ import TallyTestSupport
     @Test(arguments: Backend.available)
     func aPurgeBeforeADayKeepsTheLaterDays(_ backend: Backend) async throws {
         try await withTempDir { dir in
-            let (store, life, _) = try await Self.open(backend, dir)
-            let events = SQLiteSchemaTests.randomEvents(20_000, seed: 6)
-            try await Self.load(store, events)
-            let rows = try await rawRows(store)
+            let (store, life, _, events, rows) = try await Self.seeded(backend, dir, seed: 6)
             let cut = Self.days[2]
             let kept = events.filter { !($0.siteID == "site-2" && $0.day < cut) }
             let recorded = try await life.recordPurge(site: "site-2", before: cut, leaseUntil: 0)
@@ -153,10 +156,7 @@ import TallyTestSupport
     @Test(arguments: Backend.available)
     func retentionDeletesExactlyTheRawRowsPastTheLimitAndKeepsTheNumbers(_ backend: Backend) async throws {
         try await withTempDir { dir in
-            let (store, life, _) = try await Self.open(backend, dir)
-            let events = SQLiteSchemaTests.randomEvents(20_000, seed: 7)
-            try await Self.load(store, events)
-            let rows = try await rawRows(store)
+            let (store, life, _, events, rows) = try await Self.seeded(backend, dir, seed: 7)
             // On the last day: one day back for every site, three for site-3 (all of them).
             let policy = RetentionPolicy(days: 1, siteDays: [ExactString("site-3"): 3])
             let rules = SweepRules(retention: policy, today: Self.days[3], purges: [])
@@ -187,10 +187,7 @@ import TallyTestSupport
     @Test(arguments: Backend.available)
     func rollupRetentionKeepsTheReportsOfTheLastDaysOnly(_ backend: Backend) async throws {
         try await withTempDir { dir in
-            let (store, life, _) = try await Self.open(backend, dir)
-            let events = SQLiteSchemaTests.randomEvents(20_000, seed: 9)
-            try await Self.load(store, events)
-            let rows = try await rawRows(store)
+            let (store, life, _, events, rows) = try await Self.seeded(backend, dir, seed: 9)
             let cut = Self.days[2]
             let sites = try await life.sitesWithRollups(before: cut)
             #expect(sites.sorted() == Self.sites)
