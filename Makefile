@@ -19,7 +19,7 @@ deps:
 
 test-deps: deps
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(TEST_PACKAGES)"
-	@$(VENV)/bin/python -c "import selenium" 2>/dev/null || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q selenium; }
+	@$(VENV)/bin/python -c "import selenium, schemathesis" 2>/dev/null || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q selenium schemathesis; }
 
 install-packages:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -43,14 +43,15 @@ test: test-deps
 	scripts/pg-test-server.sh stop; exit $$status
 	TALLY_BIN=.build/debug/tally scripts/crash-test.sh --kills $(if $(CI),5,10) --purge 100000
 	$(VENV)/bin/python scripts/browser_test.py --binary .build/debug/tally
+	scripts/api_test.sh --binary .build/debug/tally
 	# Memory and latency bounds hold for what users run: the release build.
 	$(SWIFT) build -c release --product tally
 	set -o pipefail; scripts/hostile_test.py --binary .build/release/tally | tee .build/hostile-test.log
 	$(MAKE) fuzz FUZZ_SECONDS=$(if $(CI),15,$(FUZZ_SECONDS))
 	@n=$$(grep -aoE "Test run with [0-9]+ tests" .build/swift-test.log | grep -oE "[0-9]+" | tail -n 1); \
 	h=$$(grep -aoE "hostile: [0-9]+ passed" .build/hostile-test.log | grep -oE "[0-9]+"); \
-	echo "make test: swift test ($$n tests), crash test, browser test, hostile clients ($$h checks) and fuzz all passed"; \
-	echo "tally: $$((n + h + 3)) passed, 0 failed"
+	echo "make test: swift test ($$n tests), crash test, browser test, API schema test, hostile clients ($$h checks) and fuzz all passed"; \
+	echo "tally: $$((n + h + 4)) passed, 0 failed"
 
 test-unit: deps
 	$(SWIFT) test --skip TallyEndToEndTests

@@ -202,7 +202,7 @@ let package = Package(
             .product(name: "NIOTestUtils", package: "swift-nio"),
         ], swiftSettings: strict),
         .testTarget(name: "TallyStoreTests", dependencies: [
-            "TallyStore", "TallyCore", "TallyTestSupport",
+            "TallyStore", "TallyCore", "TallyTestSupport", "TallyReport",
             .product(name: "PostgresNIO", package: "postgres-nio"),
         ], swiftSettings: strict),
         .testTarget(name: "TallyPipelineTests", dependencies: ["TallyPipeline", "TallyStore", "TallyCore", "TallyWire", "TallyTestSupport"],

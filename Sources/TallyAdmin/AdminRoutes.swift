@@ -61,6 +61,8 @@ public struct AdminRoutes: Sendable {
             sites.get(":id/data/purges") { request, context in
                 try await self.authorized(request) {
                     let id = Self.id(context)
+                    let problems = SiteInput.idProblems(id)
+                    guard problems.isEmpty else { throw AdminError(.badRequest, "Invalid site id", problems) }
                     let all = try await Self.store { try await purges.list() }.filter { $0.site.utf8Equals(id) }
                     return JSONResponse.make(200, "{\"purges\":[" + all.map(Self.render).joined(separator: ",") + "]}")
                 }

@@ -98,6 +98,7 @@ public struct ReportRoutes: Sendable {
 
     public func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("/stats") { request, _ in try await self.stats(request) }
+        addReportAPI(to: router)
         router.get("/health") { request, _ in
             try self.authorizeMonitoring(request)
             // 200 even when degraded: the collector still accepts and spools events, so a load
@@ -181,12 +182,7 @@ public struct ReportRoutes: Sendable {
         }
         let q = request.uri.queryParameters
         let query = try StatsQuery.parse(siteID: q.get("site_id"), date: q.get("date"), limit: q.get("limit")).get()
-        var key = PresentedKey(authorization: request.headers[.authorization], query: q.get("key").map { Substring($0) })
-        guard sites.rules.mayRead(siteID: query.siteID, key: &key) else {
-            refusedReads.increment()
-            logRefusal(site: query.siteID, keyGiven: key.isPresent)
-            throw ReadUnauthorized()
-        }
+        try authorizeRead(query.siteID, request, key: q.get("key"))
         let s: SiteStats
         do {
             s = try await store.stats(siteID: query.siteID, day: query.day, limit: query.limit)
@@ -194,6 +190,17 @@ public struct ReportRoutes: Sendable {
             throw StoreUnavailable(error: "\(error)")
         }
         return JSONResponse.make(200, Self.render(query, s))
+    }
+
+    /// Throws ``ReadUnauthorized`` unless the site may be read with the key presented (the
+    /// `Authorization` header, else the `key` parameter).
+    func authorizeRead(_ siteID: String, _ request: Request, key param: String?) throws {
+        var key = PresentedKey(authorization: request.headers[.authorization], query: param.map { Substring($0) })
+        guard sites.rules.mayRead(siteID: siteID, key: &key) else {
+            refusedReads.increment()
+            logRefusal(site: siteID, keyGiven: key.isPresent)
+            throw ReadUnauthorized()
+        }
     }
 
     private func logRefusal(site: String, keyGiven: Bool) {

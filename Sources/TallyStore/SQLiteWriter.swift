@@ -169,6 +169,7 @@ final class SQLiteWriter {
         guard sqlite3_last_insert_rowid(db.db) == base + Int64(rows.count) - 1 else {
             throw StoreError("event_rows ids are not consecutive from \(base); the load is rolled back")
         }
+        try rows.withUnsafeBufferPointer { try recordSpans($0, base: base) }
         guard !extras.isEmpty else { return }
         let full = extras.contains { !$0.onlyVisitor }
         try extras.withUnsafeBufferPointer { extras in
@@ -193,6 +194,39 @@ final class SQLiteWriter {
                 Self.bindVisitor(h, p + 8, x.visitor)
                 sqlite3_bind_int64(h, p + 9, x.bot ? 1 : 0)
             }
+        }
+    }
+
+    /// Widens or adds the ``SQLiteSchema/spanTables`` span of each hour the rows fall in.
+    /// A load continues the hour's last span when it starts at most 65,536 ids after it (the
+    /// rows between are other hours', read and skipped by reports), else starts a new one.
+    private func recordSpans(_ rows: UnsafeBufferPointer<SQLiteRow>, base: Int64) throws {
+        var hours: [Int64: (first: Int64, last: Int64)] = [:]
+        var lastHour: Int64 = -1
+        for (i, row) in rows.enumerated() {
+            let hour = row.timestamp / SQLiteSchema.microsPerHour, id = base + Int64(i)
+            if hour == lastHour, hours[hour] != nil {
+                hours[hour]!.last = id
+                continue
+            }
+            lastHour = hour
+            if let span = hours[hour] { hours[hour] = (span.first, id) } else { hours[hour] = (id, id) }
+        }
+        let latest = try db.statement("SELECT first, last FROM row_spans WHERE hour = ?1 ORDER BY first DESC LIMIT 1")
+        let widen = try db.statement("UPDATE row_spans SET last = max(last, ?3) WHERE hour = ?1 AND first = ?2")
+        let add = try db.statement("INSERT INTO row_spans(hour, first, last) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET last = max(last, excluded.last)")
+        for (hour, span) in hours.sorted(by: { $0.key < $1.key }) {
+            latest.bind(1, hour)
+            var continues: Int64?
+            if try latest.step(), case let (first, last) = (latest.int(0), latest.int(1)), span.first >= first, span.first <= last + 65_536 {
+                continues = first
+            }
+            sqlite3_reset(latest.handle)
+            let s = continues == nil ? add : widen
+            s.bind(1, hour)
+            s.bind(2, continues ?? span.first)
+            s.bind(3, span.last)
+            try s.run()
         }
     }
 

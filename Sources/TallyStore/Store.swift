@@ -15,6 +15,19 @@ public struct StoreBatch: Sendable {
     }
 }
 
+/// A raw row as stored: its id (ascending in load order), when its batch was cut, the event.
+public struct StoredEvent: Sendable, Equatable {
+    public var id: Int64
+    public var ingestedAt: Int64
+    public var event: Event
+
+    public init(id: Int64, ingestedAt: Int64, event: Event) {
+        self.id = id
+        self.ingestedAt = ingestedAt
+        self.event = event
+    }
+}
+
 /// What loading a batch did.
 public enum LoadOutcome: Sendable, Equatable {
     case loaded
@@ -55,6 +68,10 @@ public protocol EventStore: Sendable {
     func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome]
     /// Stats for one UTC day, or all time when `day` is nil.
     func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats
+    /// Up to `limit` raw rows of `siteID` whose event time is in `[from, to)` (µs) and whose
+    /// id is above `afterID`, in id order, bot rows included: reports and export page through
+    /// a range with these, so no read holds the store for the whole of it.
+    func rows(siteID: String, from: Int64, to: Int64, afterID: Int64, limit: Int) async throws -> [StoredEvent]
     /// Total raw events stored (all sites), for health and tests.
     func eventCount() async throws -> Int64
     /// The salt of anonymous visitor ids for `day`: the stored one, or `proposed` when there is

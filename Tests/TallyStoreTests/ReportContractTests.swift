@@ -1,0 +1,226 @@
+import Foundation
+import PostgresNIO
+import Testing
+import TallyCore
+@testable import TallyReport
+import TallyTestSupport
+@testable import TallyStore
+
+/// The reporting API's figures on both stores, against an oracle that shares no code with
+/// them: local dates and hours from Foundation's `Calendar` for each event, and plain SQL
+/// over the raw rows (PostgreSQL's own `AT TIME ZONE` for the day boundaries).
+@Suite struct ReportContractTests {
+    static let zones = ["UTC", "America/New_York", "Europe/London", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe",
+                        "Pacific/Chatham", "America/St_Johns", "Asia/Tehran"]
+    /// Four-day windows around DST changes: New York and St. John's spring forward on
+    /// 2026-03-08, London on 03-29; Lord Howe (30 minutes) and Chatham go back on 04-05;
+    /// New York goes back on 11-01.
+    static let windows = ["2026-03-06", "2026-03-27", "2026-04-03", "2026-10-30"].map { UTCDay(parsing: $0)! }
+
+    static func randomEvents(_ n: Int, seed: UInt64) -> [Event] {
+        var rng = SeededRandom(seed)
+        func pick<T>(_ a: [T]) -> T { a[Int(rng.next() % UInt64(a.count))] }
+        return (0..<n).map { _ in
+            let day = pick(windows)
+            // Any microsecond of the window, and now and then one right at a zone's day start.
+            var t = day.start + Int64(rng.next() % UInt64(4 * 86_400_000_000))
+            if rng.next() % 20 == 0 {
+                let z = ReportZone(identifier: pick(zones))!
+                t = z.start(of: UTCDay(number: day.number + Int32(rng.next() % 4))) * 1_000_000 - Int64(rng.next() % 2)
+            }
+            let r = rng.next() % 10
+            let user: String? = r < 4 ? nil : r == 4 ? "" : "u\(rng.next() % 60)"
+            let visit = Visit(visitor: user?.isEmpty == false || rng.next() % 8 == 0 ? 0 : rng.next() % 80 + 1,
+                              device: rng.next() % 3 == 0 ? nil : pick(Device.allCases), browser: rng.next() % 4 == 0 ? nil : pick(["Firefox", "Chrome", "Safari"]),
+                              os: rng.next() % 4 == 0 ? nil : pick(["Linux", "iOS", "Windows"]), isBot: rng.next() % 12 == 0)
+            return Event(siteID: pick(["a", "b", "c"]), eventType: rng.next() % 5 == 0 ? "click" : "page_view",
+                         path: rng.next() % 8 == 0 ? nil : "/p\(rng.next() % 12)", userID: user, timestamp: t,
+                         referrer: rng.next() % 3 == 0 ? pick(["news.example", "search.example", "é.example"]) : nil,
+                         utmSource: rng.next() % 5 == 0 ? pick(["mail", "ads"]) : nil, utmMedium: rng.next() % 7 == 0 ? "cpc" : nil,
+                         utmCampaign: rng.next() % 9 == 0 ? pick(["spring", ""]) : nil, visit: visit)
+        }
+    }
+
+    /// The local date and hour of an instant, and the offset then, by Foundation's calendar.
+    static func local(_ micros: Int64, _ tz: String) -> (day: UTCDay, hour: Int, offset: Int) {
+        var cal = Calendar(identifier: .gregorian)
+        let zone = TimeZone(identifier: tz)!
+        cal.timeZone = zone
+        let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
+        let date = Date(timeIntervalSince1970: TimeInterval(seconds))
+        let c = cal.dateComponents([.year, .month, .day, .hour], from: date)
+        return (UTCDay(year: c.year!, month: c.month!, day: c.day!), c.hour!, zone.secondsFromGMT(for: date))
+    }
+
+    /// Figures of `events` (already the site's, in the range), by definition.
+    static func figures(_ events: [Event]) -> ReportFigures {
+        let counted = events.filter(\.counts)
+        let users = Set(counted.compactMap(\.userID).filter { !$0.isEmpty })
+        let visitors = Set(counted.compactMap { e -> String? in
+            if let u = e.userID, !u.isEmpty { return "u" + u }
+            return e.visit.visitor == 0 ? nil : "v\(e.visit.visitor)"
+        })
+        return ReportFigures(views: Int64(counted.filter(\.isPageView).count), events: Int64(counted.count),
+                             users: Int64(users.count), visitors: Int64(visitors.count))
+    }
+
+    @Test(arguments: Backend.available)
+    func reportsEqualTheRawEventsInAnyZone(_ backend: Backend) async throws {
+        try await withTempDir { dir in
+            let (store, _) = try await backend.make(dir)
+            try await store.prepare()
+            let events = Self.randomEvents(6000, seed: 16)
+            try await LifecycleContractTests.load(store, events, parts: 5)
+            let engine = ReportEngine(store: store)
+            var rng = SeededRandom(backend == .sqlite ? 1 : 2)
+            for round in 0..<60 {
+                let tz = Self.zones[round % Self.zones.count]
+                let site = ["a", "b", "c", "none"][Int(rng.next() % 4)]
+                let w = Self.windows[Int(rng.next() % 4)]
+                let from = UTCDay(number: w.number - 1 + Int32(rng.next() % 5))
+                let to = UTCDay(number: from.number + Int32(rng.next() % 4))
+                let range = ReportRange(siteID: site, from: from, to: to, zone: ReportZone(identifier: tz)!)
+                let mine = events.filter { $0.siteID == site && (from...to).contains(Self.local($0.timestamp, tz).day) }
+                let what = "\(site) \(from)…\(to) \(tz)"
+
+                #expect(try await engine.aggregate(range) == Self.figures(mine), "aggregate \(what)")
+
+                // Days and months: every bucket, by its label.
+                for interval in [ReportInterval.day, .month] {
+                    let buckets = range.buckets(interval)
+                    let got = try await engine.timeseries(range, buckets)
+                    let labels = buckets.map(\.label)
+                    let want = labels.map { label in
+                        Self.figures(mine.filter { e in
+                            let d = Self.local(e.timestamp, tz).day.description
+                            return interval == .day ? d == label : d.hasPrefix(label)
+                        })
+                    }
+                    #expect(got == want, "\(interval) \(what)")
+                    #expect(Set(labels).count == labels.count)
+                }
+                // Hours: each bucket is one local hour at one offset; the skipped hour has none.
+                let hours = range.buckets(.hour)
+                let byHour = try await engine.timeseries(range, hours)
+                var seen = 0
+                for (b, f) in zip(hours, byHour) {
+                    let label = String(b.label.prefix(16))
+                    let inBucket = mine.filter { e in
+                        let l = Self.local(e.timestamp, tz)
+                        return "\(l.day)T\(zeroPadded(l.hour, 2)):00" == label && Int64(l.offset) == b.offset
+                    }
+                    seen += inBucket.count
+                    #expect(f == Self.figures(inBucket), "hour \(b.label) \(what)")
+                }
+                #expect(seen == mine.count, "every event in one hour bucket: \(what)")
+
+                let property = BreakdownProperty.allCases[Int(rng.next() % UInt64(BreakdownProperty.allCases.count))]
+                let limit = Int(rng.next() % 15) + 1
+                var groups: [String?: [Event]] = [:]
+                for e in mine where e.counts { groups[property.value(of: e), default: []].append(e) }
+                let rows: [BreakdownRow] = groups.map { v, es in
+                    let f = Self.figures(es)
+                    return BreakdownRow(value: v, views: f.views, visitors: f.visitors, events: f.events)
+                }
+                let want = rows.sorted(by: Self.breakdownOrder).prefix(limit)
+                #expect(try await engine.breakdown(range, property, limit: limit) == Array(want), "breakdown \(property) \(what)")
+
+                if backend == .postgres, round % 3 == 0 {
+                    try await expectPostgresSQL(store, range, Self.figures(mine))
+                }
+            }
+            // Export reads every row back: bots too, with every column.
+            let all = ReportRange(siteID: "b", from: UTCDay(parsing: "2026-03-01")!, to: UTCDay(parsing: "2026-11-30")!,
+                                  zone: ReportZone(identifier: "UTC")!)
+            var back: [Event] = []
+            try await engine.scan("b", from: all.start * 1_000_000, to: all.end * 1_000_000) { back.append($0.event) }
+            #expect(back == events.filter { $0.siteID == "b" })
+            try await store.close()
+        }
+    }
+
+    /// Views, then events, descending; then the value's bytes, no value first.
+    static func breakdownOrder(_ a: BreakdownRow, _ b: BreakdownRow) -> Bool {
+        if a.views != b.views { return a.views > b.views }
+        if a.events != b.events { return a.events > b.events }
+        guard let x = a.value else { return b.value != nil }
+        guard let y = b.value else { return false }
+        return Array(x.utf8).lexicographicallyPrecedes(Array(y.utf8))
+    }
+
+    /// The same figures as one SQL statement over PostgreSQL's raw rows, its own time zone
+    /// rules deciding which local day each event falls on.
+    func expectPostgresSQL(_ store: any EventStore, _ r: ReportRange, _ want: ReportFigures) async throws {
+        let pg = try #require(store as? PostgresStore)
+        var row: [String] = []
+        for try await v in try await pg.client.query(PostgresQuery(unsafeSQL: """
+            SELECT concat_ws(' ', count(*) FILTER (WHERE event_type = 'page_view'), count(*),
+                   count(DISTINCT user_id) FILTER (WHERE user_id <> ''),
+                   count(DISTINCT CASE WHEN user_id <> '' THEN 'u' || user_id WHEN visitor IS NOT NULL THEN 'v' || visitor END))
+            FROM events WHERE site_id = '\(r.siteID)' AND NOT bot
+              AND (event_ts AT TIME ZONE '\(r.zone.identifier)')::date BETWEEN '\(r.from)' AND '\(r.to)'
+            """)).decode(String.self) { row.append(v) }
+        #expect(row == ["\(want.views) \(want.events) \(want.users) \(want.visitors)"], "SQL \(r.siteID) \(r.from)…\(r.to) \(r.zone.identifier)")
+    }
+}
+
+/// Export lines, byte for byte: RFC 4180 quoting (and "" for an empty string, an empty field
+/// for none), JSON escapes.
+@Suite struct ExportFormatTests {
+    @Test func csvAndNDJSONLines() {
+        let e = Event(siteID: "s", eventType: "page_view", path: "/a,\"b\"\nc", userID: "", timestamp: 1_764_000_000_123_456,
+                      referrer: nil, utmSource: "é", visit: Visit(visitor: 0xAB, device: .mobile, browser: "Firefox", os: nil, isBot: true))
+        let row = StoredEvent(id: 7, ingestedAt: 1_764_000_001_000_000, event: e)
+        var csv = "", nd = ""
+        ExportFormat.csv.append(row, to: &csv)
+        ExportFormat.ndjson.append(row, to: &nd)
+        #expect(csv == "7,s,page_view,\"/a,\"\"b\"\"\nc\",\"\",2025-11-24T16:00:00.123456Z,2025-11-24T16:00:01.000000Z,,é,,,mobile,Firefox,,00000000000000ab,true\r\n")
+        #expect(nd == #"{"id":7,"site_id":"s","event_type":"page_view","path":"/a,\"b\"\nc","user_id":"","timestamp":"2025-11-24T16:00:00.123456Z","ingested_at":"2025-11-24T16:00:01.000000Z","referrer":null,"utm_source":"é","utm_medium":null,"utm_campaign":null,"device":"mobile","browser":"Firefox","os":null,"visitor":"00000000000000ab","bot":true}"# + "\n")
+    }
+}
+
+/// Day starts and hours where the clocks change, checked against the zones' published rules.
+@Suite struct ReportZoneTests {
+    static func zone(_ id: String) -> ReportZone { ReportZone(identifier: id)! }
+    static func at(_ s: String) -> Int64 { Timestamp.parse(s)! / 1_000_000 }
+    static func day(_ s: String) -> UTCDay { UTCDay(parsing: s)! }
+
+    @Test func dayStarts() {
+        #expect(Self.zone("UTC").start(of: Self.day("2026-03-08")) == Self.at("2026-03-08T00:00:00Z"))
+        #expect(Self.zone("America/New_York").start(of: Self.day("2026-03-08")) == Self.at("2026-03-08T05:00:00Z"))
+        #expect(Self.zone("America/New_York").start(of: Self.day("2026-03-09")) == Self.at("2026-03-09T04:00:00Z"))
+        #expect(Self.zone("Asia/Kolkata").start(of: Self.day("2026-01-15")) == Self.at("2026-01-14T18:30:00Z"))
+        #expect(Self.zone("Asia/Kathmandu").start(of: Self.day("2026-01-15")) == Self.at("2026-01-14T18:15:00Z"))
+        #expect(Self.zone("Pacific/Chatham").start(of: Self.day("2026-01-15")) == Self.at("2026-01-14T10:15:00Z"))
+        // Samoa skipped 2011-12-30: the day is empty.
+        let apia = Self.zone("Pacific/Apia")
+        #expect(apia.start(of: Self.day("2011-12-30")) == apia.start(of: Self.day("2011-12-31")))
+        // Santiago starts DST at midnight: 2026-09-06 begins at 01:00 local.
+        #expect(Self.zone("America/Santiago").start(of: Self.day("2026-09-06")) == Self.at("2026-09-06T04:00:00Z"))
+        #expect(ReportZone(identifier: "EST") == nil && ReportZone(identifier: "GMT+5") == nil && ReportZone(identifier: "Mars/Base") == nil)
+    }
+
+    @Test func hoursAcrossDSTChanges() {
+        let ny = Self.zone("America/New_York")
+        let spring = ny.hours(from: ny.start(of: Self.day("2026-03-08")), to: ny.start(of: Self.day("2026-03-09")))
+        #expect(spring.count == 23 && spring.map(\.label).prefix(3) == ["2026-03-08T00:00", "2026-03-08T01:00", "2026-03-08T03:00"])
+        let fall = ny.hours(from: ny.start(of: Self.day("2026-11-01")), to: ny.start(of: Self.day("2026-11-02")))
+        #expect(fall.count == 25 && fall.map(\.label).prefix(4) == ["2026-11-01T00:00", "2026-11-01T01:00-04:00", "2026-11-01T01:00-05:00", "2026-11-01T02:00"])
+        #expect(fall[1].start == Self.at("2026-11-01T05:00:00Z") && fall[2].start == Self.at("2026-11-01T06:00:00Z"))
+        // Lord Howe goes back 30 minutes at 02:00: the 01:00 hour has a full and a half stretch.
+        let lh = Self.zone("Australia/Lord_Howe")
+        let back = lh.hours(from: lh.start(of: Self.day("2026-04-05")), to: lh.start(of: Self.day("2026-04-06")))
+        #expect(back.map(\.label).prefix(4) == ["2026-04-05T00:00", "2026-04-05T01:00+11:00", "2026-04-05T01:00+10:30", "2026-04-05T02:00"])
+        #expect(back[2].end - back[2].start == 1800 && back.reduce(0) { $0 + $1.end - $1.start } == 24 * 3600 + 1800)
+        // Kolkata's hours start at half past UTC hours.
+        let k = Self.zone("Asia/Kolkata")
+        #expect(k.hours(from: k.start(of: Self.day("2026-01-15")), to: k.start(of: Self.day("2026-01-16")))[1].start == Self.at("2026-01-14T19:30:00Z"))
+    }
+
+    @Test func rangesAndMonths() {
+        let r = ReportRange(siteID: "s", from: Self.day("2026-01-30"), to: Self.day("2026-03-02"), zone: Self.zone("Europe/Berlin"))
+        #expect(r.months.map(\.label) == ["2026-01", "2026-02", "2026-03"])
+        #expect(r.months.first!.start == Self.at("2026-01-29T23:00:00Z") && r.months.last!.end == Self.at("2026-03-02T23:00:00Z"))
+        #expect(r.days.count == 32 && r.days[2].label == "2026-02-01")
+    }
+}
