@@ -3,6 +3,7 @@ import Hummingbird
 import NIOCore
 import TallyCore
 import TallyHTTP
+import TallyStore
 
 /// `/api/v1/stats/{aggregate,timeseries,breakdown,realtime}` and `/api/v1/export`: reports
 /// over any range of local days in any time zone, each answered by ``ReportEngine``.

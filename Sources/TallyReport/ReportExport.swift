@@ -92,7 +92,7 @@ extension ReportRoutes {
         let problems = p.finish(known: ReportParameters.rangeNames + ["format"])
         guard problems.isEmpty, let range, let format else { throw ReportQueryError(problems) }
         try authorizeRead(range.siteID, request, key: key)
-        let store = self.store, size = ReportEngine.pageSize
+        let store = self.store, size = 16_384
         let (from, to) = (range.start * 1_000_000, range.end * 1_000_000)
         let first = try await Self.fromStore { try await store.rows(siteID: range.siteID, from: from, to: to, afterID: 0, limit: size) }
         let name = "tally-\(Self.fileSafe(range.siteID))-\(range.from)-\(range.to).\(format.rawValue)"
@@ -101,11 +101,11 @@ extension ReportRoutes {
             var page = first
             var text = format.header
             while true {
-                for row in page { format.append(row, to: &text) }
-                try await writer.write(ByteBuffer(string: text))
+                for row in page.rows { format.append(row, to: &text) }
+                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
                 text = ""
-                guard page.count == size, let last = page.last else { break }
-                page = try await store.rows(siteID: range.siteID, from: from, to: to, afterID: last.id, limit: size)
+                guard let next = page.next else { break }
+                page = try await store.rows(siteID: range.siteID, from: from, to: to, afterID: next, limit: size)
             }
             try await writer.finish(nil)
         })

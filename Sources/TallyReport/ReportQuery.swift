@@ -1,6 +1,7 @@
 import HTTPTypes
 import TallyCore
 import TallyHTTP
+import TallyStore
 
 /// The site, local days and time zone every `/api/v1/stats/…` and `/api/v1/export` request
 /// names, checked once: every problem is collected, so one 400 names them all.
@@ -61,26 +62,6 @@ public struct ReportRange: Sendable {
 
 public enum ReportInterval: String, Sendable, CaseIterable {
     case hour, day, month
-}
-
-/// What a breakdown groups by: a column of the event, as stored.
-public enum BreakdownProperty: String, Sendable, CaseIterable {
-    case path, eventType = "event_type", referrer, device, browser, os
-    case utmSource = "utm_source", utmMedium = "utm_medium", utmCampaign = "utm_campaign"
-
-    public func value(of e: Event) -> String? {
-        switch self {
-        case .path: e.path
-        case .eventType: e.eventType
-        case .referrer: e.referrer
-        case .device: e.visit.device?.name
-        case .browser: e.visit.browser
-        case .os: e.visit.os
-        case .utmSource: e.utmSource
-        case .utmMedium: e.utmMedium
-        case .utmCampaign: e.utmCampaign
-        }
-    }
 }
 
 /// A request's query parameters, read once; each reader takes its own and reports problems.

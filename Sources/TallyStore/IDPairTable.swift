@@ -72,6 +72,12 @@ struct IDPairTable {
         return true
     }
 
+    /// The key's counter, or nil when the key is not there.
+    func value(_ a: UInt64, _ b: UInt64) -> Int64? {
+        let s = slots[find(a, b)]
+        return s.a == Self.empty ? nil : s.value
+    }
+
     mutating func removeAll() {
         guard count > 0 else { return }
         for i in slots.indices { slots[i].a = Self.empty }
@@ -85,6 +91,21 @@ struct IDPairTable {
         for s in slots where s.a != Self.empty { out.append((s.a, s.b, s.value)) }
         out.sort { ($0.a, $0.b) < ($1.a, $1.b) }
         return out
+    }
+
+    /// Every key in ascending (a, b) order, counters left out, for keys whose words both fit
+    /// in 32 bits: a sort of single words, several times faster than of pairs.
+    func sortedPairs() -> [(a: UInt64, b: UInt64)] {
+        var packed: [UInt64] = []
+        packed.reserveCapacity(count)
+        var fits = true
+        for s in slots where s.a != Self.empty {
+            fits = fits && s.a <= UInt64(UInt32.max) && s.b <= UInt64(UInt32.max)
+            packed.append(s.a << 32 | (s.b & 0xFFFF_FFFF))
+        }
+        guard fits else { return sorted().map { ($0.a, $0.b) } }
+        packed.sort()
+        return packed.map { ($0 >> 32, $0 & 0xFFFF_FFFF) }
     }
 
     func forEach(_ body: (UInt64, UInt64, Int64) -> Void) {

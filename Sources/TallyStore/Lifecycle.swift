@@ -173,4 +173,7 @@ public protocol LifecycleStore: EventStore {
     func dropRollups(site: String, before: UTCDay) async throws
     /// The smallest raw row id, minus one (a sweep's start).
     func firstRowID() async throws -> Int64
+    /// Brings the report rollups up to date with the rows loaded, a step of bounded size;
+    /// returns the rows the step took in (0: up to date, or a store without such rollups).
+    func rollUpReports() async throws -> Int
 }

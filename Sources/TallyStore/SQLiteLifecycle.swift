@@ -37,7 +37,15 @@ extension SQLiteStore: LifecycleStore {
     public func sweep(after: Int64, span: Int64, rules: SweepRules) async throws -> SweepStep {
         let (rows, next) = try await onReader { db in try SQLiteLifecycle.doomed(db, after: after, span: span, rules: rules) }
         guard !rows.isEmpty else { return SweepStep(next: next, deletedByRetention: 0, deletedByPurges: 0) }
-        let deleted = try await onWriter { w in try w.db.writeTransaction { try SQLiteLifecycle.delete(w.db, rows) } }
+        let retention = self.retention.withLockedValue { $0 }
+        let deleted = try await onWriter { w in
+            // Rows past their retention reach the report rollups first (a rollup does nothing
+            // when it is up to date): deleted before, they would be missing from them for good.
+            if let last = rows.last(where: { !$0.byPurge })?.id {
+                while try SQLiteWriter.rolledUp(w.db) < last, try w.rollUpReports(retention: retention) > 0 {}
+            }
+            return try w.db.writeTransaction { try SQLiteLifecycle.delete(w.db, rows) }
+        }
         return SweepStep(next: next, deletedByRetention: deleted.retention, deletedByPurges: deleted.purges)
     }
 
@@ -138,6 +146,7 @@ enum SQLiteLifecycle {
 
     /// Deletes a site's rollups and unique sets: all of them, or the days before `before`.
     static func dropRollups(_ db: SQLiteConnection, site: Int64, before: UTCDay?) throws {
+        try SQLiteReports.drop(db, site: site, before: before)
         guard let before else {
             for table in dailyTables + ["site_path_views", "site_user_sets"] {
                 let d = try db.statement("DELETE FROM \(table) WHERE site = ?1")
@@ -169,7 +178,8 @@ enum SQLiteLifecycle {
     static func sitesWithRollups(_ db: SQLiteConnection, before: UTCDay) throws -> [String] {
         let s = try db.statement("""
             SELECT name FROM sites WHERE id IN (SELECT site FROM daily_views WHERE day < ?1 UNION SELECT site FROM daily_user_sets WHERE day < ?1
-                                               UNION SELECT site FROM daily_visitors WHERE day < ?1) ORDER BY id
+                                               UNION SELECT site FROM daily_visitors WHERE day < ?1
+                                               UNION SELECT site FROM report_counts WHERE prop = 0 AND level = 1 AND bucket < ?1) ORDER BY id
             """)
         s.bind(1, Int64(before.number))
         var out: [String] = []
@@ -223,8 +233,11 @@ enum SQLiteLifecycle {
     static func delete(_ db: SQLiteConnection, _ rows: [Doomed]) throws -> (retention: Int, purges: Int) {
         let row = try db.statement("DELETE FROM event_rows WHERE id = ?1 AND site = ?2 AND event_ts = ?3 AND ingested_at = ?4")
         let details = try db.statement("DELETE FROM event_details WHERE id = ?1")
+        // A row past its retention that the report rollups have not taken in (a rollup that
+        // failed) stays for the next sweep: deleted now, it would be missing from them for good.
+        let rolledUp = try SQLiteWriter.rolledUp(db)
         var out = (retention: 0, purges: 0)
-        for r in rows {
+        for r in rows where r.byPurge || r.id <= rolledUp {
             row.bind(1, r.id); row.bind(2, r.site); row.bind(3, r.timestamp); row.bind(4, r.ingestedAt)
             try row.run()
             guard sqlite3_changes(db.db) == 1 else { continue }
@@ -263,6 +276,22 @@ enum SQLiteLifecycle {
         try mark("SELECT site, path FROM daily_path_views", [(0, \.sites), (1, \.paths)])
         try mark("SELECT site, path FROM site_path_views", [(0, \.sites), (1, \.paths)])
         try mark("SELECT site FROM daily_visitors", [(0, \.sites)])
+        // Every value of the report rollups has day rows; every member is in a month set.
+        for (prop, names) in [(ReportProp.of(.path), \Refs.paths), (ReportProp.of(.eventType), \Refs.types)]
+            + [BreakdownProperty.referrer, .browser, .os, .utmSource, .utmMedium, .utmCampaign].map({ (ReportProp.of($0), \Refs.labels) }) {
+            try mark("SELECT site, value FROM report_counts WHERE prop = \(prop)", [(0, \.sites), (1, names)])
+        }
+        var anonymous = Bits(try maxID("anon_visitors"))
+        let sets = try db.statement("SELECT site, chunk, members, bits FROM report_sets WHERE prop = 0 AND level = 2")
+        while try sets.step() {
+            refs.sites.insert(Int(sets.int(0)))
+            let base = Int(sets.int(1)) << UserChunk.shift
+            for m in try UserChunk.members(sets.blob(3), count: Int(sets.int(2))) {
+                let member = base | Int(m)
+                if member & 1 == 0 { refs.users.insert(member / 2) } else { anonymous.insert(member / 2) }
+            }
+        }
+        sqlite3_reset(sets.handle)
         for table in ["daily_user_sets", "site_user_sets"] {
             let s = try db.statement("SELECT site, chunk, members, bits FROM \(table)")
             while try s.step() {
@@ -272,7 +301,8 @@ enum SQLiteLifecycle {
             }
             sqlite3_reset(s.handle)
         }
-        for (table, used) in [("sites", refs.sites), ("event_types", refs.types), ("paths", refs.paths), ("users", refs.users), ("labels", refs.labels)] {
+        for (table, used) in [("sites", refs.sites), ("event_types", refs.types), ("paths", refs.paths), ("users", refs.users), ("labels", refs.labels),
+                              ("anon_visitors", anonymous)] {
             let all = try db.statement("SELECT id FROM \(table)")
             var unused: [Int64] = []
             while try all.step() {

@@ -3,9 +3,11 @@ import TallyCore
 
 extension SQLiteStore {
     /// Reads the ids the ``SQLiteSchema/spanTables`` spans of the range's hours bound, in
-    /// order, skipping other sites' rows and rows outside the range as it goes.
-    public func rows(siteID: String, from: Int64, to: Int64, afterID: Int64, limit: Int) async throws -> [StoredEvent] {
-        guard from < to, limit > 0 else { return [] }
+    /// order, skipping other sites' rows and rows outside the range as it goes. Rows a purge
+    /// or the rollup retention has deleted, which a sweep has not reached yet, are left out.
+    public func rows(siteID: String, from: Int64, to: Int64, afterID: Int64, limit: Int) async throws -> RowPage {
+        guard from < to, limit > 0 else { return RowPage(rows: [], next: nil) }
+        let retention = self.retention.withLockedValue { $0 }
         return try await onReader { db in
             try db.exec("BEGIN")
             defer {
@@ -14,8 +16,11 @@ extension SQLiteStore {
             }
             let find = try db.statement("SELECT id FROM sites WHERE name = ?1")
             find.bind(1, siteID)
-            guard try find.step() else { return [] }
+            guard try find.step() else { return RowPage(rows: [], next: nil) }
             let site = find.int(0)
+            let gone = LoadFilter(purges: try SQLiteLifecycle.purges(db, unfinishedOnly: true).filter { $0.site.utf8Equals(siteID) },
+                                  retention: retention)
+            let today = UTCDay.today
             let spans = try db.statement("SELECT first, last FROM row_spans WHERE hour BETWEEN ?1 AND ?2 AND last > ?3")
             spans.bind(1, from / SQLiteSchema.microsPerHour)
             spans.bind(2, (to - 1) / SQLiteSchema.microsPerHour)
@@ -27,15 +32,21 @@ extension SQLiteStore {
             for r in ranges {
                 if let m = merged.last, r.first <= m.last + 1 { merged[merged.count - 1].last = max(m.last, r.last) } else { merged.append(r) }
             }
-            let read = try db.statement(Self.rowsSQL)
+            let select = try db.statement(Self.rowsSQL)
             var out: [StoredEvent] = []
-            for r in merged where out.count < limit {
-                read.bind(1, r.first); read.bind(2, r.last); read.bind(3, site)
-                read.bind(4, from); read.bind(5, to); read.bind(6, Int64(limit - out.count))
-                while try read.step() { out.append(Self.storedEvent(read, siteID: siteID)) }
-                sqlite3_reset(read.handle)
+            var read = 0, last = afterID
+            for r in merged where read < limit {
+                select.bind(1, r.first); select.bind(2, r.last); select.bind(3, site)
+                select.bind(4, from); select.bind(5, to); select.bind(6, Int64(limit - read))
+                while try select.step() {
+                    let row = Self.storedEvent(select, siteID: siteID)
+                    read += 1
+                    last = row.id
+                    if !gone.dropped(row.event, cutAt: row.ingestedAt, today: today) { out.append(row) }
+                }
+                sqlite3_reset(select.handle)
             }
-            return out
+            return RowPage(rows: out, next: read == limit ? last : nil)
         }
     }
 
@@ -66,3 +77,4 @@ extension SQLiteStore {
         return StoredEvent(id: s.int(0), ingestedAt: s.int(1), event: e)
     }
 }
+

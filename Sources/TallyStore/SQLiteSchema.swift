@@ -80,6 +80,39 @@ enum SQLiteSchema {
             PRIMARY KEY(hour, first)) WITHOUT ROWID;
         """
 
+    /// The reporting API's rollups (version 6), kept by ``SQLiteReportRollup`` behind the
+    /// loads: every row with an id up to `report_state.rolled_up` is in them, and a report
+    /// adds the rows above it from `event_rows` (see ``SQLiteReports``).
+    ///
+    /// - `report_counts`: views and events per site and UTC hour, day and month
+    ///   (``ReportLevel``) for every event (property 0, value 0), and per day for each value
+    ///   of each property (``ReportProp``). `visitors` and `users` are the distinct counts of
+    ///   the row's set (below), so a single bucket needs no set read.
+    /// - Distinct visitors of the same keys, as member ids: a user is member `2 × users.id`,
+    ///   an anonymous visitor `2 × anon_visitors.id + 1`, so the even members are the users.
+    ///   Days and months of every event in `report_sets`, as chunks in the ``UserChunk``
+    ///   format; hours of every event and days of each property value in `report_lists`, one
+    ///   sorted ``MemberList`` each (their few members are spread over the whole id range,
+    ///   so chunks would hold one or two each).
+    /// - `anon_visitors`: the anonymous visitor ids (daily-salted hashes) as small integers.
+    static let reportTables = """
+        CREATE TABLE IF NOT EXISTS anon_visitors(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL UNIQUE);
+        CREATE TABLE IF NOT EXISTS report_counts(
+            site INTEGER NOT NULL, prop INTEGER NOT NULL, level INTEGER NOT NULL, bucket INTEGER NOT NULL, value INTEGER NOT NULL,
+            views INTEGER NOT NULL, events INTEGER NOT NULL, visitors INTEGER NOT NULL, users INTEGER NOT NULL,
+            PRIMARY KEY(site, prop, level, bucket, value)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS report_sets(
+            site INTEGER NOT NULL, prop INTEGER NOT NULL, level INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,
+            chunk INTEGER NOT NULL, members INTEGER NOT NULL, bits BLOB NOT NULL,
+            PRIMARY KEY(site, prop, level, value, bucket, chunk)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS report_lists(
+            site INTEGER NOT NULL, prop INTEGER NOT NULL, level INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,
+            members INTEGER NOT NULL, list BLOB NOT NULL,
+            PRIMARY KEY(site, prop, level, value, bucket)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS report_state(one INTEGER PRIMARY KEY CHECK(one = 1), rolled_up INTEGER NOT NULL);
+        INSERT OR IGNORE INTO report_state(one, rolled_up) VALUES(1, 0);
+        """
+
     /// Version 5 → 6: one span per hour from the rows there are (one pass over them).
     static let spansFromRows = """
         INSERT INTO row_spans(hour, first, last)
@@ -242,6 +275,9 @@ enum SQLiteSchema {
             db.resetAll()
             try db.exec(spanTables)
             if !hasSpans { try db.exec(spansFromRows) }
+            // The report rollups start empty: rows already there are rolled up behind the
+            // loads, and reports read them from event_rows meanwhile.
+            try db.exec(reportTables)
             // Version 4's registry had no retention column.
             let columns = try db.statement("SELECT 1 FROM pragma_table_info('registered_sites') WHERE name = 'raw_retention_days'")
             let hasRetention = try columns.step()

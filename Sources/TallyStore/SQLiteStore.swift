@@ -42,6 +42,11 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
         return try await onWriter { w in try w.load(batches, retention: retention) }
     }
 
+    public func rollUpReports() async throws -> Int {
+        let retention = self.retention.withLockedValue { $0 }
+        return try await onWriter { w in try w.rollUpReports(retention: retention) }
+    }
+
     public func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats {
         try await onReader { db in
             // One read transaction, so the three numbers describe the same set of batches.

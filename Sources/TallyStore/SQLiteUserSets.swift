@@ -31,38 +31,41 @@ enum UserChunk {
         return out
     }
 
-    /// The stored chunk with `adding` (ascending, distinct offsets) merged in; nil when every
-    /// one of them was already a member.
-    static func merge(_ stored: UnsafeRawBufferPointer?, count: Int, adding: ArraySlice<UInt16>) throws -> (blob: [UInt8], count: Int)? {
+    /// The stored chunk with `adding` (ascending, distinct offsets) merged in, and how many
+    /// of the offsets added are even; nil when every one of them was already a member.
+    static func merge(_ stored: UnsafeRawBufferPointer?, count: Int, adding: ArraySlice<UInt16>) throws -> (blob: [UInt8], count: Int, addedEven: Int)? {
         if let stored, count >= arrayLimit {
             guard stored.count == bitmapBytes else { throw StoreError("user set chunk: bitmap of \(stored.count) bytes") }
             var bitmap = [UInt8](stored)
-            var added = 0
+            var added = 0, even = 0
             for o in adding {
                 let (byte, bit) = (Int(o) >> 3, UInt8(1) << (o & 7))
                 if bitmap[byte] & bit == 0 {
                     bitmap[byte] |= bit
                     added += 1
+                    if o & 1 == 0 { even += 1 }
                 }
             }
-            return added == 0 ? nil : (bitmap, count + added)
+            return added == 0 ? nil : (bitmap, count + added, even)
         }
         let old = try stored.map { try members($0, count: count) } ?? []
         // Union of two ascending lists.
         var union: [UInt16] = []
         union.reserveCapacity(old.count + adding.count)
         var i = old.startIndex, j = adding.startIndex
+        var even = 0
         while i < old.endIndex || j < adding.endIndex {
             if j == adding.endIndex || (i < old.endIndex && old[i] < adding[j]) {
                 union.append(old[i]); i += 1
             } else if i == old.endIndex || adding[j] < old[i] {
+                if adding[j] & 1 == 0 { even += 1 }
                 union.append(adding[j]); j += 1
             } else {
                 union.append(old[i]); i += 1; j += 1
             }
         }
         if union.count == old.count { return nil }
-        return (encode(union), union.count)
+        return (encode(union), union.count, even)
     }
 
     /// Ascending, distinct offsets as a chunk blob.
@@ -108,7 +111,7 @@ struct SQLiteUserSets {
             s.bind(1, site)
             if daily { s.bind(2, SQLiteRollup.day(a)) }
             s.bind(3, Int64(chunk))
-            let merged: (blob: [UInt8], count: Int)?
+            let merged: (blob: [UInt8], count: Int, addedEven: Int)?
             if try s.step() {
                 let count = Int(s.int(0))
                 merged = try UserChunk.merge(s.blob(1), count: count, adding: offsets[...])

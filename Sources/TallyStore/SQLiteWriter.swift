@@ -16,7 +16,6 @@ final class SQLiteWriter {
     private var generation: Int64 = -1
     /// Every purge recorded, as loads apply them.
     private var purges: [SitePurge] = []
-
     init(_ db: SQLiteConnection) { self.db = db }
 
     /// Reads the generation inside the open write transaction; when a purge or a name sweep
@@ -57,7 +56,10 @@ final class SQLiteWriter {
             let today = UTCDay.today
             let (all, allExtras) = try intern(fresh.map { filter.kept($0, today: today) }, filter: filter, today: today)
             let (rows, extras) = SQLiteRow.stored(all, allExtras)
-            // Adding up the rollup is pure Swift work and appending the rows is SQLite's: on
+            let last = try db.statement("SELECT coalesce(max(id), 0) FROM event_rows")
+            let base = try last.step() ? last.int(0) + 1 : 1
+            sqlite3_reset(last.handle)
+            // Adding up the rollups is pure Swift work and appending the rows is SQLite's: on
             // a large load they run on two cores. Only the append touches the connection, and
             // the caller waits for both, so the connection is never used by two threads at once.
             let rollup: SQLiteRollup
@@ -67,7 +69,7 @@ final class SQLiteWriter {
                 let writer = UnsafeTransfer(self)
                 DispatchQueue.concurrentPerform(iterations: 2) { i in
                     if i == 0 {
-                        do { try writer.value.append(rows, extras) } catch { appended.value = error }
+                        do { try writer.value.append(rows, extras, base: base) } catch { appended.value = error }
                     } else {
                         added.value = SQLiteRollup(all, allExtras)
                     }
@@ -75,10 +77,11 @@ final class SQLiteWriter {
                 if let error = appended.value { throw error }
                 rollup = added.value
             } else {
-                try append(rows, extras)
+                try append(rows, extras, base: base)
                 rollup = SQLiteRollup(all, allExtras)
             }
             try upsert(rollup)
+            try rollUpUnstored(all, allExtras)
             try SQLiteLifecycle.count(db, rows: rows.count)
             try db.exec("COMMIT")
             for n in [sites, types, paths, users, labels] { n.commit() }
@@ -89,6 +92,17 @@ final class SQLiteWriter {
             for n in [sites, types, paths, users, labels] { n.rollback() }
             throw error
         }
+    }
+
+    /// Rows past the raw-row retention get no row id, so no rollup can read them back: their
+    /// report rollup is written in the load's transaction.
+    private func rollUpUnstored(_ all: [SQLiteRow], _ extras: [SQLiteRowExtra]) throws {
+        guard all.contains(where: { !$0.stored }) else { return }
+        var r = SQLiteReportRollup()
+        for row in all where !row.stored {
+            if let x = SQLiteReportRollup.Row(row, extras) { try r.add(x) }
+        }
+        try r.flush(db, anonymousIDs: anonymousIDs)
     }
 
     /// Maps each event's names to their ids (adding new names inside the transaction).
@@ -144,11 +158,8 @@ final class SQLiteWriter {
     /// consecutive ids from there without binding them: an explicit id costs a B-tree seek per
     /// row. A detail row with only an anonymous visitor id (HTTP senders without a User-Agent)
     /// binds just that: binding NULLs costs too.
-    private func append(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) throws {
+    private func append(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra], base: Int64) throws {
         guard !rows.isEmpty else { return }
-        let last = try db.statement("SELECT coalesce(max(id), 0) FROM event_rows")
-        let base = try last.step() ? last.int(0) + 1 : 1
-        sqlite3_reset(last.handle)
         // Details left behind by newest rows someone deleted by hand would attach to the new
         // rows that take their ids (a range delete that finds nothing otherwise).
         let orphans = try db.statement("DELETE FROM event_details WHERE id >= ?1")

@@ -28,6 +28,18 @@ public struct StoredEvent: Sendable, Equatable {
     }
 }
 
+/// One page of ``EventStore/rows(siteID:from:to:afterID:limit:)``.
+public struct RowPage: Sendable {
+    public var rows: [StoredEvent]
+    /// Where the next page starts (ids above it); nil when the range has no more rows.
+    public var next: Int64?
+
+    public init(rows: [StoredEvent], next: Int64?) {
+        self.rows = rows
+        self.next = next
+    }
+}
+
 /// What loading a batch did.
 public enum LoadOutcome: Sendable, Equatable {
     case loaded
@@ -68,10 +80,17 @@ public protocol EventStore: Sendable {
     func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome]
     /// Stats for one UTC day, or all time when `day` is nil.
     func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats
-    /// Up to `limit` raw rows of `siteID` whose event time is in `[from, to)` (µs) and whose
-    /// id is above `afterID`, in id order, bot rows included: reports and export page through
-    /// a range with these, so no read holds the store for the whole of it.
-    func rows(siteID: String, from: Int64, to: Int64, afterID: Int64, limit: Int) async throws -> [StoredEvent]
+    /// The raw rows of `siteID` whose event time is in `[from, to)` (µs) and whose id is above
+    /// `afterID`, in id order, bot rows included, from reading at most `limit` rows: reports
+    /// and export page through a range with these, so no read holds the store for the whole
+    /// of it. Rows a purge or the rollup retention deleted (not swept yet) are left out.
+    func rows(siteID: String, from: Int64, to: Int64, afterID: Int64, limit: Int) async throws -> RowPage
+    /// The figures of each of `spans` (ascending, not overlapping), and with `union` those of
+    /// all of them together (distinct counts over the union, not sums).
+    func figures(siteID: String, spans: [TimeSpan], union: Bool) async throws -> (spans: [ReportFigures], union: ReportFigures?)
+    /// The values of `property` among the site's events in `span`, ordered by
+    /// ``BreakdownRow/ordered(_:_:)``; the first `limit`.
+    func breakdown(siteID: String, span: TimeSpan, property: BreakdownProperty, limit: Int) async throws -> [BreakdownRow]
     /// Total raw events stored (all sites), for health and tests.
     func eventCount() async throws -> Int64
     /// The salt of anonymous visitor ids for `day`: the stored one, or `proposed` when there is

@@ -132,6 +132,13 @@ import TallyCore
             #expect(try await store.load(StoreBatch(id: "new-batch", createdAt: 1, events: [scenario2[0]])) == .loaded)
             #expect(try await store.stats(siteID: "demo-site", day: nil, limit: 1) ==
                     SiteStats(totalViews: 6, uniqueUsers: 3, topPaths: [PathViews(path: "/home", views: 3)]))
+            // The reporting API reads the rows of the old file, before and after they are rolled up.
+            let day = UTCDay(parsing: "2025-11-14")!
+            for _ in 0..<2 {
+                #expect(try await store.figures(siteID: "demo-site", spans: [TimeSpan(day.start, day.start + 86_400_000_000)], union: false).spans
+                        == [ReportFigures(views: 6, events: 6, users: 3, visitors: 3)])
+                while try await store.rollUpReports() > 0 {}
+            }
             try await store.close()
             let v = try db.statement("PRAGMA user_version")
             #expect(try v.step() && v.int(0) == Int64(SQLiteSchema.version))
@@ -174,6 +181,12 @@ import TallyCore
             #expect(try await store.stats(siteID: "shop", day: nil, limit: 10) ==
                     SiteStats(totalViews: 2, uniqueUsers: 0, topPaths: [PathViews(path: "/", views: 2)]))
             #expect(try await store.load(StoreBatch(id: "old-batch", createdAt: 1, events: scenario2)) == .alreadyLoaded)
+            // The bot row counts nowhere; visitor 42 is the one visitor.
+            for _ in 0..<2 {
+                #expect(try await store.figures(siteID: "shop", spans: [TimeSpan(86_400_000_000, 2 * 86_400_000_000)], union: false).spans
+                        == [ReportFigures(views: 2, events: 2, users: 0, visitors: 1)])
+                while try await store.rollUpReports() > 0 {}
+            }
             try await store.close()
             #expect(try Self.strings(db, """
                 SELECT id || ' ' || coalesce(referrer, '-') || ' ' || coalesce(device, '-') || ' ' || coalesce(browser, '-') || ' '

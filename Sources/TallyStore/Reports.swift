@@ -1,0 +1,159 @@
+import TallyCore
+
+/// What a report counts over a stretch of time. Bots are stored, and counted nowhere.
+public struct ReportFigures: Sendable, Equatable {
+    /// Page views.
+    public var views: Int64 = 0
+    /// Every event that counts, page views included.
+    public var events: Int64 = 0
+    /// Distinct non-empty user ids.
+    public var users: Int64 = 0
+    /// Distinct visitors: a user id where the event has a non-empty one, else its anonymous
+    /// (cookieless) visitor id; an event with neither has no visitor.
+    public var visitors: Int64 = 0
+
+    public init(views: Int64 = 0, events: Int64 = 0, users: Int64 = 0, visitors: Int64 = 0) {
+        self.views = views
+        self.events = events
+        self.users = users
+        self.visitors = visitors
+    }
+}
+
+/// One row of a breakdown: `value` nil for events without the property.
+public struct BreakdownRow: Sendable, Equatable {
+    public var value: String?
+    public var views: Int64
+    public var visitors: Int64
+    public var events: Int64
+
+    public init(value: String?, views: Int64, visitors: Int64, events: Int64) {
+        self.value = value
+        self.views = views
+        self.visitors = visitors
+        self.events = events
+    }
+
+    /// Views, then events (both descending), then the value's bytes ascending, no value first.
+    public static func ordered(_ a: BreakdownRow, _ b: BreakdownRow) -> Bool {
+        if a.views != b.views { return a.views > b.views }
+        if a.events != b.events { return a.events > b.events }
+        switch (a.value, b.value) {
+        case (nil, _): return b.value != nil
+        case (_, nil): return false
+        case let (x?, y?): return x.utf8.lexicographicallyPrecedes(y.utf8)
+        }
+    }
+}
+
+/// What a breakdown groups by: a column of the event, as stored.
+public enum BreakdownProperty: String, Sendable, CaseIterable {
+    case path, eventType = "event_type", referrer, device, browser, os
+    case utmSource = "utm_source", utmMedium = "utm_medium", utmCampaign = "utm_campaign"
+
+    public func value(of e: Event) -> String? {
+        switch self {
+        case .path: e.path
+        case .eventType: e.eventType
+        case .referrer: e.referrer
+        case .device: e.visit.device?.name
+        case .browser: e.visit.browser
+        case .os: e.visit.os
+        case .utmSource: e.utmSource
+        case .utmMedium: e.utmMedium
+        case .utmCampaign: e.utmCampaign
+        }
+    }
+}
+
+/// `[start, end)` in µs since the epoch.
+public struct TimeSpan: Sendable, Equatable {
+    public var start: Int64
+    public var end: Int64
+    public init(_ start: Int64, _ end: Int64) {
+        self.start = start
+        self.end = end
+    }
+}
+
+/// The exact figures of a set of events, built one event at a time: the definition every
+/// store's answers must equal.
+struct FiguresCounter {
+    var views: Int64 = 0, events: Int64 = 0
+    var users: Set<ExactString> = []
+    var anonymous: Set<UInt64> = []
+
+    mutating func add(_ e: Event) {
+        guard e.counts else { return }
+        events += 1
+        if e.isPageView { views += 1 }
+        if let u = e.userID, !u.isEmpty {
+            users.insert(ExactString(u))
+        } else if e.visit.visitor != 0 {
+            anonymous.insert(e.visit.visitor)
+        }
+    }
+
+    mutating func merge(_ o: FiguresCounter) {
+        views += o.views
+        events += o.events
+        users.formUnion(o.users)
+        anonymous.formUnion(o.anonymous)
+    }
+
+    var figures: ReportFigures {
+        ReportFigures(views: views, events: events, users: Int64(users.count), visitors: Int64(users.count + anonymous.count))
+    }
+}
+
+extension EventStore {
+    static var rowPage: Int { 16_384 }
+
+    /// Every row of the site with event time in `[from, to)` (µs), a page at a time.
+    public func scanRows(_ siteID: String, from: Int64, to: Int64, _ body: (StoredEvent) throws -> Void) async throws {
+        var cursor: Int64? = 0
+        while let after = cursor {
+            let page = try await rows(siteID: siteID, from: from, to: to, afterID: after, limit: Self.rowPage)
+            for row in page.rows { try body(row) }
+            cursor = page.next
+        }
+    }
+
+    /// ``EventStore/figures(siteID:spans:union:)`` from the raw rows: one pass over the
+    /// rows of the whole range, each counted in its span.
+    public func rawFigures(siteID: String, spans: [TimeSpan], union: Bool) async throws -> (spans: [ReportFigures], union: ReportFigures?) {
+        guard let first = spans.first, let last = spans.last else { return ([], union ? ReportFigures() : nil) }
+        var counters = Array(repeating: FiguresCounter(), count: spans.count)
+        let starts = spans.map(\.start)
+        try await scanRows(siteID, from: first.start, to: last.end) { row in
+            let t = row.event.timestamp
+            // The last span starting at or before the event, if the event is before its end.
+            var lo = 0, hi = starts.count - 1
+            while lo < hi {
+                let mid = (lo + hi + 1) / 2
+                if starts[mid] <= t { lo = mid } else { hi = mid - 1 }
+            }
+            if t < spans[lo].end { counters[lo].add(row.event) }
+        }
+        var all: FiguresCounter?
+        if union {
+            var u = FiguresCounter()
+            for c in counters { u.merge(c) }
+            all = u
+        }
+        return (counters.map(\.figures), all?.figures)
+    }
+
+    /// ``EventStore/breakdown(siteID:span:property:limit:)`` from the raw rows.
+    public func rawBreakdown(siteID: String, span: TimeSpan, property: BreakdownProperty, limit: Int) async throws -> [BreakdownRow] {
+        var byValue: [ExactString?: FiguresCounter] = [:]
+        try await scanRows(siteID, from: span.start, to: span.end) { row in
+            guard row.event.counts else { return }
+            byValue[property.value(of: row.event).map { ExactString($0) }, default: FiguresCounter()].add(row.event)
+        }
+        let rows = byValue.map { value, c in
+            BreakdownRow(value: value?.string, views: c.views, visitors: Int64(c.users.count + c.anonymous.count), events: c.events)
+        }
+        return Array(rows.sorted(by: BreakdownRow.ordered).prefix(limit))
+    }
+}
