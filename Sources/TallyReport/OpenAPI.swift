@@ -105,7 +105,7 @@ enum OpenAPI {
         },
         "/api/v1/stats/realtime": {
           "get": {
-            "summary": "Visitors and views in the last five minutes",
+            "summary": "Visitors and views in the last five minutes: the current minute (UTC) and the four before it",
             "parameters": [{"$ref": "#/components/parameters/site_id"}, {"$ref": "#/components/parameters/key"}],
             "responses": {
               "200": {"description": "The figures", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Realtime"}}}},

@@ -25,10 +25,14 @@ public struct ReportEngine: Sendable {
         try await store.breakdown(siteID: r.siteID, span: TimeSpan(r.start * 1_000_000, r.end * 1_000_000), property: property, limit: limit)
     }
 
-    /// The last five minutes before `now` (µs).
-    public static let realtimeWindow: Int64 = 300_000_000
+    /// The current minute (UTC) and the four before it: whole minutes, which stores keep
+    /// rolled up for the last hour.
+    public static func realtimeSpan(now: Int64) -> TimeSpan {
+        let minute = now / 60_000_000
+        return TimeSpan((minute - 4) * 60_000_000, (minute + 1) * 60_000_000)
+    }
 
     public func realtime(_ siteID: String, now: Int64) async throws -> ReportFigures {
-        try await store.figures(siteID: siteID, spans: [TimeSpan(now - Self.realtimeWindow, now + 1)], union: false).spans[0]
+        try await store.figures(siteID: siteID, spans: [Self.realtimeSpan(now: now)], union: false).spans[0]
     }
 }

@@ -2,8 +2,16 @@ import CSQLite
 import TallyCore
 
 /// The granularity of a report rollup row: UTC hours, days and months since the epoch.
+/// Quarter hours answer the ends of local days in zones with half-hour and 45-minute offsets;
+/// minutes, kept for the last hour only, the realtime figures.
 enum ReportLevel: Int64, CaseIterable {
-    case hour = 0, day = 1, month = 2
+    case hour = 0, day = 1, month = 2, quarter = 3, minute = 4
+
+    static let microsPerQuarter: Int64 = 900_000_000
+    static let microsPerMinute: Int64 = 60_000_000
+    /// Minute rows are made for events at most this old when rolled up, and deleted when
+    /// twice as old; a span that starts later than this before now can use them.
+    static let minuteWindow: Int64 = 3_600_000_000
 
     /// The bucket of an event time (µs) at this level.
     func bucket(_ micros: Int64) -> Int64 {
@@ -11,6 +19,19 @@ enum ReportLevel: Int64, CaseIterable {
         case .hour: return micros / SQLiteSchema.microsPerHour
         case .day: return micros / SQLiteSchema.microsPerDay
         case .month: return Self.month(ofDay: micros / SQLiteSchema.microsPerDay)
+        case .quarter: return micros / Self.microsPerQuarter
+        case .minute: return micros / Self.microsPerMinute
+        }
+    }
+
+    /// µs in a bucket (days and shorter).
+    var micros: Int64 {
+        switch self {
+        case .hour: SQLiteSchema.microsPerHour
+        case .day: SQLiteSchema.microsPerDay
+        case .quarter: Self.microsPerQuarter
+        case .minute: Self.microsPerMinute
+        case .month: 0
         }
     }
 
@@ -116,11 +137,13 @@ struct SQLiteReportRollup {
 
     /// Every event per hour (days and months are added up from the hours at the flush);
     /// property values per day.
-    mutating func add(_ r: Row) throws {
+    mutating func add(_ r: Row, now: Int64) throws {
         let delta: Int64 = r.isView ? 1 << 32 | 1 : 1
-        let all = Self.key(site: r.site, prop: ReportProp.all, level: .hour, bucket: ReportLevel.hour.bucket(r.micros), value: 0)
-        counts.add(all.0, all.1, delta)
-        addMember(all.0, all.1, r)
+        for level in [ReportLevel.hour, .quarter] + (r.micros >= now - ReportLevel.minuteWindow ? [.minute] : []) {
+            let k = Self.key(site: r.site, prop: ReportProp.all, level: level, bucket: level.bucket(r.micros), value: 0)
+            counts.add(k.0, k.1, delta)
+            addMember(k.0, k.1, r)
+        }
         let day = ReportLevel.day.bucket(r.micros)
         for prop in 1..<Int64(ReportProp.count) {
             let v = r.values[Int(prop)]
@@ -143,7 +166,7 @@ struct SQLiteReportRollup {
         // Days and months of every event from its hours.
         for (a, b, v) in counts.sorted() {
             let f = Self.fields(a, b)
-            guard f.prop == ReportProp.all else { continue }
+            guard f.prop == ReportProp.all, f.level == ReportLevel.hour.rawValue else { continue }
             let micros = f.bucket * SQLiteSchema.microsPerHour
             for level in [ReportLevel.day, .month] {
                 let k = Self.key(site: f.site, prop: f.prop, level: level, bucket: level.bucket(micros), value: f.value)
@@ -184,7 +207,9 @@ struct SQLiteReportRollup {
     }
 
     /// Whether a key's members are a `report_lists` list (else `report_sets` chunks).
-    static func isList(prop: Int64, level: Int64) -> Bool { prop != ReportProp.all || level == ReportLevel.hour.rawValue }
+    static func isList(prop: Int64, level: Int64) -> Bool {
+        prop != ReportProp.all || level != ReportLevel.day.rawValue && level != ReportLevel.month.rawValue
+    }
 
     /// Merges the members into `report_sets`, chunk by chunk, in primary-key order; `gained`
     /// gets per key the members new to it (low 32 bits) and how many of them are users.
@@ -290,12 +315,33 @@ extension SQLiteWriter {
             }
             sqlite3_reset(read.handle)
             guard n > 0 else { return 0 }
-            for r in rows { try rollup.add(r) }
+            let now = Timestamp.now()
+            for r in rows { try rollup.add(r, now: now) }
             try rollup.flush(db, anonymousIDs: anonymousIDs)
+            try dropOldMinutes(now: now)
             let set = try db.statement("UPDATE report_state SET rolled_up = ?1")
             set.bind(1, last)
             try set.run()
             return n
+        }
+    }
+
+    /// Deletes minute rows twice ``ReportLevel/minuteWindow`` old, site by site (their rows
+    /// are found by primary key).
+    private func dropOldMinutes(now: Int64) throws {
+        let before = ReportLevel.minute.bucket(now - 2 * ReportLevel.minuteWindow)
+        let sites = try db.statement("SELECT id FROM sites")
+        var ids: [Int64] = []
+        while try sites.step() { ids.append(sites.int(0)) }
+        sqlite3_reset(sites.handle)
+        let counts = try db.statement("DELETE FROM report_counts WHERE site = ?1 AND prop = 0 AND level = 4 AND bucket < ?2")
+        let lists = try db.statement("DELETE FROM report_lists WHERE site = ?1 AND prop = 0 AND level = 4 AND value = 0 AND bucket < ?2")
+        for id in ids {
+            for s in [counts, lists] {
+                s.bind(1, id)
+                s.bind(2, before)
+                try s.run()
+            }
         }
     }
 

@@ -67,41 +67,44 @@ struct MemberUnion {
 }
 
 /// Where a span's figures come from: rollup buckets (`level`, `first..<end`) for the whole
-/// UTC hours, days and months in it, and raw rows for what is left (less than an hour at
-/// either end, when the span does not start or end on an hour).
+/// UTC months, days, hours and quarter hours in it, minutes where it is recent (realtime),
+/// and raw rows for what is left (only where a zone's offset is not a whole quarter hour).
 struct SpanPieces {
     var buckets: [(level: ReportLevel, first: Int64, end: Int64)] = []
     var raw: [TimeSpan] = []
 
-    init(_ span: TimeSpan) {
-        let h = SQLiteSchema.microsPerHour, d = SQLiteSchema.microsPerDay
-        func up(_ t: Int64, _ unit: Int64) -> Int64 { (t + unit - 1) / unit }
-        let (s, e) = (span.start, span.end)
-        guard s >= 0, s < e else { return }
-        let hs = up(s, h), he = e / h
-        guard hs < he else {
-            raw = [span]
+    /// `minutesFrom`: minute rows cover every event from this time (µs) on.
+    init(_ span: TimeSpan, minutesFrom: Int64 = .max) {
+        guard span.start >= 0, span.start < span.end else { return }
+        split(span.start, span.end, [.month, .day, .hour, .quarter] + (span.start >= minutesFrom ? [.minute] : []))
+    }
+
+    /// Whole buckets of the coarsest level inside `[s, e)`, the rest split finer.
+    private mutating func split(_ s: Int64, _ e: Int64, _ levels: [ReportLevel]) {
+        guard s < e else { return }
+        guard let level = levels.first else {
+            raw.append(TimeSpan(s, e))
             return
         }
-        if s < hs * h { raw.append(TimeSpan(s, hs * h)) }
-        if he * h < e { raw.append(TimeSpan(he * h, e)) }
-        let ds = up(hs, 24), de = he / 24
-        guard ds < de else {
-            buckets.append((.hour, hs, he))
+        let finer = Array(levels.dropFirst())
+        if level == .month {
+            let d = SQLiteSchema.microsPerDay
+            let ds = (s + d - 1) / d, de = e / d
+            var ms = ReportLevel.month(ofDay: ds)
+            if ReportLevel.firstDay(ofMonth: ms) < ds { ms += 1 }
+            let me = ReportLevel.month(ofDay: de)
+            guard ds < de, ms < me else { return split(s, e, finer) }
+            split(s, ReportLevel.firstDay(ofMonth: ms) * d, finer)
+            buckets.append((.month, ms, me))
+            split(ReportLevel.firstDay(ofMonth: me) * d, e, finer)
             return
         }
-        if hs < ds * 24 { buckets.append((.hour, hs, ds * 24)) }
-        if de * 24 < he { buckets.append((.hour, de * 24, he)) }
-        var ms = ReportLevel.month(ofDay: ds)
-        if ReportLevel.firstDay(ofMonth: ms) < ds { ms += 1 }
-        let me = ReportLevel.month(ofDay: de)
-        guard ms < me else {
-            buckets.append((.day, ds, de))
-            return
-        }
-        if ds < ReportLevel.firstDay(ofMonth: ms) { buckets.append((.day, ds, ReportLevel.firstDay(ofMonth: ms))) }
-        if ReportLevel.firstDay(ofMonth: me) < de { buckets.append((.day, ReportLevel.firstDay(ofMonth: me), de)) }
-        buckets.append((.month, ms, me))
+        let unit = level.micros
+        let first = (s + unit - 1) / unit, end = e / unit
+        guard first < end else { return split(s, e, finer) }
+        split(s, first * unit, finer)
+        buckets.append((level, first, end))
+        split(end * unit, e, finer)
     }
 
     /// The same span with months as days, and hours as raw rows: the pieces per-value sets
@@ -112,7 +115,7 @@ struct SpanPieces {
             switch b.level {
             case .month: days.append((ReportLevel.firstDay(ofMonth: b.first), ReportLevel.firstDay(ofMonth: b.end)))
             case .day: days.append((b.first, b.end))
-            case .hour: raw.append(TimeSpan(b.first * SQLiteSchema.microsPerHour, b.end * SQLiteSchema.microsPerHour))
+            case .hour, .quarter, .minute: raw.append(TimeSpan(b.first * b.level.micros, b.end * b.level.micros))
             }
         }
         return (days, raw)
@@ -237,8 +240,9 @@ struct SQLiteReports {
             """)
         var out: [ReportFigures] = []
         var all = MemberUnion()
+        let minutesFrom = Timestamp.now() - ReportLevel.minuteWindow
         for (k, span) in spans.enumerated() {
-            let pieces = SpanPieces(span)
+            let pieces = SpanPieces(span, minutesFrom: minutesFrom)
             var f = ReportFigures(views: tails[k].views, events: tails[k].events)
             var single: (visitors: Int64, users: Int64)?
             for b in pieces.buckets {
@@ -408,13 +412,16 @@ extension SQLiteReports {
         let day = Int64(before.number), month = ReportLevel.month(ofDay: day)
         for table in ["report_counts", "report_sets"] {
             let d = try db.statement("""
-                DELETE FROM \(table) WHERE site = ?1 AND (level = 0 AND bucket < ?2 OR level = 1 AND bucket < ?3 OR level = 2 AND bucket <= ?4)
+                DELETE FROM \(table) WHERE site = ?1 AND (level = 0 AND bucket < ?2 OR level = 1 AND bucket < ?3 OR level = 2 AND bucket <= ?4
+                    OR level = 3 AND bucket < ?5 OR level = 4 AND bucket < ?6)
                 """)
-            d.bind(1, site); d.bind(2, day * 24); d.bind(3, day); d.bind(4, month)
+            d.bind(1, site); d.bind(2, day * 24); d.bind(3, day); d.bind(4, month); d.bind(5, day * 96); d.bind(6, day * 1440)
             try d.run()
         }
-        let lists = try db.statement("DELETE FROM report_lists WHERE site = ?1 AND (level = 0 AND bucket < ?2 OR level = 1 AND bucket < ?3)")
-        lists.bind(1, site); lists.bind(2, day * 24); lists.bind(3, day)
+        let lists = try db.statement("""
+            DELETE FROM report_lists WHERE site = ?1 AND (level = 0 AND bucket < ?2 OR level = 1 AND bucket < ?3 OR level = 3 AND bucket < ?4 OR level = 4 AND bucket < ?5)
+            """)
+        lists.bind(1, site); lists.bind(2, day * 24); lists.bind(3, day); lists.bind(4, day * 96); lists.bind(5, day * 1440)
         try lists.run()
         let end = ReportLevel.firstDay(ofMonth: month + 1)
         let sums = try db.statement("""

@@ -99,8 +99,9 @@ final class SQLiteWriter {
     private func rollUpUnstored(_ all: [SQLiteRow], _ extras: [SQLiteRowExtra]) throws {
         guard all.contains(where: { !$0.stored }) else { return }
         var r = SQLiteReportRollup()
+        let now = Timestamp.now()
         for row in all where !row.stored {
-            if let x = SQLiteReportRollup.Row(row, extras) { try r.add(x) }
+            if let x = SQLiteReportRollup.Row(row, extras) { try r.add(x, now: now) }
         }
         try r.flush(db, anonymousIDs: anonymousIDs)
     }

@@ -80,7 +80,12 @@ import TallyClient
 
         // Realtime: an event sent now.
         #expect(try await c.post("/event?ack=durable", #"{"site_id":"shop","event_type":"page_view","path":"/now"}"#).status == 202)
-        let now = try json(try await Self.get(c, "/api/v1/stats/realtime?site_id=shop").body)
+        var now: [String: Any] = [:]
+        for _ in 0..<400 {
+            now = try json(try await Self.get(c, "/api/v1/stats/realtime?site_id=shop").body)
+            if now["views"] as? Int == 1 { break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
         #expect(now["views"] as? Int == 1 && now["visitors"] as? Int == 1)
 
         // With a read key, every report needs it.

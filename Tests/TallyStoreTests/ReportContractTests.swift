@@ -204,6 +204,32 @@ import TallyTestSupport
         return Array(x.utf8).lexicographicallyPrecedes(Array(y.utf8))
     }
 
+    /// Realtime: the current minute and the four before, from minute rollups once rolled up.
+    @Test(arguments: Backend.available)
+    func realtimeCountsTheLastMinutes(_ backend: Backend) async throws {
+        try await withTempDir { dir in
+            let (store, _) = try await backend.make(dir)
+            try await store.prepare()
+            let now = Timestamp.now()
+            var rng = SeededRandom(9)
+            let events = (0..<3000).map { k in
+                // From 20 minutes ago to a minute ahead.
+                Event(siteID: "rt", eventType: k % 4 == 0 ? "click" : "page_view", path: "/", userID: k % 3 == 0 ? nil : "u\(rng.next() % 40)",
+                      timestamp: now - 1_200_000_000 + Int64(rng.next() % 1_260_000_000), referrer: nil,
+                      visit: Visit(visitor: k % 3 == 0 ? rng.next() % 30 + 1 : 0, isBot: k % 50 == 0))
+            }
+            try await LifecycleContractTests.load(store, events, parts: 3)
+            let life = try #require(store as? any LifecycleStore)
+            let engine = ReportEngine(store: store)
+            let span = ReportEngine.realtimeSpan(now: now)
+            let want = Self.figures(events.filter { $0.timestamp >= span.start && $0.timestamp < span.end })
+            #expect(try await engine.realtime("rt", now: now) == want)
+            while try await life.rollUpReports() > 0 {}
+            #expect(try await engine.realtime("rt", now: now) == want, "rolled up")
+            try await store.close()
+        }
+    }
+
     /// The same figures as one SQL statement over PostgreSQL's raw rows, its own time zone
     /// rules deciding which local day each event falls on.
     func expectPostgresSQL(_ store: any EventStore, _ r: ReportRange, _ want: ReportFigures) async throws {

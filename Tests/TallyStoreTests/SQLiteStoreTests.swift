@@ -34,8 +34,12 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
             return (SQLiteStore(path: path), { SQLiteStore(path: path) })
         case .postgres:
             let url = try await PostgresTestDatabase.create()
-            // Small inserts: loads of a few thousand rows cross statement boundaries.
-            return (try PostgresStore(url: url, rowsPerInsert: 4096), { try! PostgresStore(url: url, rowsPerInsert: 4096) })
+            // Small inserts: loads of a few thousand rows cross statement boundaries. A longer
+            // operation timeout than a collector's: the suite runs dozens of tests at once on a
+            // debug build, and a migration starved of CPU for 5 s is no store failure.
+            let location = try PostgresStore.Location(url: url)
+            let make: @Sendable () -> any EventStore = { PostgresStore(location: location, operationTimeout: .seconds(30), rowsPerInsert: 4096) }
+            return (make(), make)
         }
     }
 }

@@ -56,6 +56,8 @@ public struct DataShape: Sendable {
     public var otherTypeShare: Double = 0.1
     /// Timestamps spread over this many UTC days ending now.
     public var days: Int = 7
+    /// Sites drawn Zipf-skewed (a few big sites, a long tail) instead of evenly.
+    public var zipfSites = false
     /// Distinguishes this run's sites from earlier runs on the same server.
     public var runID: String = "run"
 
@@ -68,18 +70,20 @@ public struct DataShape: Sendable {
 public struct EventFactory: Sendable {
     let shape: DataShape
     let zipf: ZipfSampler
+    let siteZipf: ZipfSampler?
     var rng: SplitMix64
     let now: Int64
 
     public init(shape: DataShape, seed: UInt64, now: Int64 = Timestamp.now()) {
         self.shape = shape
         self.zipf = ZipfSampler(count: shape.paths)
+        self.siteZipf = shape.zipfSites ? ZipfSampler(count: shape.sites) : nil
         self.rng = SplitMix64(seed: seed)
         self.now = now
     }
 
     public mutating func next() -> Event {
-        next(site: Int(rng.next() % UInt64(shape.sites)))
+        next(site: nextSite())
     }
 
     /// The next event of one site (edge proxies batch per site).
@@ -94,7 +98,10 @@ public struct EventFactory: Sendable {
         return Event(siteID: shape.siteID(site), eventType: type, path: path, userID: user, timestamp: ts)
     }
 
-    public mutating func nextSite() -> Int { Int(rng.next() % UInt64(shape.sites)) }
+    public mutating func nextSite() -> Int {
+        if let siteZipf { return siteZipf.sample(using: &rng) }
+        return Int(rng.next() % UInt64(shape.sites))
+    }
 
     /// What a browser sends with each event (`--browser`).
     public static let browserHeaders = [

@@ -30,6 +30,7 @@ struct TallyLoadCommand: AsyncParsableCommand {
     @Option(help: "Distinct users.") var users: Int = 10_000
     @Option(help: "Share of anonymous events (0...1).") var anonymous: Double = 0.2
     @Option(help: "Spread timestamps over this many days.") var days: Int = 7
+    @Flag(help: "Draw sites Zipf-skewed (a few big sites, a long tail) instead of evenly.") var zipfSites = false
     @Option(help: "Seed for reproducible data.") var seed: UInt64 = 1
     @Option(help: "Run id used in site names (default: random), so runs do not mix in /stats.")
     var runID: String?
@@ -72,6 +73,7 @@ struct TallyLoadCommand: AsyncParsableCommand {
         o.shape.users = users
         o.shape.anonymousShare = anonymous
         o.shape.days = days
+        o.shape.zipfSites = zipfSites
         o.shape.runID = runID ?? String(UInt32.random(in: 0...UInt32.max), radix: 36)
         o.seed = seed
         o.verify = verify

@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""make bench, reports section: the reporting API on a big site against the same questions as
+plain SQL over the raw rows, export speed and memory, and sustained loading at real
+cardinality against the store's append ceiling. Prints markdown on stdout, progress on stderr.
+
+  scripts/report_bench.py --tally .build/release/tally --load .build/release/tally-load \
+      --events 10000000 --live-events 10000000 --out .build/bench/DIR
+
+Data: --events over 365 days, 100 sites (Zipf), 10,000 paths per site (Zipf), 1,000,000 users,
+sent over TCP by tally-load; the questions go to the biggest site, with random ranges and
+zones. Latencies are measured by the client over one keep-alive connection.
+"""
+import argparse, http.client, json, os, random, socket, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.parse
+
+ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Sydney"]
+
+
+def log(*a):
+    print("report bench:", *a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, tally, data):
+        self.http, self.wire, self.data = free_port(), free_port(), data
+        self.log = open(os.path.join(data, "server.log"), "w")
+        self.proc = subprocess.Popen([tally, "serve", "--data-dir", os.path.join(data, "d"), "--http-host", "127.0.0.1",
+                                      "--http-port", str(self.http), "--wire-host", "127.0.0.1", "--wire-port", str(self.wire)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.http, timeout=2)
+                c.request("GET", "/health")
+                if c.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("report bench: the server did not start")
+
+    def rss_mb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
+
+
+def load(args, server, events, run_id, days, extra=()):
+    cmd = [args.load, "--mode", "tcp", "--wire", f"127.0.0.1:{server.wire}", "--target", f"http://127.0.0.1:{server.http}",
+           "--events", str(events), "--batch", "500", "--connections", "2", "--sites", "100", "--paths", "10000",
+           "--users", "1000000", "--days", str(days), "--run-id", run_id, "--verify", "--verify-timeout", "3600", "--json", *extra]
+    with open(os.path.join(args.out, "commands.txt"), "a") as f:
+        f.write(" ".join(cmd) + "\n")
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    took = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"report bench: tally-load failed: {out.stderr[-2000:]}")
+    r = json.loads(out.stdout)
+    if not r["verify"]["exact"]:
+        raise SystemExit("report bench: tally-load's verify did not match")
+    return took, r
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def timed_get(conn, path):
+    t0 = time.perf_counter()
+    conn.request("GET", path)
+    r = conn.getresponse()
+    body = r.read()
+    ms = (time.perf_counter() - t0) * 1000
+    if r.status != 200:
+        raise SystemExit(f"report bench: {path} answered {r.status}: {body[:300]}")
+    return ms, body
+
+
+def sql_ms(db, sql, params):
+    t0 = time.perf_counter()
+    db.execute(sql, params).fetchall()
+    return (time.perf_counter() - t0) * 1000
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tally", required=True)
+    ap.add_argument("--load", required=True)
+    ap.add_argument("--events", type=int, default=10_000_000)
+    ap.add_argument("--live-events", type=int, default=10_000_000)
+    ap.add_argument("--queries", type=int, default=60, help="requests per question")
+    ap.add_argument("--sql-runs", type=int, default=3, help="runs of each plain SQL query")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+
+    # --- sustained loading at real cardinality, against the append ceiling ---------------------
+    ceiling = json.loads(subprocess.run([args.tally, "store-ceiling", "--events", "2000000", "--json"],
+                                        capture_output=True, text=True, check=True).stdout)
+    ceiling_rate = ceiling["append_rows_per_s"]
+    with tempfile.TemporaryDirectory(dir=args.out) as data:
+        server = Server(args.tally, data)
+        log(f"live shape: {args.live_events:,} events, 100 sites, 10,000 paths, 1M users, one day")
+        took, _ = load(args, server, args.live_events, "live", 1)
+        server.stop()
+    live = args.live_events / took
+
+    # --- the report data ------------------------------------------------------------------------
+    data = tempfile.mkdtemp(dir=args.out)
+    server = Server(args.tally, data)
+    log(f"report data: {args.events:,} events over 365 days")
+    took, _ = load(args, server, args.events, "rep", 365, ("--zipf-sites",))
+    t0 = time.perf_counter()
+    path = os.path.join(data, "d", "tally.sqlite")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    while True:
+        mark, top = db.execute("SELECT (SELECT rolled_up FROM report_state), (SELECT max(id) FROM event_rows)").fetchone()
+        if mark >= top:
+            break
+        time.sleep(1)
+    rolled = time.perf_counter() - t0
+    log(f"loaded in {took:.0f} s, rolled up {rolled:.0f} s later")
+    site = "load-rep-0"
+    site_id = db.execute("SELECT id FROM sites WHERE name = ?", (site,)).fetchone()[0]
+    site_rows = db.execute("SELECT count(*) FROM event_rows WHERE site = ?", (site_id,)).fetchone()[0]
+    today = time.gmtime()
+    today_day = int(time.time() // 86400)
+
+    def date(day):
+        return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.http, timeout=600)
+    rng = random.Random(1)
+    pv = db.execute("SELECT id FROM event_types WHERE name = 'page_view'").fetchone()[0]
+    counted = "NOT EXISTS (SELECT 1 FROM event_details d WHERE d.id = e.id AND d.bot <> 0)"
+    aggregate_sql = f"""SELECT sum(type = {pv}), count(*), count(DISTINCT user) FROM event_rows e
+                        WHERE site = ? AND event_ts >= ? AND event_ts < ? AND {counted}"""
+    us = 86_400_000_000
+
+    def question(name, target, make_path, sql, sql_params):
+        lat = []
+        for _ in range(args.queries):
+            ms, _ = timed_get(conn, make_path())
+            lat.append(ms)
+        sql_lat = [sql_ms(db, sql, sql_params()) for _ in range(args.sql_runs)] if sql else []
+        rows.append((name, target, pct(lat, 50), pct(lat, 99), pct(sql_lat, 50) if sql_lat else None, max(sql_lat) if sql_lat else None))
+        log(f"{name}: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms" + (f"; SQL p50 {pct(sql_lat, 50):.0f} ms" if sql_lat else ""))
+
+    def window(days):
+        end = today_day - rng.randrange(0, 365 - days + 1)
+        return end - days + 1, end
+
+    def q(kind, extra, days, zone=None):
+        def make():
+            a, b = window(days)
+            tz = zone or rng.choice(ZONES)
+            return f"/api/v1/stats/{kind}?site_id={site}&from={date(a)}&to={date(b)}&tz={urllib.parse.quote(tz)}{extra}"
+        return make
+
+    def span(days):
+        def params():
+            a, b = window(days)
+            return (site_id, a * us, (b + 1) * us)
+        return params
+
+    question("aggregate, 30 days, any zone", "< 10", q("aggregate", "", 30), aggregate_sql, span(30))
+    question("aggregate, 365 days, any zone", "< 50", q("aggregate", "", 365), aggregate_sql, span(365))
+    question("timeseries by day, 365 days (UTC)", "< 50", q("timeseries", "&interval=day", 365, "UTC"),
+             f"""SELECT event_ts / {us}, sum(type = {pv}), count(DISTINCT user) FROM event_rows e
+                 WHERE site = ? AND event_ts >= ? AND event_ts < ? AND {counted} GROUP BY 1""", span(365))
+    question("timeseries by day, 365 days (America/New_York)", "-", q("timeseries", "&interval=day", 365, "America/New_York"), None, None)
+    question("timeseries by hour, 7 days, any zone", "< 20", q("timeseries", "&interval=hour", 7),
+             f"""SELECT event_ts / 3600000000, sum(type = {pv}), count(DISTINCT user) FROM event_rows e
+                 WHERE site = ? AND event_ts >= ? AND event_ts < ? AND {counted} GROUP BY 1""", span(7))
+    question("breakdown by path, 30 days, limit 10 (UTC)", "< 50", q("breakdown", "&property=path&limit=10", 30, "UTC"),
+             f"""SELECT path, sum(type = {pv}) AS v, count(DISTINCT user), count(*) FROM event_rows e
+                 WHERE site = ? AND event_ts >= ? AND event_ts < ? AND {counted} GROUP BY path ORDER BY v DESC LIMIT 10""", span(30))
+    question("breakdown by path, 30 days, limit 10 (Asia/Kolkata)", "-", q("breakdown", "&property=path&limit=10", 30, "Asia/Kolkata"), None, None)
+    question("realtime", "< 10", lambda: f"/api/v1/stats/realtime?site_id={site}",
+             aggregate_sql, lambda: (site_id, int(time.time() * 1e6) - 300_000_000, int(time.time() * 1e6) + 1))
+
+    # --- export: the site's year, streamed --------------------------------------------------------
+    rss0 = server.rss_mb()
+    peak = rss0
+    t0 = time.perf_counter()
+    conn.request("GET", f"/api/v1/export?site_id={site}&from={date(today_day - 364)}&to={date(today_day)}&format=csv")
+    r = conn.getresponse()
+    lines = 0
+    while True:
+        chunk = r.read(1 << 20)
+        if not chunk:
+            break
+        lines += chunk.count(b"\n")
+        peak = max(peak, server.rss_mb())
+    export_s = time.perf_counter() - t0
+    exported = lines - 1
+    server.stop()
+    db.close()
+
+    print()
+    print(f"Reports ({args.events:,} events over 365 days, 100 sites (Zipf), 10,000 paths per site (Zipf), 1M users; "
+          f"the biggest site has {site_rows:,} rows; loaded in {took:.0f} s, rolled up {rolled:.0f} s later; "
+          f"{args.queries} requests per question over HTTP with random ranges and zones, plain SQL over the raw rows "
+          f"(sqlite3, no index: a scan) {args.sql_runs} runs):")
+    print()
+    print("| question | target p99 ms | API p50 ms | API p99 ms | plain SQL p50 ms | plain SQL max ms |")
+    print("|---|---|---|---|---|---|")
+    for name, target, p50, p99, s50, smax in rows:
+        print(f"| {name} | {target} | {p50:.2f} | {p99:.2f} | {'-' if s50 is None else f'{s50:,.0f}'} | {'-' if smax is None else f'{smax:,.0f}'} |")
+    print()
+    print(f"Export: {exported:,} rows of CSV in {export_s:.1f} s = {exported / export_s:,.0f} rows/s; server RSS {rss0:.0f} MB before, "
+          f"{peak:.0f} MB at most while streaming.")
+    print(f"Sustained loading, live shape ({args.live_events:,} events, 100 sites, 10,000 paths, 1M users, one day, tcp, batch 500, "
+          f"2 connections, timed until --verify matched): {live:,.0f} events/s; `tally store-ceiling` {ceiling_rate:,.0f} rows/s "
+          f"in the same run: {live / ceiling_rate:.2f}x.")
+
+
+if __name__ == "__main__":
+    main()
