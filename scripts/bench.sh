@@ -18,6 +18,9 @@
 #                               a flood on one rate-limited site against a paced site (0 skips it)
 #   BENCH_PURGE=1 BENCH_PURGE_ROWS=2000000 BENCH_PURGE_DURATION=10
 #                               tcp-ack load alone and beside `tally sites purge` of that many rows (0 skips it)
+#   BENCH_REPORTS=1 BENCH_REPORT_EVENTS=2000000 BENCH_LIVE_EVENTS=10000000
+#                               the reporting API on a year of data against plain SQL, export, and
+#                               sustained loading of the live shape (scripts/report_bench.py; 0 skips it)
 #   BENCH_SERVER_EXTRA="--log-level info"   more `tally serve` flags for every server
 #   BENCH_LOAD_TIMEOUT=600      seconds before a tally-load run counts as hung
 #   BENCH_SHUTDOWN_WAIT=60      seconds to wait for the server to exit after SIGTERM
@@ -504,6 +507,15 @@ PY
 ) || { echo "bench: the purge results could not be read" >&2; purge_note=""; failed=1; }
 fi
 
+# --- 4e. reports, and sustained loading at real cardinality ---------------------------------
+report_note=""
+if [[ "${BENCH_REPORTS:-1}" != 0 ]]; then
+    echo "bench: reports (scripts/report_bench.py)" >&2
+    report_note=$(python3 scripts/report_bench.py --tally "$TALLY" --load "$LOAD" --events "${BENCH_REPORT_EVENTS:-2000000}" \
+        --live-events "${BENCH_LIVE_EVENTS:-10000000}" --out "$OUT/reports") \
+        || { echo "bench: the reports section failed" >&2; report_note=""; failed=1; }
+fi
+
 elapsed=$((SECONDS - bench_start))
 printf 'wall\t%dm%02ds\n' $((elapsed / 60)) $((elapsed % 60)) >> "$OUT/meta.tsv"
 
@@ -513,6 +525,7 @@ python3 "$HELPER" table "$OUT" || table_rc=$?
 [[ -z "$pg_note" ]] || echo "$pg_note"
 [[ -z "$flood_note" ]] || echo "$flood_note"
 [[ -z "$purge_note" ]] || echo "$purge_note"
+[[ -z "$report_note" ]] || echo "$report_note"
 echo "bench: raw results in $OUT (total ${elapsed}s)" >&2
 if ((failed || table_rc)); then
     exit 1

@@ -10,7 +10,7 @@ Data: --events over 365 days, 100 sites (Zipf), 10,000 paths per site (Zipf), 1,
 sent over TCP by tally-load; the questions go to the biggest site, with random ranges and
 zones. Latencies are measured by the client over one keep-alive connection.
 """
-import argparse, http.client, json, os, random, socket, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.parse
+import argparse, http.client, json, os, random, shutil, socket, sqlite3, subprocess, sys, tempfile, time, urllib.parse
 
 ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Sydney"]
 
@@ -210,6 +210,7 @@ def main():
     exported = lines - 1
     server.stop()
     db.close()
+    shutil.rmtree(data)
 
     print()
     print(f"Reports ({args.events:,} events over 365 days, 100 sites (Zipf), 10,000 paths per site (Zipf), 1M users; "

@@ -97,7 +97,7 @@ public final class DataJanitor: Service, Sendable {
 
     /// Keeps the report rollups up with the loads, in steps (SQLite reads up to 65,536 rows
     /// each). Each step is followed by a pause: ``reportPause`` times its length while loading
-    /// has work, so rollups take at most a fifth of the store's writer and loading keeps the
+    /// has work, so rollups take at most a tenth of the store's writer and loading keeps the
     /// rest; as long as it when quiet, so a backlog (a store from before the rollups) takes
     /// at most half a core. Reports are exact throughout: they read the rows not rolled up yet.
     func rollUpReports() async {
@@ -120,7 +120,7 @@ public final class DataJanitor: Service, Sendable {
         }
     }
 
-    static let reportPause = 4
+    static let reportPause = 9
 
     private func lookRepeatedly() async {
         var wakes = self.wakes.makeAsyncIterator()
