@@ -66,7 +66,7 @@ enum OpenAPI {
               "200": {"description": "The figures", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Aggregate"}}}},
               "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
               "414": {"$ref": "#/components/responses/Error"}, "431": {"$ref": "#/components/responses/Error"},
-              "503": {"$ref": "#/components/responses/Error"}
+              "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
             }
           }
         },
@@ -82,7 +82,7 @@ enum OpenAPI {
               "200": {"description": "One result per bucket, in order. time: YYYY-MM-DD, YYYY-MM, or YYYY-MM-DDTHH:00 local (a skipped hour is absent; a repeated hour appears twice, each with its offset, e.g. 2026-11-01T01:00-04:00)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Timeseries"}}}},
               "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
               "414": {"$ref": "#/components/responses/Error"}, "431": {"$ref": "#/components/responses/Error"},
-              "503": {"$ref": "#/components/responses/Error"}
+              "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
             }
           }
         },
@@ -99,7 +99,7 @@ enum OpenAPI {
               "200": {"description": "value is null for events without the property (e.g. direct traffic for referrer)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Breakdown"}}}},
               "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
               "414": {"$ref": "#/components/responses/Error"}, "431": {"$ref": "#/components/responses/Error"},
-              "503": {"$ref": "#/components/responses/Error"}
+              "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
             }
           }
         },
@@ -111,7 +111,7 @@ enum OpenAPI {
               "200": {"description": "The figures", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Realtime"}}}},
               "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
               "414": {"$ref": "#/components/responses/Error"}, "431": {"$ref": "#/components/responses/Error"},
-              "503": {"$ref": "#/components/responses/Error"}
+              "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}
             }
           }
         },

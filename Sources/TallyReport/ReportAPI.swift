@@ -71,12 +71,22 @@ extension ReportRoutes {
         return JSONResponse.make(200, try await Self.fromStore { try await answer(own, range) })
     }
 
+    /// A report the raw-row retention made impossible to answer exactly: 422.
+    struct RangeUnavailable: JSONErrorResponse {
+        var reason: String
+        var message: String { "Range unavailable" }
+        var details: [String]? { [reason] }
+        var status: HTTPResponse.Status { .unprocessableContent }
+    }
+
     /// Store failures as 503 (the details say why); the refusals of the request as they are.
     static func fromStore<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let e as any HTTPResponseError {
             throw e
+        } catch let e as ReportNeedsDeletedRows {
+            throw RangeUnavailable(reason: e.description)
         } catch {
             throw StoreUnavailable(error: "\(error)")
         }

@@ -66,6 +66,23 @@ public enum BreakdownProperty: String, Sendable, CaseIterable {
     }
 }
 
+/// A report that needs raw rows the raw-row retention has deleted: answering without them
+/// would count less than what happened.
+public struct ReportNeedsDeletedRows: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    /// `keptFrom`: the first day whose raw rows are kept; `why`: what needs them.
+    public init(keptFrom: UTCDay, why: String) {
+        description = "\(why) needs raw rows from before \(keptFrom), which the raw-row retention has deleted"
+    }
+
+    /// Throws when `span` starts before the first day of the site's raw rows.
+    static func check(_ span: TimeSpan, site: String, retention: RetentionPolicy, why: String) throws {
+        guard let first = retention.firstKeptDay(site: site, today: .today), span.start < UTCDay(number: first).start else { return }
+        throw ReportNeedsDeletedRows(keptFrom: UTCDay(number: first), why: why)
+    }
+}
+
 /// `[start, end)` in µs since the epoch.
 public struct TimeSpan: Sendable, Equatable {
     public var start: Int64

@@ -75,8 +75,10 @@ struct SpanPieces {
 
     /// `minutesFrom`: minute rows cover every event from this time (µs) on.
     init(_ span: TimeSpan, minutesFrom: Int64 = .max) {
-        guard span.start >= 0, span.start < span.end else { return }
-        split(span.start, span.end, [.month, .day, .hour, .quarter] + (span.start >= minutesFrom ? [.minute] : []))
+        // No event is before the epoch (validation): a span starting there starts at it.
+        let start = max(0, span.start)
+        guard start < span.end else { return }
+        split(start, span.end, [.month, .day, .hour, .quarter] + (start >= minutesFrom ? [.minute] : []))
     }
 
     /// Whole buckets of the coarsest level inside `[s, e)`, the rest split finer.
@@ -133,10 +135,15 @@ struct SQLiteReports {
     let mark: Int64
     let ids: ReportIDs
     let purges: ReportPurges
+    /// The site's name and the retention, for ``ReportNeedsDeletedRows``.
+    let name: String
+    let retention: RetentionPolicy
 
-    init(_ db: SQLiteConnection, site: Int64, retention: RetentionPolicy) throws {
+    init(_ db: SQLiteConnection, site: Int64, name: String, retention: RetentionPolicy) throws {
         self.db = db
         self.site = site
+        self.name = name
+        self.retention = retention
         mark = try SQLiteWriter.rolledUp(db)
         ids = try ReportIDs(db)
         purges = try ReportPurges(db, retention: retention)
@@ -255,6 +262,7 @@ struct SQLiteReports {
             }
             var members = tails[k].members
             for piece in pieces.raw {
+                try ReportNeedsDeletedRows.check(piece, site: name, retention: retention, why: "a span that does not start on a quarter hour")
                 try rolledRaw(piece) { r in
                     f.events += 1
                     if r.isView { f.views += 1 }
@@ -305,6 +313,10 @@ struct SQLiteReports {
             byValue[v, default: (0, 0)].events += 1
             if r.isView { byValue[v, default: (0, 0)].views += 1 }
             try add(r, to: &extra[v, default: MemberUnion()], find: find)
+        }
+        for piece in raw {
+            try ReportNeedsDeletedRows.check(piece, site: name, retention: retention,
+                                             why: "a breakdown whose first or last day is not a whole UTC day (a zone other than UTC)")
         }
         try tail(span, count)
         for piece in raw { try rolledRaw(piece, count) }
@@ -391,7 +403,7 @@ extension SQLiteStore {
             guard try find.step() else { return empty }
             let site = find.int(0)
             sqlite3_reset(find.handle)
-            return try body(try SQLiteReports(db, site: site, retention: retention))
+            return try body(try SQLiteReports(db, site: site, name: siteID, retention: retention))
         }
     }
 }

@@ -56,8 +56,11 @@ final class SQLiteWriter {
             let today = UTCDay.today
             let (all, allExtras) = try intern(fresh.map { filter.kept($0, today: today) }, filter: filter, today: today)
             let (rows, extras) = SQLiteRow.stored(all, allExtras)
-            let last = try db.statement("SELECT coalesce(max(id), 0) FROM event_rows")
-            let base = try last.step() ? last.int(0) + 1 : 1
+            // Ids above the report rollups' mark: after the newest rows were deleted (a purge,
+            // a sweep), max(id) + 1 could be an id the rollups count as taken in already.
+            let last = try db.statement("SELECT coalesce(max(id), 0), (SELECT rolled_up FROM report_state) FROM event_rows")
+            guard try last.step() else { throw StoreError("event_rows: no max(id)") }
+            let (top, base) = (last.int(0), max(last.int(0), last.int(1)) + 1)
             sqlite3_reset(last.handle)
             // Adding up the rollups is pure Swift work and appending the rows is SQLite's: on
             // a large load they run on two cores. Only the append touches the connection, and
@@ -69,7 +72,7 @@ final class SQLiteWriter {
                 let writer = UnsafeTransfer(self)
                 DispatchQueue.concurrentPerform(iterations: 2) { i in
                     if i == 0 {
-                        do { try writer.value.append(rows, extras, base: base) } catch { appended.value = error }
+                        do { try writer.value.append(rows, extras, base: base, gap: base != top + 1) } catch { appended.value = error }
                     } else {
                         added.value = SQLiteRollup(all, allExtras)
                     }
@@ -77,7 +80,7 @@ final class SQLiteWriter {
                 if let error = appended.value { throw error }
                 rollup = added.value
             } else {
-                try append(rows, extras, base: base)
+                try append(rows, extras, base: base, gap: base != top + 1)
                 rollup = SQLiteRollup(all, allExtras)
             }
             try upsert(rollup)
@@ -159,14 +162,31 @@ final class SQLiteWriter {
     /// consecutive ids from there without binding them: an explicit id costs a B-tree seek per
     /// row. A detail row with only an anonymous visitor id (HTTP senders without a User-Agent)
     /// binds just that: binding NULLs costs too.
-    private func append(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra], base: Int64) throws {
+    private func append(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra], base: Int64, gap: Bool) throws {
         guard !rows.isEmpty else { return }
         // Details left behind by newest rows someone deleted by hand would attach to the new
         // rows that take their ids (a range delete that finds nothing otherwise).
         let orphans = try db.statement("DELETE FROM event_details WHERE id >= ?1")
         orphans.bind(1, base)
         try orphans.run()
-        try rows.withUnsafeBufferPointer { rows in
+        // Past a gap (ids the rollups' mark covers), the first row takes `base` explicitly;
+        // the others follow it.
+        var skip = 0
+        if gap {
+            let first = try db.statement("INSERT INTO event_rows(id, site, type, path, user, event_ts, ingested_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            let row = rows[0], h = first.handle
+            sqlite3_bind_int64(h, 1, base)
+            sqlite3_bind_int64(h, 2, row.site)
+            sqlite3_bind_int64(h, 3, row.type)
+            Self.bindID(h, 4, row.path)
+            Self.bindID(h, 5, row.user)
+            sqlite3_bind_int64(h, 6, row.timestamp)
+            sqlite3_bind_int64(h, 7, row.ingestedAt)
+            try first.run()
+            skip = 1
+        }
+        try rows.withUnsafeBufferPointer { all in
+            let rows = UnsafeBufferPointer(rebasing: all[skip...])
             try db.insertRows("INSERT INTO event_rows(site, type, path, user, event_ts, ingested_at) VALUES",
                               columns: 6, count: rows.count) { s, p, i in
                 let row = rows[i], h = s.handle
