@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -50,7 +51,7 @@ public enum ExportFormat: String, Sendable, CaseIterable {
                 // string, an empty field is no value.
                 case .text(let s?):
                     if s.isEmpty || s.utf8.contains(where: { $0 == 0x2C || $0 == 0x22 || $0 == 0x0D || $0 == 0x0A }) {
-                        out += "\"" + s.replacingAll("\"", with: "\"\"") + "\""
+                        out += "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
                     } else {
                         out += s
                     }
@@ -70,13 +71,6 @@ public enum ExportFormat: String, Sendable, CaseIterable {
             }
             out += "}\n"
         }
-    }
-}
-
-extension String {
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        guard contains(target) else { return self }
-        return split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }
 

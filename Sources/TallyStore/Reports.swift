@@ -91,6 +91,17 @@ public struct TimeSpan: Sendable, Equatable {
         self.start = start
         self.end = end
     }
+
+    /// The index of the span of `spans` (ascending, not overlapping, `starts` their starts)
+    /// that holds `t`, if one does.
+    static func index(of t: Int64, in spans: [TimeSpan], starts: [Int64]) -> Int? {
+        var lo = 0, hi = starts.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if starts[mid] <= t { lo = mid } else { hi = mid - 1 }
+        }
+        return hi >= 0 && starts[lo] <= t && t < spans[lo].end ? lo : nil
+    }
 }
 
 /// The exact figures of a set of events, built one event at a time: the definition every
@@ -143,14 +154,7 @@ extension EventStore {
         var counters = Array(repeating: FiguresCounter(), count: spans.count)
         let starts = spans.map(\.start)
         try await scanRows(siteID, from: first.start, to: last.end) { row in
-            let t = row.event.timestamp
-            // The last span starting at or before the event, if the event is before its end.
-            var lo = 0, hi = starts.count - 1
-            while lo < hi {
-                let mid = (lo + hi + 1) / 2
-                if starts[mid] <= t { lo = mid } else { hi = mid - 1 }
-            }
-            if t < spans[lo].end { counters[lo].add(row.event) }
+            if let k = TimeSpan.index(of: row.event.timestamp, in: spans, starts: starts) { counters[k].add(row.event) }
         }
         var all: FiguresCounter?
         if union {

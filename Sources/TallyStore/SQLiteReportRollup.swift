@@ -109,8 +109,6 @@ struct SQLiteReportRollup {
     /// the rollup is written, in the writing transaction.
     private var anonymous = IDPairTable(capacity: 1024)
 
-    var isEmpty: Bool { counts.count == 0 }
-
     /// `a`: the site and the value; `b`: the property, the level and the bucket.
     static func key(site: Int64, prop: Int64, level: ReportLevel, bucket: Int64, value: Int64) -> (UInt64, UInt64) {
         (UInt64(site) << 32 | UInt64(UInt32(truncatingIfNeeded: value)), UInt64(prop) << 56 | UInt64(level.rawValue) << 48 | UInt64(bucket))
@@ -297,9 +295,7 @@ extension SQLiteWriter {
         try db.writeTransaction {
             let mark = try Self.rolledUp(db)
             let read = try db.statement("""
-                SELECT e.id, e.site, e.type, e.path, e.user, e.event_ts, e.ingested_at, d.referrer, d.utm_source, d.utm_medium,
-                       d.utm_campaign, d.device, d.browser, d.os, d.visitor, coalesce(d.bot, 0)
-                FROM event_rows e LEFT JOIN event_details d ON d.id = e.id WHERE e.id > ?1 ORDER BY e.id LIMIT ?2
+                SELECT \(SQLiteReportRollup.Row.columns) FROM event_rows e LEFT JOIN event_details d ON d.id = e.id WHERE e.id > ?1 ORDER BY e.id LIMIT ?2
                 """)
             read.bind(1, mark)
             read.bind(2, Int64(SQLiteReportRollup.batchRows))

@@ -154,9 +154,7 @@ struct SQLiteReports {
     func raw(_ span: TimeSpan, ids range: ClosedRange<Int64>, _ body: (SQLiteReportRollup.Row) throws -> Void) throws {
         guard span.start < span.end, !range.isEmpty else { return }
         let s = try db.statement("""
-            SELECT e.id, e.site, e.type, e.path, e.user, e.event_ts, e.ingested_at, d.referrer, d.utm_source, d.utm_medium,
-                   d.utm_campaign, d.device, d.browser, d.os, d.visitor, coalesce(d.bot, 0)
-            FROM event_rows e LEFT JOIN event_details d ON d.id = e.id
+            SELECT \(SQLiteReportRollup.Row.columns) FROM event_rows e LEFT JOIN event_details d ON d.id = e.id
             WHERE e.id BETWEEN ?1 AND ?2 AND e.site = ?3 AND e.event_ts >= ?4 AND e.event_ts < ?5
             """)
         s.bind(1, range.lowerBound); s.bind(2, range.upperBound); s.bind(3, site); s.bind(4, span.start); s.bind(5, span.end)
@@ -169,18 +167,7 @@ struct SQLiteReports {
     /// The rows of `span` in the rollups, read through the spans of its hours (ids up to the mark).
     func rolledRaw(_ span: TimeSpan, _ body: (SQLiteReportRollup.Row) throws -> Void) throws {
         guard span.start < span.end, mark > 0 else { return }
-        let spans = try db.statement("SELECT first, last FROM row_spans WHERE hour BETWEEN ?1 AND ?2")
-        spans.bind(1, span.start / SQLiteSchema.microsPerHour)
-        spans.bind(2, (span.end - 1) / SQLiteSchema.microsPerHour)
-        var ranges: [(Int64, Int64)] = []
-        while try spans.step() { ranges.append((spans.int(0), min(spans.int(1), mark))) }
-        sqlite3_reset(spans.handle)
-        ranges.sort { $0.0 < $1.0 }
-        var merged: [(Int64, Int64)] = []
-        for r in ranges where r.0 <= r.1 {
-            if let m = merged.last, r.0 <= m.1 + 1 { merged[merged.count - 1].1 = max(m.1, r.1) } else { merged.append(r) }
-        }
-        for (a, b) in merged { try raw(span, ids: a...b, body) }
+        for ids in try SQLiteSchema.spanRanges(db, span, ids: 1...mark) { try raw(span, ids: ids, body) }
     }
 
     /// Rows loaded since the last rollup, in `span`.
@@ -229,16 +216,11 @@ struct SQLiteReports {
         if let first = spans.first, let last = spans.last {
             let starts = spans.map(\.start)
             try tail(TimeSpan(first.start, last.end)) { r in
-                var lo = 0, hi = starts.count - 1
-                while lo < hi {
-                    let mid = (lo + hi + 1) / 2
-                    if starts[mid] <= r.micros { lo = mid } else { hi = mid - 1 }
-                }
-                guard r.micros < spans[lo].end else { return }
-                tails[lo].any = true
-                tails[lo].events += 1
-                if r.isView { tails[lo].views += 1 }
-                try add(r, to: &tails[lo].members, find: find)
+                guard let k = TimeSpan.index(of: r.micros, in: spans, starts: starts) else { return }
+                tails[k].any = true
+                tails[k].events += 1
+                if r.isView { tails[k].views += 1 }
+                try add(r, to: &tails[k].members, find: find)
             }
         }
         let counts = try db.statement("""
@@ -365,8 +347,14 @@ struct SQLiteReports {
 }
 
 extension SQLiteReportRollup.Row {
-    /// A row of the report query (id, site, type, path, user, event_ts, ingested_at, the
-    /// detail columns, bot); nil for a bot or a row the purges or retention deleted.
+    /// What ``init(_:ids:purges:)`` reads, in its order, from `event_rows e` joined to
+    /// `event_details d`.
+    static let columns = """
+        e.id, e.site, e.type, e.path, e.user, e.event_ts, e.ingested_at, d.referrer, d.utm_source, d.utm_medium,
+        d.utm_campaign, d.device, d.browser, d.os, d.visitor, coalesce(d.bot, 0)
+        """
+
+    /// A row of ``columns``; nil for a bot or a row the purges or retention deleted.
     init?(_ s: Statement, ids: ReportIDs, purges: ReportPurges) {
         func id(_ c: Int32) -> Int64 { sqlite3_column_type(s.handle, c) == SQLITE_NULL ? 0 : s.int(c) }
         let site = s.int(1), micros = s.int(5)
@@ -392,18 +380,8 @@ extension SQLiteStore {
 
     private func onReports<T: Sendable>(_ siteID: String, empty: T, _ body: @escaping @Sendable (SQLiteReports) throws -> T) async throws -> T {
         let retention = self.retention.withLockedValue { $0 }
-        return try await onReader { db in
-            try db.exec("BEGIN")
-            defer {
-                db.resetAll()
-                try? db.exec("COMMIT")
-            }
-            let find = try db.statement("SELECT id FROM sites WHERE name = ?1")
-            find.bind(1, siteID)
-            guard try find.step() else { return empty }
-            let site = find.int(0)
-            sqlite3_reset(find.handle)
-            return try body(try SQLiteReports(db, site: site, name: siteID, retention: retention))
+        return try await onSiteReader(siteID, missing: empty) { db, site in
+            try body(try SQLiteReports(db, site: site, name: siteID, retention: retention))
         }
     }
 }

@@ -1,3 +1,5 @@
+import CSQLite
+
 /// The SQLite schema (version 6) and the migrations from versions 1 to 5.
 ///
 /// Names (sites, event types, paths, users) are interned once in dictionary tables and every
@@ -113,6 +115,27 @@ enum SQLiteSchema {
         INSERT OR IGNORE INTO report_state(one, rolled_up) VALUES(1, 0);
         """
 
+    /// The id ranges, ascending and merged, that hold every row with an event time in `span`,
+    /// cut to `ids`.
+    static func spanRanges(_ db: SQLiteConnection, _ span: TimeSpan, ids: ClosedRange<Int64>) throws -> [ClosedRange<Int64>] {
+        let s = try db.statement("SELECT first, last FROM row_spans WHERE hour BETWEEN ?1 AND ?2 AND last >= ?3")
+        s.bind(1, span.start / microsPerHour)
+        s.bind(2, (span.end - 1) / microsPerHour)
+        s.bind(3, ids.lowerBound)
+        var ranges: [(Int64, Int64)] = []
+        while try s.step() {
+            let r = (max(s.int(0), ids.lowerBound), min(s.int(1), ids.upperBound))
+            if r.0 <= r.1 { ranges.append(r) }
+        }
+        sqlite3_reset(s.handle)
+        ranges.sort { $0.0 < $1.0 }
+        var merged: [ClosedRange<Int64>] = []
+        for (a, b) in ranges {
+            if let m = merged.last, a <= m.upperBound + 1 { merged[merged.count - 1] = m.lowerBound...max(m.upperBound, b) } else { merged.append(a...b) }
+        }
+        return merged
+    }
+
     /// Version 5 → 6: one span per hour from the rows there are (one pass over them).
     static let spansFromRows = """
         INSERT INTO row_spans(hour, first, last)
@@ -163,6 +186,12 @@ enum SQLiteSchema {
                    b.name AS browser, o.name AS os, d.visitor, coalesce(d.bot, 0) AS bot
             FROM event_rows e
             JOIN sites s ON s.id = e.site
+        \(nameJoins)
+        """
+
+    /// The names of a row (`event_rows e`) and its details: the `events` view's joins, which
+    /// export reads too.
+    static let nameJoins = """
             JOIN event_types t ON t.id = e.type
             LEFT JOIN paths p ON p.id = e.path
             LEFT JOIN users u ON u.id = e.user

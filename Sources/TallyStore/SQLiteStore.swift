@@ -48,17 +48,8 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     }
 
     public func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats {
-        try await onReader { db in
-            // One read transaction, so the three numbers describe the same set of batches.
-            try db.exec("BEGIN")
-            defer {
-                db.resetAll()
-                try? db.exec("COMMIT")
-            }
-            let find = try db.statement("SELECT id FROM sites WHERE name = ?1")
-            find.bind(1, siteID)
-            guard try find.step() else { return SiteStats(totalViews: 0, uniqueUsers: 0, topPaths: []) }
-            let site = find.int(0)
+        // One read transaction, so the three numbers describe the same set of batches.
+        try await onSiteReader(siteID, missing: SiteStats(totalViews: 0, uniqueUsers: 0, topPaths: [])) { db, site in
             var views: Int64 = 0
             var users: Int64 = 0
             var top: [PathViews] = []
@@ -133,6 +124,25 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
                 defer { writer!.db.resetAll() }
                 return try body(writer!)
             }
+        }
+    }
+
+    /// `body` with the site's id, in one read transaction on the reader; `missing` for a site
+    /// the store has never seen.
+    func onSiteReader<T: Sendable>(_ siteID: String, missing: T,
+                                   _ body: @escaping @Sendable (SQLiteConnection, Int64) throws -> T) async throws -> T {
+        try await onReader { db in
+            try db.exec("BEGIN")
+            defer {
+                db.resetAll()
+                try? db.exec("COMMIT")
+            }
+            let find = try db.statement("SELECT id FROM sites WHERE name = ?1")
+            find.bind(1, siteID)
+            guard try find.step() else { return missing }
+            let site = find.int(0)
+            sqlite3_reset(find.handle)
+            return try body(db, site)
         }
     }
 
