@@ -18,60 +18,165 @@ public enum ExportFormat: String, Sendable, CaseIterable {
     /// CSV's header row (RFC 4180: CRLF after every record); NDJSON has none.
     var header: String { self == .csv ? Self.columns.joined(separator: ",") + "\r\n" : "" }
 
-    /// The row's values, in ``columns`` order: nil for NULL, times as RFC 3339 UTC with
-    /// microseconds, the visitor id as 16 hex digits.
-    static func values(_ row: StoredEvent) -> [Value] {
+    /// Appends the row as one line: CSV per RFC 4180 (CRLF after every record; a field quoted
+    /// when it must be, and when it is an empty string: `""` is an empty string, an empty
+    /// field no value), or one NDJSON object. Times as RFC 3339 UTC with microseconds, the
+    /// visitor id as 16 hex digits. Written as bytes: export's speed is this function's
+    /// (a `String` built per row ran at a quarter of a million rows a second).
+    func append(_ row: StoredEvent, to out: inout [UInt8]) {
         let e = row.event, v = e.visit
-        return [.number(row.id), .text(e.siteID), .text(e.eventType), .text(e.path), .text(e.userID),
-                .text(Timestamp.format(e.timestamp)), .text(Timestamp.format(row.ingestedAt)), .text(e.referrer),
-                .text(e.utmSource), .text(e.utmMedium), .text(e.utmCampaign), .text(v.device?.name), .text(v.browser),
-                .text(v.os), .text(v.visitor == 0 ? nil : hex(v.visitor)), .bool(v.isBot)]
+        var w = LineWriter(format: self, out: out)
+        out = []
+        w.number(row.id)
+        w.text(e.siteID)
+        w.text(e.eventType)
+        w.text(e.path)
+        w.text(e.userID)
+        w.time(e.timestamp)
+        w.time(row.ingestedAt)
+        w.text(e.referrer)
+        w.text(e.utmSource)
+        w.text(e.utmMedium)
+        w.text(e.utmCampaign)
+        w.text(v.device?.name)
+        w.text(v.browser)
+        w.text(v.os)
+        w.visitor(v.visitor)
+        w.bool(v.isBot)
+        out = w.finish()
     }
 
-    enum Value {
-        case number(Int64), text(String?), bool(Bool)
+    /// NDJSON's `{"name":` before each value, `,"name":` after the first.
+    fileprivate static let keys: [[UInt8]] = columns.enumerated().map { i, name in Array(((i == 0 ? "{" : ",") + "\"\(name)\":").utf8) }
+}
+
+/// One export line's fields, in ``ExportFormat/columns`` order.
+private struct LineWriter {
+    let format: ExportFormat
+    var out: [UInt8]
+    var field = 0
+
+    init(format: ExportFormat, out: [UInt8]) {
+        self.format = format
+        self.out = out
     }
 
-    static func hex(_ v: UInt64) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
+    private mutating func start() {
+        if format == .csv {
+            if field > 0 { out.append(UInt8(ascii: ",")) }
+        } else {
+            out.append(contentsOf: ExportFormat.keys[field])
+        }
+        field += 1
     }
 
-    func append(_ row: StoredEvent, to out: inout String) {
-        let values = Self.values(row)
-        switch self {
-        case .csv:
-            for (i, value) in values.enumerated() {
-                if i > 0 { out += "," }
-                switch value {
-                case .number(let n): out += String(n)
-                case .bool(let b): out += b ? "true" : "false"
-                case .text(nil): break
-                // Quoted when it must be (RFC 4180 §2.6), and when empty: "" is an empty
-                // string, an empty field is no value.
-                case .text(let s?):
-                    if s.isEmpty || s.utf8.contains(where: { $0 == 0x2C || $0 == 0x22 || $0 == 0x0D || $0 == 0x0A }) {
-                        out += "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-                    } else {
-                        out += s
-                    }
-                }
-            }
-            out += "\r\n"
-        case .ndjson:
-            out += "{"
-            for (i, (name, value)) in zip(Self.columns, values).enumerated() {
-                if i > 0 { out += "," }
-                out += "\"" + name + "\":"
-                switch value {
-                case .number(let n): out += String(n)
-                case .bool(let b): out += b ? "true" : "false"
-                case .text(let s): out += s.map(JSONText.quote) ?? "null"
-                }
-            }
-            out += "}\n"
+    mutating func finish() -> [UInt8] {
+        if format == .csv {
+            out.append(0x0D)
+            out.append(0x0A)
+        } else {
+            out.append(UInt8(ascii: "}"))
+            out.append(0x0A)
+        }
+        return out
+    }
+
+    mutating func number(_ n: Int64) {
+        start()
+        out.append(contentsOf: String(n).utf8)
+    }
+
+    mutating func bool(_ b: Bool) {
+        start()
+        out.append(contentsOf: (b ? "true" : "false").utf8)
+    }
+
+    mutating func text(_ s: String?) {
+        start()
+        guard var s else {
+            if format == .ndjson { out.append(contentsOf: "null".utf8) }
+            return
+        }
+        s.makeContiguousUTF8()
+        s.utf8.withContiguousStorageIfAvailable { bytes in
+            format == .csv ? csv(bytes) : json(bytes)
         }
     }
+
+    private mutating func csv(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard bytes.isEmpty || bytes.contains(where: { $0 == 0x2C || $0 == 0x22 || $0 == 0x0D || $0 == 0x0A }) else {
+            out.append(contentsOf: bytes)
+            return
+        }
+        out.append(0x22)
+        for b in bytes {
+            if b == 0x22 { out.append(0x22) }
+            out.append(b)
+        }
+        out.append(0x22)
+    }
+
+    /// Escapes what RFC 8259 requires (quote, backslash, controls); other bytes are valid
+    /// UTF-8 already (a `String`'s) and pass as they are.
+    private mutating func json(_ bytes: UnsafeBufferPointer<UInt8>) {
+        out.append(0x22)
+        var plain = 0
+        for (i, b) in bytes.enumerated() where b < 0x20 || b == 0x22 || b == 0x5C {
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[plain..<i]))
+            plain = i + 1
+            switch b {
+            case 0x22: out.append(contentsOf: #"\""#.utf8)
+            case 0x5C: out.append(contentsOf: #"\\"#.utf8)
+            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+            case 0x09: out.append(contentsOf: #"\t"#.utf8)
+            default:
+                out.append(contentsOf: #"\u00"#.utf8)
+                out.append(Self.hexDigit(b >> 4))
+                out.append(Self.hexDigit(b & 0xF))
+            }
+        }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[plain...]))
+        out.append(0x22)
+    }
+
+    /// A quoted RFC 3339 time in both formats.
+    mutating func time(_ micros: Int64) {
+        start()
+        if format == .ndjson { out.append(0x22) }
+        let secs = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
+        let day = UTCDay(number: Int32((secs >= 0 ? secs : secs - 86_399) / 86_400))
+        let (y, m, d) = day.civil
+        if (0...9999).contains(y) {
+            let sod = Int(secs - Int64(day.number) * 86_400)
+            digits(y, 4); out.append(UInt8(ascii: "-")); digits(m, 2); out.append(UInt8(ascii: "-")); digits(d, 2)
+            out.append(UInt8(ascii: "T")); digits(sod / 3600, 2); out.append(UInt8(ascii: ":")); digits(sod / 60 % 60, 2)
+            out.append(UInt8(ascii: ":")); digits(sod % 60, 2); out.append(UInt8(ascii: ".")); digits(Int(micros - secs * 1_000_000), 6)
+            out.append(UInt8(ascii: "Z"))
+        } else {
+            out.append(contentsOf: Timestamp.format(micros).utf8)
+        }
+        if format == .ndjson { out.append(0x22) }
+    }
+
+    mutating func visitor(_ v: UInt64) {
+        guard v != 0 else { return text(nil) }
+        start()
+        if format == .ndjson { out.append(0x22) }
+        for shift in stride(from: 60, through: 0, by: -4) { out.append(Self.hexDigit(UInt8(truncatingIfNeeded: v >> UInt64(shift)) & 0xF)) }
+        if format == .ndjson { out.append(0x22) }
+    }
+
+    private mutating func digits(_ v: Int, _ width: Int) {
+        var p = 1
+        for _ in 1..<width { p *= 10 }
+        while p > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(v / p % 10))
+            p /= 10
+        }
+    }
+
+    private static func hexDigit(_ d: UInt8) -> UInt8 { d < 10 ? UInt8(ascii: "0") + d : UInt8(ascii: "a") + d - 10 }
 }
 
 extension ReportRoutes {
@@ -93,16 +198,29 @@ extension ReportRoutes {
         let headers: HTTPFields = [.contentType: format.contentType, .contentDisposition: "attachment; filename=\"\(name)\""]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             var page = first
-            var text = format.header
+            var bytes = Array(format.header.utf8)
             while true {
-                for row in page.rows { format.append(row, to: &text) }
-                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
-                text = ""
-                guard let next = page.next else { break }
-                page = try await store.rows(siteID: range.siteID, from: from, to: to, afterID: next, limit: size)
+                // The store reads the next page on its thread while this one is written out:
+                // two pages in memory at most, and the slower of the two sets the pace.
+                let after = page.next
+                async let following = Self.page(store, range.siteID, from, to, after: after, size)
+                // The read starts once its task runs: let it, before this thread is busy.
+                await Task.yield()
+                bytes.reserveCapacity(page.rows.count * 160)
+                for row in page.rows { format.append(row, to: &bytes) }
+                if !bytes.isEmpty { try await writer.write(ByteBuffer(bytes: bytes)) }
+                bytes.removeAll(keepingCapacity: true)
+                guard let next = try await following else { break }
+                page = next
             }
             try await writer.finish(nil)
         })
+    }
+
+    /// The page after `after`; nil when there is none.
+    private static func page(_ store: any EventStore, _ siteID: String, _ from: Int64, _ to: Int64, after: Int64?, _ size: Int) async throws -> RowPage? {
+        guard let after else { return nil }
+        return try await store.rows(siteID: siteID, from: from, to: to, afterID: after, limit: size)
     }
 
     /// A site id as a file name: letters, digits, `-`, `_` and `.` kept, anything else `_`.

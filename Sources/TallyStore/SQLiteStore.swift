@@ -149,7 +149,14 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     func onReader<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
         try await pool.runIfActive { [self] in
             try readerLock.withLock { () throws -> T in
-                if reader == nil { reader = try SQLiteConnection(path: path) }
+                if reader == nil {
+                    let r = try SQLiteConnection(path: path)
+                    // The writer's cache size: reports and export read the same pages again
+                    // and again (names, details), and SQLite's default 2 MB sends each of those
+                    // reads back to the kernel.
+                    try r.exec("PRAGMA cache_size=-65536")
+                    reader = r
+                }
                 defer { reader!.resetAll() }
                 return try body(reader!)
             }

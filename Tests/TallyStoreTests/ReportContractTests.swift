@@ -306,11 +306,28 @@ import TallyTestSupport
         let e = Event(siteID: "s", eventType: "page_view", path: "/a,\"b\"\nc", userID: "", timestamp: 1_764_000_000_123_456,
                       referrer: nil, utmSource: "é", visit: Visit(visitor: 0xAB, device: .mobile, browser: "Firefox", os: nil, isBot: true))
         let row = StoredEvent(id: 7, ingestedAt: 1_764_000_001_000_000, event: e)
-        var csv = "", nd = ""
-        ExportFormat.csv.append(row, to: &csv)
-        ExportFormat.ndjson.append(row, to: &nd)
+        var csvBytes: [UInt8] = [], ndBytes: [UInt8] = []
+        ExportFormat.csv.append(row, to: &csvBytes)
+        ExportFormat.ndjson.append(row, to: &ndBytes)
+        let csv = String(decoding: csvBytes, as: UTF8.self), nd = String(decoding: ndBytes, as: UTF8.self)
         #expect(csv == "7,s,page_view,\"/a,\"\"b\"\"\nc\",\"\",2025-11-24T16:00:00.123456Z,2025-11-24T16:00:01.000000Z,,é,,,mobile,Firefox,,00000000000000ab,true\r\n")
         #expect(nd == #"{"id":7,"site_id":"s","event_type":"page_view","path":"/a,\"b\"\nc","user_id":"","timestamp":"2025-11-24T16:00:00.123456Z","ingested_at":"2025-11-24T16:00:01.000000Z","referrer":null,"utm_source":"é","utm_medium":null,"utm_campaign":null,"device":"mobile","browser":"Firefox","os":null,"visitor":"00000000000000ab","bot":true}"# + "\n")
+    }
+
+    /// The byte writer against the `String` functions it replaced: `JSONText.quote` and
+    /// `Timestamp.format`, on awkward strings and random times (negative, past year 9999).
+    @Test func bytesAgreeWithTheStringFormatters() {
+        var rng = SystemRandomNumberGenerator()
+        let texts = ["", "a\\b", "\t\r\n", "\u{01}\u{1F}\u{7F}", "\"quoted\"", "é→😀", "\u{2028}"]
+        for (i, text) in texts.enumerated() {
+            let micros = i == 0 ? -1 : Int64.random(in: -400_000_000_000_000_000...400_000_000_000_000_000, using: &rng)
+            let e = Event(siteID: "s", eventType: "t", path: text, timestamp: micros)
+            var bytes: [UInt8] = []
+            ExportFormat.ndjson.append(StoredEvent(id: 1, ingestedAt: 0, event: e), to: &bytes)
+            let line = String(decoding: bytes, as: UTF8.self)
+            #expect(line.contains("\"path\":\(JSONText.quote(text)),"), "\(line)")
+            #expect(line.contains("\"timestamp\":\"\(Timestamp.format(micros))\","), "\(line)")
+        }
     }
 }
 
