@@ -184,7 +184,8 @@ struct SQLiteReportRollup {
         }
         for (a, b, m) in derived { members.add(keyIndex(a, b), UInt64(m)) }
 
-        // Sets first: what they gain is what the counts rows' visitors and users gain.
+        // Sets first: what they gain is what the counts rows' visitors and users gain (day
+        // and month rows; list keys' rows keep no distinct counts).
         var gained = IDPairTable(capacity: keyList.count)
         try writeSets(db, gained: &gained)
         let upsert = try db.statement("""
@@ -210,7 +211,8 @@ struct SQLiteReportRollup {
     }
 
     /// Merges the members into `report_sets`, chunk by chunk, in primary-key order; `gained`
-    /// gets per key the members new to it (low 32 bits) and how many of them are users.
+    /// gets per key the members new to it (low 32 bits) and how many of them are users. List
+    /// keys get a new part instead (``ListParts``), and no distinct counts.
     private func writeSets(_ db: SQLiteConnection, gained: inout IDPairTable) throws {
         let entries = members.sortedPairs()
         // Each key's entries: a run of `entries` (sorted by key index, then member).
@@ -232,27 +234,14 @@ struct SQLiteReportRollup {
             INSERT INTO report_sets(site, prop, level, value, bucket, chunk, members, bits) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
             ON CONFLICT DO UPDATE SET members = excluded.members, bits = excluded.bits
             """)
-        let findList = try db.statement("SELECT members, list FROM report_lists WHERE site = ?1 AND prop = ?2 AND level = ?3 AND value = ?4 AND bucket = ?5")
-        let writeList = try db.statement("""
-            INSERT INTO report_lists(site, prop, level, value, bucket, members, list) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)
-            ON CONFLICT DO UPDATE SET members = excluded.members, list = excluded.list
-            """)
+        let lists = try ListParts(db)
         var offsets: [UInt16] = []
         for run in runs {
             let f = fields[run.index]
             var k = run.start
             var added: Int64 = 0, users: Int64 = 0
             if Self.isList(prop: f.prop, level: f.level) {
-                for (n, v) in [f.site, f.prop, f.level, f.value, f.bucket].enumerated() { findList.bind(Int32(n + 1), v) }
-                let old = try findList.step() ? try MemberList.decode(findList.blob(1), count: Int(findList.int(0))) : []
-                sqlite3_reset(findList.handle)
-                let merged = MemberList.merge(old, entries[run.start..<run.end].lazy.map { Int64($0.b) })
-                guard merged.added > 0 else { continue }
-                for (n, v) in [f.site, f.prop, f.level, f.value, f.bucket, Int64(merged.list.count)].enumerated() { writeList.bind(Int32(n + 1), v) }
-                writeList.bind(7, blob: MemberList.encode(merged.list))
-                try writeList.run()
-                let (a, b) = keyList[run.index]
-                gained.add(a, b, Int64(merged.addedEven) << 32 | Int64(merged.added))
+                try lists.add(entries[run.start..<run.end].map { Int64($0.b) }, key: [f.site, f.prop, f.level, f.value, f.bucket])
                 continue
             }
             while k < run.end {
@@ -275,6 +264,62 @@ struct SQLiteReportRollup {
             }
             let (a, b) = keyList[run.index]
             gained.add(a, b, users << 32 | added)
+        }
+    }
+}
+
+/// Writes a list key's members as parts (`report_lists.part`), so a rollup writes what it
+/// adds, not the whole list again: a day's list of a busy site (every visitor without a
+/// referrer, say) is touched by every rollup, and rewriting it each time made a day's
+/// rollups quadratic in its visitors. A new part is merged into the part before it while it
+/// is at least half that one's size (the carries of a binary counter), so a key has
+/// O(log members) parts and each member is rewritten O(log members) times. Readers union the
+/// parts; a member may be in more than one until they merge.
+struct ListParts {
+    private let parts: Statement, read: Statement, write: Statement, drop: Statement
+
+    init(_ db: SQLiteConnection) throws {
+        let key = "site = ?1 AND prop = ?2 AND level = ?3 AND value = ?4 AND bucket = ?5"
+        parts = try db.statement("SELECT part, members FROM report_lists WHERE \(key) ORDER BY part")
+        read = try db.statement("SELECT members, list FROM report_lists WHERE \(key) AND part = ?6")
+        write = try db.statement("""
+            INSERT INTO report_lists(site, prop, level, value, bucket, part, members, list) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            ON CONFLICT DO UPDATE SET members = excluded.members, list = excluded.list
+            """)
+        drop = try db.statement("DELETE FROM report_lists WHERE \(key) AND part > ?6")
+    }
+
+    private func bind(_ s: Statement, _ key: [Int64]) {
+        for (n, v) in key.enumerated() { s.bind(Int32(n + 1), v) }
+    }
+
+    /// Adds ascending, distinct `members` to the list of `key` (site, prop, level, value, bucket).
+    func add(_ members: [Int64], key: [Int64]) throws {
+        bind(parts, key)
+        var existing: [(part: Int64, members: Int64)] = []
+        while try parts.step() { existing.append((parts.int(0), parts.int(1))) }
+        sqlite3_reset(parts.handle)
+        var top = (part: (existing.last?.part ?? -1) + 1, list: members)
+        var merged = false
+        while let last = existing.last, Int64(top.list.count) * 2 >= last.members {
+            bind(read, key)
+            read.bind(6, last.part)
+            guard try read.step() else { throw StoreError("report list part \(last.part) vanished") }
+            let old = try MemberList.decode(read.blob(1), count: Int(read.int(0)))
+            sqlite3_reset(read.handle)
+            top = (last.part, MemberList.merge(old, top.list).list)
+            existing.removeLast()
+            merged = true
+        }
+        bind(write, key)
+        write.bind(6, top.part)
+        write.bind(7, Int64(top.list.count))
+        write.bind(8, blob: MemberList.encode(top.list))
+        try write.run()
+        if merged {
+            bind(drop, key)
+            drop.bind(6, top.part)
+            try drop.run()
         }
     }
 }

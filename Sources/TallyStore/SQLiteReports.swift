@@ -1,12 +1,20 @@
 import CSQLite
 import TallyCore
 
-/// Distinct members (``SQLiteSchema/reportTables``) as 4096-id chunks of 64 words, and the
+/// Distinct members (``SQLiteSchema/reportTables``) as 4096-id chunks of 64 words, members
+/// added one by one (from lists and raw rows) as a plain list until they are counted, and the
 /// anonymous visitors of raw rows not rolled up yet, whose hashes have no member id: such a
 /// hash is in no rollup set, so it counts apart from every member.
+///
+/// A list's few members are spread over the whole id range, so as chunks each would cost a
+/// 512-byte chunk of its own (a daily series in New York unions 24 hour lists for each of 365
+/// days): they are sorted once when counted instead, and folded into chunks only past
+/// ``foldAt`` (then the chunks are dense enough to pay).
 struct MemberUnion {
     private var chunks: [Int64: [UInt64]] = [:]
+    private var single: [Int64] = []
     private var loose: Set<Int64> = []
+    static let foldAt = 1 << 18
 
     mutating func add(chunk: Int64, count: Int, blob: UnsafeRawBufferPointer) throws {
         var words = chunks[chunk] ?? Array(repeating: 0, count: UserChunk.span / 64)
@@ -24,8 +32,8 @@ struct MemberUnion {
     }
 
     mutating func add(member: Int64) {
-        let chunk = member >> Int64(UserChunk.shift), m = Int(member & Int64(UserChunk.span - 1))
-        chunks[chunk, default: Array(repeating: 0, count: UserChunk.span / 64)][m >> 6] |= 1 << UInt64(m & 63)
+        single.append(member)
+        if single.count >= Self.foldAt { fold() }
     }
 
     mutating func add(hash: Int64) { loose.insert(hash) }
@@ -39,12 +47,31 @@ struct MemberUnion {
                 chunks[c] = w
             }
         }
+        single.append(contentsOf: o.single)
+        if single.count >= Self.foldAt { fold() }
         loose.formUnion(o.loose)
+    }
+
+    /// Moves the single members into the chunks.
+    private mutating func fold() {
+        for member in single {
+            let chunk = member >> Int64(UserChunk.shift), m = Int(member & Int64(UserChunk.span - 1))
+            chunks[chunk, default: Array(repeating: 0, count: UserChunk.span / 64)][m >> 6] |= 1 << UInt64(m & 63)
+        }
+        single.removeAll(keepingCapacity: true)
+    }
+
+    private func contains(_ member: Int64) -> Bool {
+        guard let words = chunks[member >> Int64(UserChunk.shift)] else { return false }
+        let m = Int(member & Int64(UserChunk.span - 1))
+        return words[m >> 6] & 1 << UInt64(m & 63) != 0
     }
 
     /// Each chunk's members (offsets, ascending).
     func forEachChunk(_ body: (Int64, [UInt16]) throws -> Void) rethrows {
-        for (c, words) in chunks.sorted(by: { $0.key < $1.key }) {
+        var all = self
+        all.fold()
+        for (c, words) in all.chunks.sorted(by: { $0.key < $1.key }) {
             var offsets: [UInt16] = []
             for (w, word) in words.enumerated() where word != 0 {
                 for bit in 0..<64 where word & (1 << UInt64(bit)) != 0 { offsets.append(UInt16(w * 64 + bit)) }
@@ -61,6 +88,13 @@ struct MemberUnion {
                 all += w.nonzeroBitCount
                 even += (w & 0x5555_5555_5555_5555).nonzeroBitCount
             }
+        }
+        var previous: Int64 = -1
+        for m in single.sorted() where m != previous {
+            previous = m
+            guard !contains(m) else { continue }
+            all += 1
+            if m & 1 == 0 { even += 1 }
         }
         return (Int64(all + loose.count), Int64(even))
     }
@@ -239,7 +273,9 @@ struct SQLiteReports {
                 guard try counts.step() else { continue }
                 f.views += counts.int(0)
                 f.events += counts.int(1)
-                if pieces.buckets.count == 1, b.end - b.first == 1 { single = (counts.int(2), counts.int(3)) }
+                if pieces.buckets.count == 1, b.end - b.first == 1, !SQLiteReportRollup.isList(prop: ReportProp.all, level: b.level.rawValue) {
+                    single = (counts.int(2), counts.int(3))
+                }
                 sqlite3_reset(counts.handle)
             }
             var members = tails[k].members
@@ -251,7 +287,7 @@ struct SQLiteReports {
                     try add(r, to: &members, find: find)
                 }
             }
-            // One rollup bucket and nothing else: its row has the distinct counts.
+            // One day or month and nothing else: its row has the distinct counts.
             if let single, pieces.raw.isEmpty, !tails[k].any, !union {
                 (f.visitors, f.users) = single
             } else {

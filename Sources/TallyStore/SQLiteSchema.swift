@@ -1,6 +1,6 @@
 import CSQLite
 
-/// The SQLite schema (version 6) and the migrations from versions 1 to 5.
+/// The SQLite schema (version 7) and the migrations from versions 1 to 6.
 ///
 /// Names (sites, event types, paths, users) are interned once in dictionary tables and every
 /// row and rollup key refers to them by integer id: an integer row is a third of the bytes of
@@ -8,7 +8,7 @@ import CSQLite
 /// cost far less than with text. The `events` view gives back the text columns of version 1,
 /// so `SELECT … FROM events` keeps working for your own queries.
 enum SQLiteSchema {
-    static let version = 6
+    static let version = 7
 
     static let tables = """
         CREATE TABLE IF NOT EXISTS sites(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -88,14 +88,15 @@ enum SQLiteSchema {
     ///
     /// - `report_counts`: views and events per site and UTC hour, day and month
     ///   (``ReportLevel``) for every event (property 0, value 0), and per day for each value
-    ///   of each property (``ReportProp``). `visitors` and `users` are the distinct counts of
-    ///   the row's set (below), so a single bucket needs no set read.
+    ///   of each property (``ReportProp``). On the day and month rows of every event,
+    ///   `visitors` and `users` are the distinct counts of the row's set (below), so a single
+    ///   day or month needs no set read; rows whose members are lists keep 0 there.
     /// - Distinct visitors of the same keys, as member ids: a user is member `2 × users.id`,
     ///   an anonymous visitor `2 × anon_visitors.id + 1`, so the even members are the users.
     ///   Days and months of every event in `report_sets`, as chunks in the ``UserChunk``
-    ///   format; hours of every event and days of each property value in `report_lists`, one
-    ///   sorted ``MemberList`` each (their few members are spread over the whole id range,
-    ///   so chunks would hold one or two each).
+    ///   format; hours of every event and days of each property value in `report_lists` as
+    ///   sorted ``MemberList``s (their members are spread over the whole id range, so chunks
+    ///   would hold one or two each), in parts a rollup adds and merges (``ListParts``).
     /// - `anon_visitors`: the anonymous visitor ids (daily-salted hashes) as small integers.
     static let reportTables = """
         CREATE TABLE IF NOT EXISTS anon_visitors(id INTEGER PRIMARY KEY, hash INTEGER NOT NULL UNIQUE);
@@ -107,12 +108,24 @@ enum SQLiteSchema {
             site INTEGER NOT NULL, prop INTEGER NOT NULL, level INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,
             chunk INTEGER NOT NULL, members INTEGER NOT NULL, bits BLOB NOT NULL,
             PRIMARY KEY(site, prop, level, value, bucket, chunk)) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS report_lists(
-            site INTEGER NOT NULL, prop INTEGER NOT NULL, level INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,
-            members INTEGER NOT NULL, list BLOB NOT NULL,
-            PRIMARY KEY(site, prop, level, value, bucket)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS report_lists\(reportListsColumns);
         CREATE TABLE IF NOT EXISTS report_state(one INTEGER PRIMARY KEY CHECK(one = 1), rolled_up INTEGER NOT NULL);
         INSERT OR IGNORE INTO report_state(one, rolled_up) VALUES(1, 0);
+        """
+
+    static let reportListsColumns = """
+        (site INTEGER NOT NULL, prop INTEGER NOT NULL, level INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,
+            part INTEGER NOT NULL, members INTEGER NOT NULL, list BLOB NOT NULL,
+            PRIMARY KEY(site, prop, level, value, bucket, part)) WITHOUT ROWID
+        """
+
+    /// Version 6 → 7: a list key's members in parts (``ListParts``); a version 6 list is part 0.
+    static let listPartsFromV6 = """
+        CREATE TABLE report_lists_v7\(reportListsColumns);
+        INSERT INTO report_lists_v7(site, prop, level, value, bucket, part, members, list)
+            SELECT site, prop, level, value, bucket, 0, members, list FROM report_lists;
+        DROP TABLE report_lists;
+        ALTER TABLE report_lists_v7 RENAME TO report_lists;
         """
 
     /// The id ranges, ascending and merged, that hold every row with an event time in `span`,
@@ -304,6 +317,11 @@ enum SQLiteSchema {
             db.resetAll()
             try db.exec(spanTables)
             if !hasSpans { try db.exec(spansFromRows) }
+            // Version 6's lists had no parts.
+            let parts = try db.statement("SELECT (SELECT 1 FROM sqlite_master WHERE name = 'report_lists'), (SELECT 1 FROM pragma_table_info('report_lists') WHERE name = 'part')")
+            let v6Lists = try parts.step() && parts.int(0) == 1 && parts.int(1) != 1
+            db.resetAll()
+            if v6Lists { try db.exec(listPartsFromV6) }
             // The report rollups start empty: rows already there are rolled up behind the
             // loads, and reports read them from event_rows meanwhile.
             try db.exec(reportTables)

@@ -250,6 +250,81 @@ import TallyCore
         }
     }
 
+    /// A list key touched by every rollup gets a part per rollup, merged like the carries of a
+    /// binary counter: after 64 rollups of 40 new visitors each, the busiest keys (the hour,
+    /// each absent property's day) have at most log2(64) + 1 parts, and the reports still
+    /// count every visitor once although the same users come back.
+    @Test func listPartsStayFewAndReportsExact() async throws {
+        try await withTempDir { dir in
+            let store = SQLiteStore(path: dir + "/t.sqlite")
+            try await store.prepare()
+            let hour = ts("2026-05-04T10:00:00Z")
+            var events: [Event] = []
+            for round in 0..<64 {
+                // 40 new users a round, and 10 seen two rounds ago.
+                let batch = (0..<50).map { i in
+                    let user = i < 40 ? "u\(round * 40 + i)" : "u\(max(round - 2, 0) * 40 + i - 40)"
+                    return Event(siteID: "busy", eventType: "page_view", path: "/p\(i % 3)", userID: user, timestamp: hour + Int64(round * 50 + i) * 1_000_000)
+                }
+                events += batch
+                _ = try await store.load(StoreBatch(id: "r\(round)", createdAt: 1, events: batch))
+                while try await store.rollUpReports() > 0 {}
+            }
+            let db = try SQLiteConnection(path: dir + "/t.sqlite")
+            let most = try Self.strings(db, "SELECT max(n) FROM (SELECT count(*) AS n FROM report_lists GROUP BY site, prop, level, value, bucket)")
+            #expect(Int(most.first ?? "") ?? 99 <= 7 && Int(most.first ?? "") ?? 0 >= 2, "parts of the busiest key: \(most)")
+            let users = Int64(Set(events.compactMap(\.userID)).count)
+            let inHour = TimeSpan(hour, hour + 3_600_000_000), inDay = TimeSpan(ts("2026-05-04T00:00:00Z"), ts("2026-05-05T00:00:00Z"))
+            for span in [inHour, TimeSpan(hour, hour + 900_000_000 * 2), inDay] {
+                let want = events.filter { $0.timestamp >= span.start && $0.timestamp < span.end }
+                let f = try await store.figures(siteID: "busy", spans: [span], union: false).spans
+                #expect(f == [ReportFigures(views: Int64(want.count), events: Int64(want.count), users: Int64(Set(want.compactMap(\.userID)).count),
+                                            visitors: Int64(Set(want.compactMap(\.userID)).count))])
+            }
+            #expect(users == 64 * 40)
+            let byPath = try await store.breakdown(siteID: "busy", span: inDay, property: .path, limit: 10)
+            #expect(byPath.map(\.visitors) == (0..<3).map { p in Int64(Set(events.filter { $0.path == "/p\(p)" }.compactMap(\.userID)).count) })
+            try await store.close()
+        }
+    }
+
+    /// A version 6 file (one list per key, no parts) is upgraded: its lists become part 0,
+    /// and later rollups add parts to them.
+    @Test func version6ListsBecomePartZero() async throws {
+        try await withTempDir { dir in
+            let path = dir + "/v6.sqlite"
+            let store = SQLiteStore(path: path)
+            try await store.prepare()
+            let day = ts("2026-05-04T00:00:00Z")
+            let first = (0..<30).map { Event(siteID: "s", eventType: "page_view", path: "/a", userID: "u\($0)", timestamp: day + Int64($0) * 60_000_000) }
+            _ = try await store.load(StoreBatch(id: "one", createdAt: 1, events: first))
+            while try await store.rollUpReports() > 0 {}
+            try await store.close()
+            let db = try SQLiteConnection(path: path)
+            try db.exec("""
+                CREATE TABLE v6_lists(site INTEGER NOT NULL, prop INTEGER NOT NULL, level INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,
+                    members INTEGER NOT NULL, list BLOB NOT NULL, PRIMARY KEY(site, prop, level, value, bucket)) WITHOUT ROWID;
+                INSERT INTO v6_lists SELECT site, prop, level, value, bucket, members, list FROM report_lists;
+                DROP TABLE report_lists;
+                ALTER TABLE v6_lists RENAME TO report_lists;
+                PRAGMA user_version = 6;
+                """)
+            let upgraded = SQLiteStore(path: path)
+            try await upgraded.prepare()
+            #expect(try Self.strings(db, "SELECT DISTINCT part FROM report_lists") == ["0"])
+            let more = (20..<50).map { Event(siteID: "s", eventType: "page_view", path: "/a", userID: "u\($0)", timestamp: day + Int64($0) * 60_000_000 + 1) }
+            _ = try await upgraded.load(StoreBatch(id: "two", createdAt: 2, events: more))
+            while try await upgraded.rollUpReports() > 0 {}
+            let f = try await upgraded.figures(siteID: "s", spans: [TimeSpan(day, day + 3_600_000_000)], union: false).spans
+            #expect(f == [ReportFigures(views: 60, events: 60, users: 50, visitors: 50)])
+            let byPath = try await upgraded.breakdown(siteID: "s", span: TimeSpan(day, day + 86_400_000_000), property: .path, limit: 5)
+            #expect(byPath == [BreakdownRow(value: "/a", views: 60, visitors: 50, events: 60)])
+            let v = try db.statement("PRAGMA user_version")
+            #expect(try v.step() && v.int(0) == Int64(SQLiteSchema.version))
+            try await upgraded.close()
+        }
+    }
+
     @Test func newerSchemaVersionIsRefused() async throws {
         try await withTempDir { dir in
             let db = try SQLiteConnection(path: dir + "/t.sqlite")
@@ -380,5 +455,36 @@ struct SeededRandom {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// The union reports read distinct counts from, against a `Set`: members from set chunks (both
+/// chunk formats), one by one (past the fold into chunks too), from another union, repeated.
+@Suite struct MemberUnionTests {
+    @Test func countsEqualASet() throws {
+        var rng = SeededRandom(7)
+        for (n, span) in [(1_000, Int64(1 << 21)), (300_000, Int64(1 << 20)), (20_000, Int64(1 << 13))] {
+            var oracle = Set<Int64>()
+            var a = MemberUnion(), b = MemberUnion()
+            // A chunk of each format: sparse (array) and dense (bitmap).
+            for (chunk, count) in [(Int64(3), 40), (Int64(5), 3_000)] {
+                let offsets = Set((0..<count).map { _ in UInt16(rng.next() % UInt64(UserChunk.span)) }).sorted()
+                let blob = UserChunk.encode(offsets)
+                try blob.withUnsafeBytes { try a.add(chunk: chunk, count: offsets.count, blob: $0) }
+                for o in offsets { oracle.insert(chunk << Int64(UserChunk.shift) + Int64(o)) }
+            }
+            for i in 0..<n {
+                let m = Int64(rng.next() % UInt64(span)) + 2
+                oracle.insert(m)
+                if i % 3 == 0 { b.add(member: m) } else { a.add(member: m) }
+            }
+            a.formUnion(b)
+            a.add(hash: 12_345)
+            let even = oracle.filter { $0 & 1 == 0 }.count
+            #expect(a.counts == (Int64(oracle.count + 1), Int64(even)), "n \(n)")
+            var back = Set<Int64>()
+            a.forEachChunk { c, offsets in for o in offsets { back.insert(c << Int64(UserChunk.shift) + Int64(o)) } }
+            #expect(back == oracle)
+        }
     }
 }
