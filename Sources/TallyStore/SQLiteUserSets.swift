@@ -97,6 +97,9 @@ struct SQLiteUserSets {
         let write = daily
             ? "INSERT INTO daily_user_sets(site, day, chunk, members, bits) VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET members = excluded.members, bits = excluded.bits"
             : "INSERT INTO site_user_sets(site, chunk, members, bits) VALUES(?1, ?3, ?4, ?5) ON CONFLICT DO UPDATE SET members = excluded.members, bits = excluded.bits"
+        // Prepared once: a load touches tens of thousands of chunks, and each statement(_:)
+        // lookup hashes the SQL text.
+        let s = try db.statement(find), w = try db.statement(write)
         var offsets: [UInt16] = []
         var k = 0
         while k < entries.count {
@@ -107,7 +110,6 @@ struct SQLiteUserSets {
                 k += 1
             }
             let site = daily ? SQLiteRollup.site(a) : Int64(a)
-            let s = try db.statement(find)
             s.bind(1, site)
             if daily { s.bind(2, SQLiteRollup.day(a)) }
             s.bind(3, Int64(chunk))
@@ -120,7 +122,6 @@ struct SQLiteUserSets {
             }
             sqlite3_reset(s.handle)
             guard let merged else { continue }
-            let w = try db.statement(write)
             w.bind(1, site)
             if daily { w.bind(2, SQLiteRollup.day(a)) }
             w.bind(3, Int64(chunk))
