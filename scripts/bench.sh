@@ -18,9 +18,10 @@
 #                               a flood on one rate-limited site against a paced site (0 skips it)
 #   BENCH_PURGE=1 BENCH_PURGE_ROWS=2000000 BENCH_PURGE_DURATION=10
 #                               tcp-ack load alone and beside `tally sites purge` of that many rows (0 skips it)
-#   BENCH_REPORTS=1 BENCH_REPORT_EVENTS=2000000 BENCH_LIVE_EVENTS=10000000
+#   BENCH_REPORTS=1 BENCH_REPORT_EVENTS=2000000 BENCH_LIVE_EVENTS=10000000 BENCH_REPORT_RUNS=3
 #                               the reporting API on a year of data against plain SQL, export, and
-#                               sustained loading of the live shape (scripts/report_bench.py; 0 skips it)
+#                               sustained loading of the live shape, medians of the runs
+#                               (scripts/report_bench.py; 0 skips it)
 #   BENCH_SERVER_EXTRA="--log-level info"   more `tally serve` flags for every server
 #   BENCH_LOAD_TIMEOUT=600      seconds before a tally-load run counts as hung
 #   BENCH_SHUTDOWN_WAIT=60      seconds to wait for the server to exit after SIGTERM
@@ -512,7 +513,7 @@ report_note=""
 if [[ "${BENCH_REPORTS:-1}" != 0 ]]; then
     echo "bench: reports (scripts/report_bench.py)" >&2
     report_note=$(python3 scripts/report_bench.py --tally "$TALLY" --load "$LOAD" --events "${BENCH_REPORT_EVENTS:-2000000}" \
-        --live-events "${BENCH_LIVE_EVENTS:-10000000}" --out "$OUT/reports") \
+        --live-events "${BENCH_LIVE_EVENTS:-10000000}" --runs "${BENCH_REPORT_RUNS:-3}" --out "$OUT/reports") \
         || { echo "bench: the reports section failed" >&2; report_note=""; failed=1; }
 fi
 
