@@ -18,9 +18,14 @@ final class Loader: Sendable {
     private let ring: AsyncStream<Void>.Continuation
     private let state = NIOLockedValueBox(State())
 
-    /// At most this many batch files, or events, per transaction.
-    static let maxGroupFiles = 16
-    static let maxGroupEvents = 131_072
+    /// At most this many batch files, or events, per transaction. A load rewrites each rollup
+    /// row and user-set chunk it touches once, so a bigger group spreads that over more
+    /// events: with a million users over 100 sites, 262,144 loaded 24 % more events a second
+    /// than 131,072 (215k against 173k end to end) for 100 MB more peak memory while behind
+    /// (the group and the next one, read ahead, are in memory); 524,288 gained 4 % more for
+    /// another 100 MB.
+    static let maxGroupFiles = 32
+    static let maxGroupEvents = 262_144
 
     struct State {
         var pending: [SpooledBatch] = []

@@ -180,9 +180,11 @@ private struct LineWriter {
 }
 
 extension ReportRoutes {
-    /// Streams the range's rows a page at a time: memory stays one page however large the
-    /// range. The first page is read before the answer starts, so a store that cannot answer
-    /// gets a 503; a failure later cuts the stream (a chunked body without its last chunk).
+    /// Streams the range's rows a page at a time: memory stays a few pages however large the
+    /// range (the first, which the response holds until it ends, the one being written and the
+    /// next, read meanwhile: about 5 MB each). The first page is read before the answer starts,
+    /// so a store that cannot answer gets a 503; a failure later cuts the stream (a chunked
+    /// body without its last chunk).
     func export(_ request: Request) async throws -> Response {
         var p = ReportParameters(query: request.uri.query, pairs: request.uri.queryParameters)
         let key = p.take("key")
@@ -200,8 +202,8 @@ extension ReportRoutes {
             var page = first
             var bytes = Array(format.header.utf8)
             while true {
-                // The store reads the next page on its thread while this one is written out:
-                // two pages in memory at most, and the slower of the two sets the pace.
+                // The store reads the next page on its thread while this one is written out;
+                // the slower of the two sets the pace.
                 let after = page.next
                 async let following = Self.page(store, range.siteID, from, to, after: after, size)
                 // The read starts once its task runs: let it, before this thread is busy.

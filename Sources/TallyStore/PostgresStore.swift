@@ -220,7 +220,7 @@ public final class PostgresStore: EventStore, Sendable {
     public func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome] {
         try await preparedOnce()
         // One bound for every call would fail a large load on a slow server every time it is
-        // retried: the bound grows with the rows (a full group of 131,072 events: 5 bounds).
+        // retried: the bound grows with the rows (a full group of 262,144 events: 9 bounds).
         let events = batches.reduce(0) { $0 + $1.events.count }
         return try await bounded("load", timeout: operationTimeout * (1 + events / Self.rowsPerInsert)) { client in try await self.load(batches, client) }
     }

@@ -82,7 +82,7 @@ enum SQLiteSchema {
             PRIMARY KEY(hour, first)) WITHOUT ROWID;
         """
 
-    /// The reporting API's rollups (version 6), kept by ``SQLiteReportRollup`` behind the
+    /// The reporting API's rollups (version 7), kept by ``SQLiteReportRollup`` behind the
     /// loads: every row with an id up to `report_state.rolled_up` is in them, and a report
     /// adds the rows above it from `event_rows` (see ``SQLiteReports``).
     ///
@@ -120,12 +120,15 @@ enum SQLiteSchema {
         """
 
     /// Version 6 → 7: a list key's members in parts (``ListParts``); a version 6 list is part 0.
+    /// The distinct counts its list keys' counts rows had are zeroed: rollups no longer keep
+    /// them, and a stale count is a trap for any later reader.
     static let listPartsFromV6 = """
         CREATE TABLE report_lists_v7\(reportListsColumns);
         INSERT INTO report_lists_v7(site, prop, level, value, bucket, part, members, list)
             SELECT site, prop, level, value, bucket, 0, members, list FROM report_lists;
         DROP TABLE report_lists;
         ALTER TABLE report_lists_v7 RENAME TO report_lists;
+        UPDATE report_counts SET visitors = 0, users = 0 WHERE prop <> 0 OR level NOT IN (1, 2);
         """
 
     /// The id ranges, ascending and merged, that hold every row with an event time in `span`,

@@ -305,6 +305,7 @@ import TallyCore
                 CREATE TABLE v6_lists(site INTEGER NOT NULL, prop INTEGER NOT NULL, level INTEGER NOT NULL, value INTEGER NOT NULL, bucket INTEGER NOT NULL,
                     members INTEGER NOT NULL, list BLOB NOT NULL, PRIMARY KEY(site, prop, level, value, bucket)) WITHOUT ROWID;
                 INSERT INTO v6_lists SELECT site, prop, level, value, bucket, members, list FROM report_lists;
+                UPDATE report_counts SET visitors = 99, users = 99 WHERE prop <> 0 OR level NOT IN (1, 2);
                 DROP TABLE report_lists;
                 ALTER TABLE v6_lists RENAME TO report_lists;
                 PRAGMA user_version = 6;
@@ -312,6 +313,9 @@ import TallyCore
             let upgraded = SQLiteStore(path: path)
             try await upgraded.prepare()
             #expect(try Self.strings(db, "SELECT DISTINCT part FROM report_lists") == ["0"])
+            // Version 6 kept distinct counts on list keys' rows; version 7 keeps none there.
+            #expect(try Self.strings(db, "SELECT count(*) FROM report_counts WHERE visitors <> 0 AND (prop <> 0 OR level NOT IN (1, 2))") == ["0"])
+            #expect(try Self.strings(db, "SELECT visitors FROM report_counts WHERE prop = 0 AND level = 1") == ["30"])
             let more = (20..<50).map { Event(siteID: "s", eventType: "page_view", path: "/a", userID: "u\($0)", timestamp: day + Int64($0) * 60_000_000 + 1) }
             _ = try await upgraded.load(StoreBatch(id: "two", createdAt: 2, events: more))
             while try await upgraded.rollUpReports() > 0 {}
