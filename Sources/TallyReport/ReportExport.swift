@@ -1,4 +1,3 @@
-import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -144,18 +143,7 @@ private struct LineWriter {
     mutating func time(_ micros: Int64) {
         start()
         if format == .ndjson { out.append(0x22) }
-        let secs = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
-        let day = UTCDay(number: Int32((secs >= 0 ? secs : secs - 86_399) / 86_400))
-        let (y, m, d) = day.civil
-        if (0...9999).contains(y) {
-            let sod = Int(secs - Int64(day.number) * 86_400)
-            digits(y, 4); out.append(UInt8(ascii: "-")); digits(m, 2); out.append(UInt8(ascii: "-")); digits(d, 2)
-            out.append(UInt8(ascii: "T")); digits(sod / 3600, 2); out.append(UInt8(ascii: ":")); digits(sod / 60 % 60, 2)
-            out.append(UInt8(ascii: ":")); digits(sod % 60, 2); out.append(UInt8(ascii: ".")); digits(Int(micros - secs * 1_000_000), 6)
-            out.append(UInt8(ascii: "Z"))
-        } else {
-            out.append(contentsOf: Timestamp.format(micros).utf8)
-        }
+        Timestamp.append(micros, to: &out)
         if format == .ndjson { out.append(0x22) }
     }
 
@@ -165,15 +153,6 @@ private struct LineWriter {
         if format == .ndjson { out.append(0x22) }
         for shift in stride(from: 60, through: 0, by: -4) { out.append(Self.hexDigit(UInt8(truncatingIfNeeded: v >> UInt64(shift)) & 0xF)) }
         if format == .ndjson { out.append(0x22) }
-    }
-
-    private mutating func digits(_ v: Int, _ width: Int) {
-        var p = 1
-        for _ in 1..<width { p *= 10 }
-        while p > 0 {
-            out.append(UInt8(ascii: "0") + UInt8(v / p % 10))
-            p /= 10
-        }
     }
 
     private static func hexDigit(_ d: UInt8) -> UInt8 { d < 10 ? UInt8(ascii: "0") + d : UInt8(ascii: "a") + d - 10 }

@@ -51,16 +51,11 @@ extension SQLiteStore {
         func name(_ table: PageNames.Table, _ c: Int32) throws -> String? { isNull(c) ? nil : try names.name(table, sqlite3_column_int64(h, c)) }
         // Text columns give NULL for SQL NULL (an empty string is not NULL).
         let user = sqlite3_column_text(h, 5).map { String(decoding: UnsafeRawBufferPointer(start: $0, count: Int(sqlite3_column_bytes(h, 5))), as: UTF8.self) }
-        let hasDetails = !isNull(13) || !isNull(10) || !isNull(11) || !isNull(6)
-        var visit = Visit()
-        var referrer: String?, utmSource: String?, utmMedium: String?, utmCampaign: String?
-        if hasDetails || !isNull(7) || !isNull(8) || !isNull(9) || !isNull(12) || s.int(14) != 0 {
-            visit = Visit(visitor: UInt64(bitPattern: s.int(13)), device: isNull(10) ? nil : Device(rawValue: UInt8(truncatingIfNeeded: s.int(10))),
+        let visit = Visit(visitor: UInt64(bitPattern: s.int(13)), device: isNull(10) ? nil : Device(rawValue: UInt8(truncatingIfNeeded: s.int(10))),
                           browser: try name(.labels, 11), os: try name(.labels, 12), isBot: s.int(14) != 0)
-            (referrer, utmSource, utmMedium, utmCampaign) = (try name(.labels, 6), try name(.labels, 7), try name(.labels, 8), try name(.labels, 9))
-        }
         let e = Event(siteID: siteID, eventType: try names.name(.types, s.int(3)), path: try name(.paths, 4), userID: user,
-                      timestamp: s.int(2), referrer: referrer, utmSource: utmSource, utmMedium: utmMedium, utmCampaign: utmCampaign, visit: visit)
+                      timestamp: s.int(2), referrer: try name(.labels, 6), utmSource: try name(.labels, 7),
+                      utmMedium: try name(.labels, 8), utmCampaign: try name(.labels, 9), visit: visit)
         return StoredEvent(id: s.int(0), ingestedAt: s.int(1), event: e)
     }
 }

@@ -11,12 +11,7 @@ extension SQLiteStore: SiteRegistryStore {
     }
 
     public func registeredSites() async throws -> (version: Int64, sites: [SiteRecord]) {
-        try await onReader { db in
-            try db.exec("BEGIN")
-            defer {
-                db.resetAll()
-                try? db.exec("COMMIT")
-            }
+        try await onReadTransaction { db in
             let v = try db.statement("SELECT version FROM registry_version")
             let version = try v.step() ? v.int(0) : 0
             // By bytes: two ids that differ only in Unicode normalisation are two sites.

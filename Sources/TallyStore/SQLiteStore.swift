@@ -131,18 +131,25 @@ public final class SQLiteStore: EventStore, @unchecked Sendable {
     /// the store has never seen.
     func onSiteReader<T: Sendable>(_ siteID: String, missing: T,
                                    _ body: @escaping @Sendable (SQLiteConnection, Int64) throws -> T) async throws -> T {
-        try await onReader { db in
-            try db.exec("BEGIN")
-            defer {
-                db.resetAll()
-                try? db.exec("COMMIT")
-            }
+        try await onReadTransaction { db in
             let find = try db.statement("SELECT id FROM sites WHERE name = ?1")
             find.bind(1, siteID)
             guard try find.step() else { return missing }
             let site = find.int(0)
             sqlite3_reset(find.handle)
             return try body(db, site)
+        }
+    }
+
+    /// `body` in one read transaction on the reader: what it reads describes one state.
+    func onReadTransaction<T: Sendable>(_ body: @escaping @Sendable (SQLiteConnection) throws -> T) async throws -> T {
+        try await onReader { db in
+            try db.exec("BEGIN")
+            defer {
+                db.resetAll()
+                try? db.exec("COMMIT")
+            }
+            return try body(db)
         }
     }
 

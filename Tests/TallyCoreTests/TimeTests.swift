@@ -27,6 +27,13 @@ import TallyHTTP
         #expect(Timestamp.parse(text) == nil)
     }
 
+    /// Known texts: before the epoch (the second and day floor), and a year past 9999.
+    @Test func formatsKnownTimes() {
+        #expect(Timestamp.format(-1) == "1969-12-31T23:59:59.999999Z")
+        #expect(Timestamp.format(1_764_000_000_123_456) == "2025-11-24T16:00:00.123456Z")
+        #expect(Timestamp.format(253_402_300_800_000_000) == "10000-01-01T00:00:00.000000Z")
+    }
+
     @Test func formatsRoundTrip() {
         for micros: Int64 in [0, 1_763_121_600_123_456, 4_102_444_799_999_999] {
             #expect(Timestamp.parse(Timestamp.format(micros)) == micros)
