@@ -174,7 +174,7 @@ extension ReportRoutes {
         try authorizeRead(range.siteID, request, key: key)
         let store = self.store, size = 16_384
         let (from, to) = (range.start * 1_000_000, range.end * 1_000_000)
-        let first = try await Self.fromStore { try await store.rows(siteID: range.siteID, from: from, to: to, afterID: 0, limit: size) }
+        let first = try await Self.fromStore { try await store.rows(siteID: range.siteID, from: from, to: to, after: .start, limit: size) }
         let name = "tally-\(Self.fileSafe(range.siteID))-\(range.from)-\(range.to).\(format.rawValue)"
         let headers: HTTPFields = [.contentType: format.contentType, .contentDisposition: "attachment; filename=\"\(name)\""]
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
@@ -199,9 +199,9 @@ extension ReportRoutes {
     }
 
     /// The page after `after`; nil when there is none.
-    private static func page(_ store: any EventStore, _ siteID: String, _ from: Int64, _ to: Int64, after: Int64?, _ size: Int) async throws -> RowPage? {
+    private static func page(_ store: any EventStore, _ siteID: String, _ from: Int64, _ to: Int64, after: RowCursor?, _ size: Int) async throws -> RowPage? {
         guard let after else { return nil }
-        return try await store.rows(siteID: siteID, from: from, to: to, afterID: after, limit: size)
+        return try await store.rows(siteID: siteID, from: from, to: to, after: after, limit: size)
     }
 
     /// A site id as a file name: letters, digits, `-`, `_` and `.` kept, anything else `_`.

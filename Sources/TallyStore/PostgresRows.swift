@@ -4,12 +4,12 @@ import TallyCore
 extension PostgresStore {
     /// Pages by id (the primary key), so a range is one pass over the table however many
     /// pages it takes.
-    public func rows(siteID: String, from: Int64, to: Int64, afterID: Int64, limit: Int) async throws -> RowPage {
+    public func rows(siteID: String, from: Int64, to: Int64, after: RowCursor, limit: Int) async throws -> RowPage {
         guard from < to, limit > 0 else { return RowPage(rows: [], next: nil) }
         let stored = PostgresName.stored(siteID), lim = Int64(limit)
         let retention = loadState.withLockedValue { $0.retention }
         return try await bounded("rows") { client in
-            try await client.withConnection { conn in try await self.rows(conn, siteID, stored, from, to, afterID, lim, retention) }
+            try await client.withConnection { conn in try await self.rows(conn, siteID, stored, from, to, after.afterID, lim, retention) }
         }
     }
 
@@ -46,7 +46,7 @@ extension PostgresStore {
             last = row.id
             if !gone.dropped(e, cutAt: row.ingestedAt, today: today) { out.append(row) }
         }
-        return RowPage(rows: out, next: read == lim ? last : nil)
+        return RowPage(rows: out, next: read == lim ? RowCursor(afterID: last) : nil)
     }
 }
 

@@ -139,9 +139,9 @@ extension EventStore {
 
     /// Every row of the site with event time in `[from, to)` (µs), a page at a time.
     public func scanRows(_ siteID: String, from: Int64, to: Int64, _ body: (StoredEvent) throws -> Void) async throws {
-        var cursor: Int64? = 0
+        var cursor: RowCursor? = .start
         while let after = cursor {
-            let page = try await rows(siteID: siteID, from: from, to: to, afterID: after, limit: Self.rowPage)
+            let page = try await rows(siteID: siteID, from: from, to: to, after: after, limit: Self.rowPage)
             for row in page.rows { try body(row) }
             cursor = page.next
         }

@@ -2,23 +2,25 @@ import CSQLite
 import TallyCore
 
 extension SQLiteStore {
-    /// Reads the ids the ``SQLiteSchema/spanTables`` spans of the range's hours bound, in
-    /// order, skipping other sites' rows and rows outside the range as it goes. Rows a purge
-    /// or the rollup retention has deleted, which a sweep has not reached yet, are left out.
-    public func rows(siteID: String, from: Int64, to: Int64, afterID: Int64, limit: Int) async throws -> RowPage {
+    /// Reads the ids the ``SQLiteSchema/spanTables`` spans of the range's hours bound (looked
+    /// up on the first page, carried by the cursor after it), in order, skipping other sites'
+    /// rows and rows outside the range as it goes. Rows a purge or the rollup retention has
+    /// deleted, which a sweep has not reached yet, are left out.
+    public func rows(siteID: String, from: Int64, to: Int64, after: RowCursor, limit: Int) async throws -> RowPage {
         guard from < to, limit > 0 else { return RowPage(rows: [], next: nil) }
         let retention = self.retention.withLockedValue { $0 }
         return try await onSiteReader(siteID, missing: RowPage(rows: [], next: nil)) { db, site in
             let gone = LoadFilter(purges: try SQLiteLifecycle.purges(db, unfinishedOnly: true).filter { $0.site.utf8Equals(siteID) },
                                   retention: retention)
             let today = UTCDay.today
-            let merged = try SQLiteSchema.spanRanges(db, TimeSpan(from, to), ids: (afterID + 1)...Int64.max)
+            let afterID = after.afterID
+            let merged = try after.ranges ?? SQLiteSchema.spanRanges(db, TimeSpan(from, to), ids: (afterID + 1)...Int64.max)
             let select = try db.statement(Self.rowsSQL)
             var names = try PageNames(db)
             var out: [StoredEvent] = []
             var read = 0, last = afterID
-            for r in merged where read < limit {
-                select.bind(1, r.lowerBound); select.bind(2, r.upperBound); select.bind(3, site)
+            for r in merged where read < limit && r.upperBound > last {
+                select.bind(1, max(r.lowerBound, last + 1)); select.bind(2, r.upperBound); select.bind(3, site)
                 select.bind(4, from); select.bind(5, to); select.bind(6, Int64(limit - read))
                 while try select.step() {
                     let row = try Self.storedEvent(select, siteID: siteID, names: &names)
@@ -28,7 +30,8 @@ extension SQLiteStore {
                 }
                 sqlite3_reset(select.handle)
             }
-            return RowPage(rows: out, next: read == limit ? last : nil)
+            guard read == limit else { return RowPage(rows: out, next: nil) }
+            return RowPage(rows: out, next: RowCursor(afterID: last, ranges: merged.filter { $0.upperBound > last }))
         }
     }
 

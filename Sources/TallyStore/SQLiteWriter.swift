@@ -55,7 +55,6 @@ final class SQLiteWriter {
             let filter = LoadFilter(purges: purges, retention: retention)
             let today = UTCDay.today
             let (all, allExtras) = try intern(fresh.map { filter.kept($0, today: today) }, filter: filter, today: today)
-            let (rows, extras) = SQLiteRow.stored(all, allExtras)
             // Ids above the report rollups' mark: after the newest rows were deleted (a purge,
             // a sweep), max(id) + 1 could be an id the rollups count as taken in already.
             let last = try db.statement("SELECT coalesce(max(id), 0), (SELECT rolled_up FROM report_state) FROM event_rows")
@@ -65,27 +64,27 @@ final class SQLiteWriter {
             // Adding up the rollups is pure Swift work and appending the rows is SQLite's: on
             // a large load they run on two cores. Only the append touches the connection, and
             // the caller waits for both, so the connection is never used by two threads at once.
-            let rollup: SQLiteRollup
-            if rows.count >= 8192 {
-                let appended = UnsafeTransfer((any Error)?.none)
+            let rollup: SQLiteRollup, stored: Int
+            if all.count >= 8192 {
+                let appended = UnsafeTransfer(Result<Int, any Error>.success(0))
                 let added = UnsafeTransfer(SQLiteRollup())
                 let writer = UnsafeTransfer(self)
                 DispatchQueue.concurrentPerform(iterations: 2) { i in
                     if i == 0 {
-                        do { try writer.value.append(rows, extras, base: base, gap: base != top + 1) } catch { appended.value = error }
+                        appended.value = Result { try writer.value.append(all, allExtras, base: base, gap: base != top + 1) }
                     } else {
                         added.value = SQLiteRollup(all, allExtras)
                     }
                 }
-                if let error = appended.value { throw error }
+                stored = try appended.value.get()
                 rollup = added.value
             } else {
-                try append(rows, extras, base: base, gap: base != top + 1)
+                stored = try append(all, allExtras, base: base, gap: base != top + 1)
                 rollup = SQLiteRollup(all, allExtras)
             }
             try upsert(rollup)
             try rollUpUnstored(all, allExtras)
-            try SQLiteLifecycle.count(db, rows: rows.count)
+            try SQLiteLifecycle.count(db, rows: stored)
             try db.exec("COMMIT")
             for n in [sites, types, paths, users, labels] { n.commit() }
             return outcomes
@@ -157,13 +156,16 @@ final class SQLiteWriter {
         return (rows, extras)
     }
 
-    /// Appends the rows, then the details of the rows that have any under the same ids. SQLite
-    /// gives an appended row the id after the largest one (checked below), so the rows get
-    /// consecutive ids from there without binding them: an explicit id costs a B-tree seek per
-    /// row. A detail row with only an anonymous visitor id (HTTP senders without a User-Agent)
-    /// binds just that: binding NULLs costs too.
-    private func append(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra], base: Int64, gap: Bool) throws {
-        guard !rows.isEmpty else { return }
+    /// Appends the load's rows that are kept, in ``SQLiteRow/toAppend(_:_:)`` order (reordered
+    /// here, beside the rollup's adding-up on the other core), then the details of the rows
+    /// that have any under the same ids; returns how many rows. SQLite gives an appended row
+    /// the id after the largest one (checked below), so the rows get consecutive ids from there
+    /// without binding them: an explicit id costs a B-tree seek per row. A detail row with only
+    /// an anonymous visitor id (HTTP senders without a User-Agent) binds just that: binding
+    /// NULLs costs too.
+    private func append(_ all: [SQLiteRow], _ allExtras: [SQLiteRowExtra], base: Int64, gap: Bool) throws -> Int {
+        let (rows, extras) = SQLiteRow.toAppend(all, allExtras)
+        guard !rows.isEmpty else { return 0 }
         // Details left behind by newest rows someone deleted by hand would attach to the new
         // rows that take their ids (a range delete that finds nothing otherwise).
         let orphans = try db.statement("DELETE FROM event_details WHERE id >= ?1")
@@ -202,7 +204,7 @@ final class SQLiteWriter {
             throw StoreError("event_rows ids are not consecutive from \(base); the load is rolled back")
         }
         try rows.withUnsafeBufferPointer { try recordSpans($0, base: base) }
-        guard !extras.isEmpty else { return }
+        guard !extras.isEmpty else { return rows.count }
         let full = extras.contains { !$0.onlyVisitor }
         try extras.withUnsafeBufferPointer { extras in
             if !full {
@@ -227,37 +229,40 @@ final class SQLiteWriter {
                 sqlite3_bind_int64(h, p + 9, x.bot ? 1 : 0)
             }
         }
+        return rows.count
     }
 
-    /// Widens or adds the ``SQLiteSchema/spanTables`` span of each hour the rows fall in.
-    /// A load continues the hour's last span when it starts at most 65,536 ids after it (the
-    /// rows between are other hours', read and skipped by reports), else starts a new one.
+    /// Widens or adds the ``SQLiteSchema/spanTables`` span of each hour the rows fall in (the
+    /// rows are in hour order: each hour's are one run of ids). A load continues the hour's
+    /// last span when its run starts close after it (live traffic: the next load's rows of
+    /// the current hour follow this one's), else starts a new one. "Close" is at most 256
+    /// ids or the run's own length: a report reading the span reads at most that many rows of
+    /// other hours per continuation, however loads of backfilled data interleave hours.
     private func recordSpans(_ rows: UnsafeBufferPointer<SQLiteRow>, base: Int64) throws {
-        var hours: [Int64: (first: Int64, last: Int64)] = [:]
-        var lastHour: Int64 = -1
+        var runs: [(hour: Int64, first: Int64, last: Int64)] = []
         for (i, row) in rows.enumerated() {
             let hour = row.timestamp / SQLiteSchema.microsPerHour, id = base + Int64(i)
-            if hour == lastHour, hours[hour] != nil {
-                hours[hour]!.last = id
-                continue
+            if let run = runs.last, run.hour == hour {
+                runs[runs.count - 1].last = id
+            } else {
+                runs.append((hour, id, id))
             }
-            lastHour = hour
-            if let span = hours[hour] { hours[hour] = (span.first, id) } else { hours[hour] = (id, id) }
         }
         let latest = try db.statement("SELECT first, last FROM row_spans WHERE hour = ?1 ORDER BY first DESC LIMIT 1")
         let widen = try db.statement("UPDATE row_spans SET last = max(last, ?3) WHERE hour = ?1 AND first = ?2")
         let add = try db.statement("INSERT INTO row_spans(hour, first, last) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET last = max(last, excluded.last)")
-        for (hour, span) in hours.sorted(by: { $0.key < $1.key }) {
-            latest.bind(1, hour)
+        for run in runs {
+            latest.bind(1, run.hour)
             var continues: Int64?
-            if try latest.step(), case let (first, last) = (latest.int(0), latest.int(1)), span.first >= first, span.first <= last + 65_536 {
+            if try latest.step(), case let (first, last) = (latest.int(0), latest.int(1)), run.first >= first,
+               run.first - last - 1 <= max(256, run.last - run.first + 1) {
                 continues = first
             }
             sqlite3_reset(latest.handle)
             let s = continues == nil ? add : widen
-            s.bind(1, hour)
-            s.bind(2, continues ?? span.first)
-            s.bind(3, span.last)
+            s.bind(1, run.hour)
+            s.bind(2, continues ?? run.first)
+            s.bind(3, run.last)
             try s.run()
         }
     }
@@ -322,20 +327,37 @@ struct SQLiteRow {
     /// False for a row already past the raw-row retention: counted, not kept.
     var stored = true
 
-    /// The rows to append, with their details renumbered; the same arrays when all are kept.
-    static func stored(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) -> ([SQLiteRow], [SQLiteRowExtra]) {
-        guard rows.contains(where: { !$0.stored }) else { return (rows, extras) }
-        var keptRows: [SQLiteRow] = [], keptExtras: [SQLiteRowExtra] = []
-        for var r in rows where r.stored {
+    /// The rows to append: those kept (``stored``), in the order of their event time's hour and
+    /// in arrival order within an hour, with their details renumbered; the same arrays when
+    /// that changes nothing (live traffic). Each hour's rows of a load are then one run of
+    /// ids, so the hour's spans hold few rows of other hours however far apart in time a
+    /// load's events are (backfills, replays).
+    static func toAppend(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) -> ([SQLiteRow], [SQLiteRowExtra]) {
+        var previous = Int64.min, ordered = true
+        for r in rows {
+            let hour = r.timestamp / SQLiteSchema.microsPerHour
+            if hour < previous { ordered = false; break }
+            previous = hour
+        }
+        let allKept = !rows.contains { !$0.stored }
+        guard !(ordered && allKept) else { return (rows, extras) }
+        // One word per kept row: the hour above, the index below (a load holds far fewer than
+        // 2^32 rows; hours since the epoch stay below 2^31 until the year 200,000).
+        var keys = rows.indices.compactMap { i in rows[i].stored ? UInt64(rows[i].timestamp / SQLiteSchema.microsPerHour) << 32 | UInt64(i) : nil }
+        if !ordered { keys.sort() }
+        var outRows: [SQLiteRow] = [], outExtras: [SQLiteRowExtra] = []
+        outRows.reserveCapacity(keys.count)
+        for key in keys {
+            var r = rows[Int(key & 0xFFFF_FFFF)]
             if r.extra >= 0 {
                 var x = extras[Int(r.extra)]
-                x.row = Int32(keptRows.count)
-                r.extra = Int32(keptExtras.count)
-                keptExtras.append(x)
+                x.row = Int32(outRows.count)
+                r.extra = Int32(outExtras.count)
+                outExtras.append(x)
             }
-            keptRows.append(r)
+            outRows.append(r)
         }
-        return (keptRows, keptExtras)
+        return (outRows, outExtras)
     }
 }
 

@@ -28,15 +28,36 @@ public struct StoredEvent: Sendable, Equatable {
     }
 }
 
-/// One page of ``EventStore/rows(siteID:from:to:afterID:limit:)``.
+/// One page of ``EventStore/rows(siteID:from:to:after:limit:)``.
 public struct RowPage: Sendable {
     public var rows: [StoredEvent]
-    /// Where the next page starts (ids above it); nil when the range has no more rows.
-    public var next: Int64?
+    /// Where the next page starts; nil when the range has no more rows.
+    public var next: RowCursor?
 
-    public init(rows: [StoredEvent], next: Int64?) {
+    public init(rows: [StoredEvent], next: RowCursor?) {
         self.rows = rows
         self.next = next
+    }
+}
+
+/// Where a page of ``EventStore/rows(siteID:from:to:after:limit:)`` starts: ids above
+/// `afterID`. On SQLite it also carries the id ranges the first page found the range's rows
+/// in (``SQLiteSchema/spanRanges(_:_:ids:)``), so each later page reads on from there
+/// instead of reading every span of the range again: a year of backfilled data has
+/// thousands of spans per hundred thousand rows. Rows loaded after the first page may or may
+/// not be read, as with any paging.
+public struct RowCursor: Sendable, Equatable {
+    public var afterID: Int64
+    /// The id ranges left, ascending; nil: not looked up yet.
+    var ranges: [ClosedRange<Int64>]?
+
+    public static let start = RowCursor(afterID: 0)
+
+    public init(afterID: Int64) { self.afterID = afterID }
+
+    init(afterID: Int64, ranges: [ClosedRange<Int64>]?) {
+        self.afterID = afterID
+        self.ranges = ranges
     }
 }
 
@@ -80,11 +101,12 @@ public protocol EventStore: Sendable {
     func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome]
     /// Stats for one UTC day, or all time when `day` is nil.
     func stats(siteID: String, day: UTCDay?, limit: Int) async throws -> SiteStats
-    /// The raw rows of `siteID` whose event time is in `[from, to)` (µs) and whose id is above
-    /// `afterID`, in id order, bot rows included, from reading at most `limit` rows: reports
-    /// and export page through a range with these, so no read holds the store for the whole
-    /// of it. Rows a purge or the rollup retention deleted (not swept yet) are left out.
-    func rows(siteID: String, from: Int64, to: Int64, afterID: Int64, limit: Int) async throws -> RowPage
+    /// The raw rows of `siteID` whose event time is in `[from, to)` (µs), from `after` on
+    /// (``RowCursor/start``, then each page's `next`), in id order, bot rows included, from
+    /// reading at most `limit` rows: reports and export page through a range with these, so
+    /// no read holds the store for the whole of it. Rows a purge or the rollup retention
+    /// deleted (not swept yet) are left out.
+    func rows(siteID: String, from: Int64, to: Int64, after: RowCursor, limit: Int) async throws -> RowPage
     /// The figures of each of `spans` (ascending, not overlapping), and with `union` those of
     /// all of them together (distinct counts over the union, not sums).
     func figures(siteID: String, spans: [TimeSpan], union: Bool) async throws -> (spans: [ReportFigures], union: ReportFigures?)

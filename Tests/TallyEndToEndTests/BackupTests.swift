@@ -62,6 +62,8 @@ import TallyWire
         // the backup's copy of the store, are not blocked by it.
         var db: OpaquePointer?
         #expect(sqlite3_open(a.dataDirectory + "/tally.sqlite", &db) == SQLITE_OK)
+        // The server's loader or rollups may be mid-transaction: wait for them as they would.
+        sqlite3_busy_timeout(db, 30_000)
         #expect(sqlite3_exec(db, "BEGIN IMMEDIATE", nil, nil, nil) == SQLITE_OK)
         try await Self.send(a, rounds: 10..<15, &views)
         // More events keep arriving while the backup runs (for a site of their own).

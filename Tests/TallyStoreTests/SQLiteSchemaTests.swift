@@ -213,7 +213,7 @@ import TallyCore
             let at = ts("2025-11-14T10:00:00Z")
             let bot = Event(siteID: "s", eventType: "page_view", path: "/", timestamp: at, referrer: "spam.example",
                             visit: Visit(device: .desktop, browser: "Chrome", os: "Linux", isBot: true))
-            _ = try await store.load(StoreBatch(id: "a", createdAt: 1, events: [scenario2[0], bot]))
+            _ = try await store.load(StoreBatch(id: "a", createdAt: 1, events: [Event(siteID: "s", eventType: "page_view", path: "/a", timestamp: at), bot]))
             let db = try SQLiteConnection(path: path)
             try db.exec("DELETE FROM event_rows WHERE id = 2")
             _ = try await store.load(StoreBatch(id: "b", createdAt: 2, events: [Event(siteID: "s", eventType: "page_view", path: "/", timestamp: at)]))
@@ -221,6 +221,56 @@ import TallyCore
             try await store.close()
             #expect(try Self.strings(db, "SELECT id || ' ' || coalesce(referrer, '-') || ' ' || bot FROM events ORDER BY id")
                     == ["1 - 0", "2 - 0", "3 spam.example 1"])
+        }
+    }
+
+    /// A load's rows are appended in hour order, each with its own details, so the spans of a
+    /// backfill's hours hold only their own rows; live traffic continues the last span.
+    @Test func backfilledLoadsAreStoredInHourOrderWithTightSpans() async throws {
+        try await withTempDir { dir in
+            let path = dir + "/t.sqlite"
+            let store = SQLiteStore(path: path)
+            try await store.prepare()
+            let t0 = ts("2025-11-10T00:00:00Z")
+            var rng = SeededRandom(11)
+            // Two loads of 3000 events, 300 in each of 10 hours, shuffled; every third one has
+            // details that name it (its referrer repeats its path).
+            func load(_ id: String, _ base: Int) -> [Event] {
+                var events = (0..<3000).map { k -> Event in
+                    let t = t0 + Int64(k % 10) * 3_600_000_000 + Int64(k / 10) * 1_000_000, name = "p\(base + k)"
+                    guard k % 3 == 0 else { return Event(siteID: "s", eventType: "page_view", path: "/" + name, timestamp: t) }
+                    return Event(siteID: "s", eventType: "page_view", path: "/" + name, timestamp: t, referrer: name + ".example",
+                                 visit: Visit(device: .desktop, browser: "Firefox", os: "Linux"))
+                }
+                for i in stride(from: events.count - 1, to: 0, by: -1) { events.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+                return events
+            }
+            let (a, b) = (load("a", 0), load("b", 3000))
+            // Then live traffic: the last hour, in order.
+            let c = (0..<300).map { Event(siteID: "s", eventType: "page_view", path: "/live\($0)", timestamp: t0 + 9 * 3_600_000_000 + 3_000_000_000 + Int64($0)) }
+            _ = try await store.load(StoreBatch(id: "a", createdAt: 1, events: a))
+            _ = try await store.load(StoreBatch(id: "b", createdAt: 2, events: b))
+            _ = try await store.load(StoreBatch(id: "c", createdAt: 3, events: c))
+            try await store.close()
+            let db = try SQLiteConnection(path: path)
+            let rows = try Self.strings(db, "SELECT id || ' ' || (event_ts / 3600000000) || ' ' || path || ' ' || coalesce(referrer, '-') FROM events ORDER BY id")
+                .map { $0.split(separator: " ").map(String.init) }
+            #expect(rows.count == 6300)
+            // Hour order within each load, and each row's details are its own.
+            for (range, name) in [(0..<3000, "a"), (3000..<6000, "b"), (6000..<6300, "c")] {
+                let hours = rows[range].map { Int($0[1])! }
+                #expect(hours == hours.sorted(), "load \(name)")
+            }
+            #expect(rows.allSatisfy { $0[3] == "-" || "/" + $0[3] == $0[2] + ".example" })
+            #expect(rows.filter { $0[3] != "-" }.count == 2000)
+            #expect(Set(rows.map { $0[2] }) == Set((a + b + c).map { $0.path! }))
+            // 10 hours × 2 loads, the live load continuing the last; no span holds a row of
+            // another hour, and together they cover each row once.
+            #expect(try Self.strings(db, "SELECT count(*) || ' ' || sum(last - first + 1) FROM row_spans") == ["20 6300"])
+            #expect(try Self.strings(db, """
+                SELECT count(*) FROM row_spans s JOIN event_rows e ON e.id BETWEEN s.first AND s.last WHERE e.event_ts / 3600000000 <> s.hour
+                """) == ["0"])
+            #expect(try Self.strings(db, "SELECT first || '-' || last FROM row_spans ORDER BY hour DESC, first DESC LIMIT 1") == ["5701-6300"])
         }
     }
 

@@ -159,6 +159,13 @@ public enum LoadRunner {
             missing = 0
             for (site, expected) in r.ledger.sites.sorted(by: { $0.key < $1.key }) {
                 let resp = try await http.get("/stats?site_id=\(site)&limit=\(limit)")
+                // An error answer (a store timing out on a loaded machine) is a problem to
+                // report if it lasts, not a reason to stop checking.
+                guard resp.status == 200 else {
+                    problems.append("\(site): /stats answered \(resp.status): \(resp.body.prefix(300))")
+                    missing += expected.views
+                    continue
+                }
                 let answer = try JSONDecoder().decode(StatsAnswer.self, from: Data(resp.body.utf8))
                 problems += Verification.compare(expected, answer, limit: limit)
                 missing += max(0, expected.views - answer.total_views)
