@@ -7,7 +7,7 @@ stayed within its memory bounds and lost nothing it acknowledged:
 
   descriptors   `ulimit -n 256`, 1000 connection attempts at once (idle and half-sent ones)
                 while a client sends durable events: the server stays up, a new client is
-                served within 100 ms once the attackers close, every acked event is stored.
+                served within 300 ms once the attackers close, every acked event is stored.
   amplification four 8 MiB `/events` bodies of `{},{},...` at once: each gets 413, the
                 server's peak RSS stays under 200 MiB, /health p99 under 50 ms meanwhile.
   slowloris     500 connections sending a header line every 0.5 s: a normal client's p99
@@ -175,8 +175,12 @@ def descriptors(binary, problems):
         status, _ = s.get("/health", timeout=5)
         served = (time.monotonic() - closed) * 1000
         log(f"descriptors: a new client was served {served:.1f} ms after 1000 attackers closed (status {status})")
-        if status != 200 or served > 100:
-            problems.append(f"descriptors: new client served after {served:.1f} ms with {status} (want 200 within 100 ms)")
+        # The new client's connection waits in the listen backlog behind the ~750 attackers'
+        # that the server accepts and closes first: CPU-bound, 47 ms on a quiet machine and
+        # 55-116 ms on one 2.7x slower. A server stuck in an accept backoff (NIO's is 1 s) or
+        # out of descriptors takes seconds or never answers.
+        if status != 200 or served > 300:
+            problems.append(f"descriptors: new client served after {served:.1f} ms with {status} (want 200 within 300 ms)")
         stop.set()
         t.join()
         deadline = time.time() + 20
