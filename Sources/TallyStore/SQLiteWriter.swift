@@ -241,7 +241,7 @@ final class SQLiteWriter {
     private func recordSpans(_ rows: UnsafeBufferPointer<SQLiteRow>, base: Int64) throws {
         var runs: [(hour: Int64, first: Int64, last: Int64)] = []
         for (i, row) in rows.enumerated() {
-            let hour = row.timestamp / SQLiteSchema.microsPerHour, id = base + Int64(i)
+            let hour = row.hour, id = base + Int64(i)
             if let run = runs.last, run.hour == hour {
                 runs[runs.count - 1].last = id
             } else {
@@ -327,6 +327,10 @@ struct SQLiteRow {
     /// False for a row already past the raw-row retention: counted, not kept.
     var stored = true
 
+    /// The UTC hour of the event time (since the epoch): the order rows are appended in and the
+    /// key of their ``SQLiteSchema/spanTables`` spans.
+    var hour: Int64 { timestamp / SQLiteSchema.microsPerHour }
+
     /// The rows to append: those kept (``stored``), in the order of their event time's hour and
     /// in arrival order within an hour, with their details renumbered; the same arrays when
     /// that changes nothing (live traffic). Each hour's rows of a load are then one run of
@@ -335,15 +339,14 @@ struct SQLiteRow {
     static func toAppend(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) -> ([SQLiteRow], [SQLiteRowExtra]) {
         var previous = Int64.min, ordered = true
         for r in rows {
-            let hour = r.timestamp / SQLiteSchema.microsPerHour
-            if hour < previous { ordered = false; break }
-            previous = hour
+            if r.hour < previous { ordered = false; break }
+            previous = r.hour
         }
         let allKept = !rows.contains { !$0.stored }
         guard !(ordered && allKept) else { return (rows, extras) }
         // One word per kept row: the hour above, the index below (a load holds far fewer than
         // 2^32 rows; hours since the epoch stay below 2^31 until the year 200,000).
-        var keys = rows.indices.compactMap { i in rows[i].stored ? UInt64(rows[i].timestamp / SQLiteSchema.microsPerHour) << 32 | UInt64(i) : nil }
+        var keys = rows.indices.compactMap { i in rows[i].stored ? UInt64(rows[i].hour) << 32 | UInt64(i) : nil }
         if !ordered { keys.sort() }
         var outRows: [SQLiteRow] = [], outExtras: [SQLiteRowExtra] = []
         outRows.reserveCapacity(keys.count)

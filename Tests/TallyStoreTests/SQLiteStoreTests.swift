@@ -32,7 +32,7 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
     func stored(_ load: [Event]) -> [Event] {
         guard self == .sqlite else { return load }
         return load.enumerated().sorted {
-            ($0.element.timestamp / 3_600_000_000, $0.offset) < ($1.element.timestamp / 3_600_000_000, $1.offset)
+            ($0.element.timestamp / SQLiteSchema.microsPerHour, $0.offset) < ($1.element.timestamp / SQLiteSchema.microsPerHour, $1.offset)
         }.map(\.element)
     }
 
