@@ -201,7 +201,7 @@ struct SQLiteReports {
     /// The rows of `span` in the rollups, read through the spans of its hours (ids up to the mark).
     func rolledRaw(_ span: TimeSpan, _ body: (SQLiteReportRollup.Row) throws -> Void) throws {
         guard span.start < span.end, mark > 0 else { return }
-        for ids in try SQLiteSchema.spanRanges(db, span, ids: 1...mark) { try raw(span, ids: ids, body) }
+        for ids in try SQLiteSchema.spanRanges(db, site: site, span, ids: 1...mark) { try raw(span, ids: ids, body) }
     }
 
     /// Rows loaded since the last rollup, in `span`.

@@ -2,7 +2,7 @@ import CSQLite
 import TallyCore
 
 extension SQLiteStore {
-    /// Reads the ids the ``SQLiteSchema/spanTables`` spans of the range's hours bound (looked
+    /// Reads the ids the ``SQLiteSchema/spanTables`` spans of the site's hours bound (looked
     /// up on the first page, carried by the cursor after it), in order, skipping other sites'
     /// rows and rows outside the range as it goes. Rows a purge or the rollup retention has
     /// deleted, which a sweep has not reached yet, are left out.
@@ -14,7 +14,7 @@ extension SQLiteStore {
                                   retention: retention)
             let today = UTCDay.today
             let afterID = after.afterID
-            let merged = try after.ranges ?? SQLiteSchema.spanRanges(db, TimeSpan(from, to), ids: (afterID + 1)...Int64.max)
+            let merged = try after.ranges ?? SQLiteSchema.spanRanges(db, site: site, TimeSpan(from, to), ids: (afterID + 1)...Int64.max)
             let select = try db.statement(Self.rowsSQL)
             var names = try PageNames(db)
             var out: [StoredEvent] = []

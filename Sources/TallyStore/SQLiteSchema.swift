@@ -1,6 +1,6 @@
 import CSQLite
 
-/// The SQLite schema (version 7) and the migrations from versions 1 to 6.
+/// The SQLite schema (version 8) and the migrations from versions 1 to 7.
 ///
 /// Names (sites, event types, paths, users) are interned once in dictionary tables and every
 /// row and rollup key refers to them by integer id: an integer row is a third of the bytes of
@@ -8,7 +8,7 @@ import CSQLite
 /// cost far less than with text. The `events` view gives back the text columns of version 1,
 /// so `SELECT … FROM events` keeps working for your own queries.
 enum SQLiteSchema {
-    static let version = 7
+    static let version = 8
 
     static let tables = """
         CREATE TABLE IF NOT EXISTS sites(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
@@ -70,16 +70,17 @@ enum SQLiteSchema {
         CREATE TABLE IF NOT EXISTS store_counts(one INTEGER PRIMARY KEY CHECK(one = 1), raw_rows INTEGER NOT NULL);
         """
 
-    /// Where the raw rows of each UTC hour of event time are (version 6): `[first, last]` id
-    /// ranges that hold every row of the hour, among others'. Reports over a range read only
-    /// these ids instead of the whole table, without an index on `event_rows` (one costs
-    /// every append a second B-tree insert: 775k rows/s became 316k). Live traffic keeps one
-    /// span per hour; a late event starts a span of its own (the rows of its load). Deleted
-    /// rows leave their spans behind: a span is a bound, never a promise that rows are there.
+    /// Where the raw rows of each site and UTC hour of event time are (per site from version
+    /// 8; per hour in versions 6 and 7): `[first, last]` id ranges that hold every row of the
+    /// site's hour, among few others'. Reports and exports over a range read only these ids
+    /// instead of the whole table, without an index on `event_rows` (one costs every append a
+    /// second B-tree insert: 775k rows/s became 316k), and only the site's rows with few
+    /// others': a load appends its rows grouped by hour and site. Deleted rows leave their
+    /// spans behind: a span is a bound, never a promise that rows are there.
     static let spanTables = """
         CREATE TABLE IF NOT EXISTS row_spans(
-            hour INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
-            PRIMARY KEY(hour, first)) WITHOUT ROWID;
+            site INTEGER NOT NULL, hour INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
+            PRIMARY KEY(site, hour, first)) WITHOUT ROWID;
         """
 
     /// The reporting API's rollups (version 7), kept by ``SQLiteReportRollup`` behind the
@@ -133,11 +134,12 @@ enum SQLiteSchema {
 
     /// The id ranges, ascending and merged, that hold every row with an event time in `span`,
     /// cut to `ids`.
-    static func spanRanges(_ db: SQLiteConnection, _ span: TimeSpan, ids: ClosedRange<Int64>) throws -> [ClosedRange<Int64>] {
-        let s = try db.statement("SELECT first, last FROM row_spans WHERE hour BETWEEN ?1 AND ?2 AND last >= ?3")
-        s.bind(1, span.start / microsPerHour)
-        s.bind(2, (span.end - 1) / microsPerHour)
-        s.bind(3, ids.lowerBound)
+    static func spanRanges(_ db: SQLiteConnection, site: Int64, _ span: TimeSpan, ids: ClosedRange<Int64>) throws -> [ClosedRange<Int64>] {
+        let s = try db.statement("SELECT first, last FROM row_spans WHERE site = ?1 AND hour BETWEEN ?2 AND ?3 AND last >= ?4")
+        s.bind(1, site)
+        s.bind(2, span.start / microsPerHour)
+        s.bind(3, (span.end - 1) / microsPerHour)
+        s.bind(4, ids.lowerBound)
         var ranges: [(Int64, Int64)] = []
         while try s.step() {
             let r = (max(s.int(0), ids.lowerBound), min(s.int(1), ids.upperBound))
@@ -152,10 +154,23 @@ enum SQLiteSchema {
         return merged
     }
 
-    /// Version 5 → 6: one span per hour from the rows there are (one pass over them).
+    /// Versions 1 to 5 → 8: one span per site and hour from the rows there are (one pass
+    /// over them).
     static let spansFromRows = """
-        INSERT INTO row_spans(hour, first, last)
-            SELECT event_ts / \(microsPerHour), min(id), max(id) FROM event_rows GROUP BY 1;
+        INSERT INTO row_spans(site, hour, first, last)
+            SELECT site, event_ts / \(microsPerHour), min(id), max(id) FROM event_rows GROUP BY 1, 2;
+        """
+
+    /// Versions 6 and 7 → 8: each hour's span split by site, over the rows it holds (each row
+    /// read about once), so spans that were tight stay tight; a site's rows in a span that
+    /// also holds other sites' rows are bounded by their first and last id.
+    static let spansFromHourSpans = """
+        ALTER TABLE row_spans RENAME TO v7_row_spans;
+        \(spanTables)
+        INSERT INTO row_spans(site, hour, first, last)
+            SELECT e.site, s.hour, min(e.id), max(e.id) FROM v7_row_spans s JOIN event_rows e ON e.id BETWEEN s.first AND s.last
+            WHERE e.event_ts / \(microsPerHour) = s.hour GROUP BY s.hour, s.first, e.site;
+        DROP TABLE v7_row_spans;
         """
 
     static let microsPerHour: Int64 = 3_600_000_000
@@ -314,12 +329,18 @@ enum SQLiteSchema {
             }
             try db.exec(registryTables)
             try db.exec(lifecycleTables)
-            // Before version 6 there were no spans: made once from the rows.
-            let spans = try db.statement("SELECT 1 FROM sqlite_master WHERE name = 'row_spans'")
-            let hasSpans = try spans.step()
+            // Before version 6 there were no spans, and before version 8 they were per hour.
+            let spans = try db.statement("""
+                SELECT (SELECT 1 FROM sqlite_master WHERE name = 'row_spans'), (SELECT 1 FROM pragma_table_info('row_spans') WHERE name = 'site')
+                """)
+            let (hasSpans, siteSpans) = try spans.step() ? (spans.int(0) == 1, spans.int(1) == 1) : (false, false)
             db.resetAll()
-            try db.exec(spanTables)
-            if !hasSpans { try db.exec(spansFromRows) }
+            if !hasSpans {
+                try db.exec(spanTables)
+                try db.exec(spansFromRows)
+            } else if !siteSpans {
+                try db.exec(spansFromHourSpans)
+            }
             // Version 6's lists had no parts.
             let parts = try db.statement("SELECT (SELECT 1 FROM sqlite_master WHERE name = 'report_lists'), (SELECT 1 FROM pragma_table_info('report_lists') WHERE name = 'part')")
             let v6Lists = try parts.step() && parts.int(0) == 1 && parts.int(1) != 1

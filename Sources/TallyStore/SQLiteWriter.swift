@@ -232,27 +232,30 @@ final class SQLiteWriter {
         return rows.count
     }
 
-    /// Widens or adds the ``SQLiteSchema/spanTables`` span of each hour the rows fall in (the
-    /// rows are in hour order: each hour's are one run of ids). A load continues the hour's
-    /// last span when its run starts close after it (live traffic: the next load's rows of
-    /// the current hour follow this one's), else starts a new one. "Close" is at most 256
-    /// ids or the run's own length: a report reading the span reads at most that many rows of
-    /// other hours per continuation, however loads of backfilled data interleave hours.
+    /// Widens or adds the ``SQLiteSchema/spanTables`` span of each site's hour the rows fall
+    /// in (the rows are grouped by hour and site: each site's hour is one run of ids). A load
+    /// continues the site's hour's last span when its run starts close after it (live
+    /// traffic: the next load's rows of the current hour), else starts a new one. "Close" is
+    /// at most 256 ids or the run's own length: a reader of the span reads at most that many
+    /// rows of other sites and hours per continuation, however loads interleave sites and
+    /// hours. A site with one event in a while gets a span per event, which is its rows' cost.
     private func recordSpans(_ rows: UnsafeBufferPointer<SQLiteRow>, base: Int64) throws {
-        var runs: [(hour: Int64, first: Int64, last: Int64)] = []
+        var runs: [(site: Int64, hour: Int64, first: Int64, last: Int64)] = []
         for (i, row) in rows.enumerated() {
             let hour = row.hour, id = base + Int64(i)
-            if let run = runs.last, run.hour == hour {
+            if let run = runs.last, run.hour == hour, run.site == row.site {
                 runs[runs.count - 1].last = id
             } else {
-                runs.append((hour, id, id))
+                runs.append((row.site, hour, id, id))
             }
         }
-        let latest = try db.statement("SELECT first, last FROM row_spans WHERE hour = ?1 ORDER BY first DESC LIMIT 1")
-        let widen = try db.statement("UPDATE row_spans SET last = max(last, ?3) WHERE hour = ?1 AND first = ?2")
-        let add = try db.statement("INSERT INTO row_spans(hour, first, last) VALUES(?1, ?2, ?3) ON CONFLICT DO UPDATE SET last = max(last, excluded.last)")
+        let latest = try db.statement("SELECT first, last FROM row_spans WHERE site = ?1 AND hour = ?2 ORDER BY first DESC LIMIT 1")
+        let widen = try db.statement("UPDATE row_spans SET last = max(last, ?4) WHERE site = ?1 AND hour = ?2 AND first = ?3")
+        let add = try db.statement("""
+            INSERT INTO row_spans(site, hour, first, last) VALUES(?1, ?2, ?3, ?4) ON CONFLICT DO UPDATE SET last = max(last, excluded.last)
+            """)
         for run in runs {
-            latest.bind(1, run.hour)
+            latest.bind(1, run.site); latest.bind(2, run.hour)
             var continues: Int64?
             if try latest.step(), case let (first, last) = (latest.int(0), latest.int(1)), run.first >= first,
                run.first - last - 1 <= max(256, run.last - run.first + 1) {
@@ -260,9 +263,10 @@ final class SQLiteWriter {
             }
             sqlite3_reset(latest.handle)
             let s = continues == nil ? add : widen
-            s.bind(1, run.hour)
-            s.bind(2, continues ?? run.first)
-            s.bind(3, run.last)
+            s.bind(1, run.site)
+            s.bind(2, run.hour)
+            s.bind(3, continues ?? run.first)
+            s.bind(4, run.last)
             try s.run()
         }
     }
@@ -327,31 +331,35 @@ struct SQLiteRow {
     /// False for a row already past the raw-row retention: counted, not kept.
     var stored = true
 
-    /// The UTC hour of the event time (since the epoch): the order rows are appended in and the
-    /// key of their ``SQLiteSchema/spanTables`` spans.
+    /// The UTC hour of the event time (since the epoch): with the site, the order rows are
+    /// appended in and the key of their ``SQLiteSchema/spanTables`` spans.
     var hour: Int64 { timestamp / SQLiteSchema.microsPerHour }
 
-    /// The rows to append: those kept (``stored``), in the order of their event time's hour and
-    /// in arrival order within an hour, with their details renumbered; the same arrays when
-    /// that changes nothing (live traffic). Each hour's rows of a load are then one run of
-    /// ids, so the hour's spans hold few rows of other hours however far apart in time a
-    /// load's events are (backfills, replays).
+    /// The rows to append: those kept (``stored``), grouped by their event time's hour, then
+    /// by site, in arrival order within a group, with their details renumbered; the same
+    /// arrays when that changes nothing. Each site's hour of a load is then one run of ids, so
+    /// its spans hold few rows of other sites and hours, however many sites share the
+    /// collector and however far apart in time a load's events are (backfills, replays).
     static func toAppend(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) -> ([SQLiteRow], [SQLiteRowExtra]) {
-        var previous = Int64.min, ordered = true
+        // The group in one word: the hour above (below 2^31 until the year 200,000), the
+        // site's id below (a truncated id only splits a run: spans come from the runs).
+        func group(_ r: SQLiteRow) -> UInt64 { UInt64(r.hour) << 32 | UInt64(UInt32(truncatingIfNeeded: r.site)) }
+        var previous: UInt64 = 0, ordered = true
         for r in rows {
-            if r.hour < previous { ordered = false; break }
-            previous = r.hour
+            let g = group(r)
+            if g < previous { ordered = false; break }
+            previous = g
         }
         let allKept = !rows.contains { !$0.stored }
         guard !(ordered && allKept) else { return (rows, extras) }
-        // One word per kept row: the hour above, the index below (a load holds far fewer than
-        // 2^32 rows; hours since the epoch stay below 2^31 until the year 200,000).
-        var keys = rows.indices.compactMap { i in rows[i].stored ? UInt64(rows[i].hour) << 32 | UInt64(i) : nil }
-        if !ordered { keys.sort() }
+        var keys: [(group: UInt64, index: Int32)] = []
+        keys.reserveCapacity(rows.count)
+        for (i, r) in rows.enumerated() where r.stored { keys.append((group(r), Int32(i))) }
+        if !ordered { keys.sort { $0.group != $1.group ? $0.group < $1.group : $0.index < $1.index } }
         var outRows: [SQLiteRow] = [], outExtras: [SQLiteRowExtra] = []
         outRows.reserveCapacity(keys.count)
         for key in keys {
-            var r = rows[Int(key & 0xFFFF_FFFF)]
+            var r = rows[Int(key.index)]
             if r.extra >= 0 {
                 var x = extras[Int(r.extra)]
                 x.row = Int32(outRows.count)

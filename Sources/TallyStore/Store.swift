@@ -42,7 +42,7 @@ public struct RowPage: Sendable {
 
 /// Where a page of ``EventStore/rows(siteID:from:to:after:limit:)`` starts: ids above
 /// `afterID`. On SQLite it also carries the id ranges the first page found the range's rows
-/// in (``SQLiteSchema/spanRanges(_:_:ids:)``), so each later page reads on from there
+/// in (``SQLiteSchema/spanRanges(_:site:_:ids:)``), so each later page reads on from there
 /// instead of reading every span of the range again: a year of backfilled data has
 /// thousands of spans per hundred thousand rows. Rows loaded after the first page may or may
 /// not be read, as with any paging.

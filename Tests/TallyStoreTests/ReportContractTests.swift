@@ -160,7 +160,7 @@ import TallyTestSupport
             var back: [Event] = []
             try await store.scanRows("b", from: all.start * 1_000_000, to: all.end * 1_000_000) { back.append($0.event) }
             let loads: [[Event]] = (0..<5).map { k in Array(events[k * 1000..<(k + 1) * 1000]) }
-            let inStoredOrder: [Event] = loads.flatMap { backend.stored($0) }
+            let inStoredOrder: [Event] = loads.flatMap { backend.stored($0, sites: ["b"]) }
             #expect(back == inStoredOrder.filter { $0.siteID == "b" })
             // In small pages over part of the range, the same rows in the same order: each page
             // reads on from where the one before stopped (on SQLite, in the id ranges the first

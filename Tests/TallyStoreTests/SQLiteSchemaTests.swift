@@ -224,53 +224,66 @@ import TallyCore
         }
     }
 
-    /// A load's rows are appended in hour order, each with its own details, so the spans of a
-    /// backfill's hours hold only their own rows; live traffic continues the last span.
-    @Test func backfilledLoadsAreStoredInHourOrderWithTightSpans() async throws {
+    /// A load's rows are appended grouped by hour and site, each with its own details, so the
+    /// spans of a backfill's site hours hold only their own rows; live traffic continues the
+    /// last span of each site.
+    @Test func backfilledLoadsAreStoredInHourAndSiteOrderWithTightSpans() async throws {
         try await withTempDir { dir in
             let path = dir + "/t.sqlite"
             let store = SQLiteStore(path: path)
             try await store.prepare()
             let t0 = ts("2025-11-10T00:00:00Z")
             var rng = SeededRandom(11)
-            // Two loads of 3000 events, 300 in each of 10 hours, shuffled; every third one has
-            // details that name it (its referrer repeats its path).
+            // Two loads of 3000 events of two sites, 150 of each in each of 10 hours, shuffled;
+            // every third one has details that name it (its referrer repeats its path).
             func load(_ id: String, _ base: Int) -> [Event] {
                 var events = (0..<3000).map { k -> Event in
                     let t = t0 + Int64(k % 10) * 3_600_000_000 + Int64(k / 10) * 1_000_000, name = "p\(base + k)"
-                    guard k % 3 == 0 else { return Event(siteID: "s", eventType: "page_view", path: "/" + name, timestamp: t) }
-                    return Event(siteID: "s", eventType: "page_view", path: "/" + name, timestamp: t, referrer: name + ".example",
+                    let site = (k / 10) % 2 == 0 ? "s" : "t"
+                    guard k % 3 == 0 else { return Event(siteID: site, eventType: "page_view", path: "/" + name, timestamp: t) }
+                    return Event(siteID: site, eventType: "page_view", path: "/" + name, timestamp: t, referrer: name + ".example",
                                  visit: Visit(device: .desktop, browser: "Firefox", os: "Linux"))
                 }
                 for i in stride(from: events.count - 1, to: 0, by: -1) { events.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
                 return events
             }
             let (a, b) = (load("a", 0), load("b", 3000))
-            // Then live traffic: the last hour, in order.
-            let c = (0..<300).map { Event(siteID: "s", eventType: "page_view", path: "/live\($0)", timestamp: t0 + 9 * 3_600_000_000 + 3_000_000_000 + Int64($0)) }
+            // Then live traffic: the last hour, in order, both sites.
+            let c = (0..<300).map {
+                Event(siteID: $0 % 2 == 0 ? "s" : "t", eventType: "page_view", path: "/live\($0)", timestamp: t0 + 9 * 3_600_000_000 + 3_000_000_000 + Int64($0))
+            }
             _ = try await store.load(StoreBatch(id: "a", createdAt: 1, events: a))
             _ = try await store.load(StoreBatch(id: "b", createdAt: 2, events: b))
             _ = try await store.load(StoreBatch(id: "c", createdAt: 3, events: c))
             try await store.close()
             let db = try SQLiteConnection(path: path)
-            let rows = try Self.strings(db, "SELECT id || ' ' || (event_ts / 3600000000) || ' ' || path || ' ' || coalesce(referrer, '-') FROM events ORDER BY id")
-                .map { $0.split(separator: " ").map(String.init) }
+            let rows = try Self.strings(db, """
+                SELECT id || ' ' || (event_ts / 3600000000) || ' ' || site FROM event_rows ORDER BY id
+                """).map { $0.split(separator: " ").map(String.init) }
             #expect(rows.count == 6300)
-            // Hour order within each load, and each row's details are its own.
+            // Hour, then site order within each load, and each row's details are its own.
             for (range, name) in [(0..<3000, "a"), (3000..<6000, "b"), (6000..<6300, "c")] {
-                let hours = rows[range].map { Int($0[1])! }
-                #expect(hours == hours.sorted(), "load \(name)")
+                let groups = rows[range].map { [Int($0[1])!, Int($0[2])!] }
+                #expect(groups == groups.sorted { $0.lexicographicallyPrecedes($1) }, "load \(name)")
             }
-            #expect(rows.allSatisfy { $0[3] == "-" || "/" + $0[3] == $0[2] + ".example" })
-            #expect(rows.filter { $0[3] != "-" }.count == 2000)
-            #expect(Set(rows.map { $0[2] }) == Set((a + b + c).map { $0.path! }))
-            // 10 hours × 2 loads, the live load continuing the last; no span holds a row of
-            // another hour, and together they cover each row once.
-            #expect(try Self.strings(db, "SELECT count(*) || ' ' || sum(last - first + 1) FROM row_spans") == ["20 6300"])
+            let referrers = try Self.strings(db, "SELECT e.id || ' ' || coalesce(referrer, '-') || ' ' || path FROM events e ORDER BY e.id")
+                .map { $0.split(separator: " ").map(String.init) }
+            #expect(referrers.allSatisfy { $0[1] == "-" || "/" + $0[1] == $0[2] + ".example" })
+            #expect(referrers.filter { $0[1] != "-" }.count == 2000)
+            #expect(Set(referrers.map { $0[2] }) == Set((a + b + c).map { $0.path! }))
+            // 10 hours × 2 sites × 2 loads; the live load's two runs continue the last span of
+            // their sites, each taking in the other site's 150 rows between. No span holds a
+            // row of another hour; the backfills' spans hold no row of another site.
+            #expect(try Self.strings(db, "SELECT count(*) || ' ' || sum(last - first + 1) FROM row_spans") == ["40 6600"])
             #expect(try Self.strings(db, """
                 SELECT count(*) FROM row_spans s JOIN event_rows e ON e.id BETWEEN s.first AND s.last WHERE e.event_ts / 3600000000 <> s.hour
                 """) == ["0"])
-            #expect(try Self.strings(db, "SELECT first || '-' || last FROM row_spans ORDER BY hour DESC, first DESC LIMIT 1") == ["5701-6300"])
+            #expect(try Self.strings(db, """
+                SELECT (s.last > 6000) || '|' || count(*) FROM row_spans s JOIN event_rows e ON e.id BETWEEN s.first AND s.last
+                WHERE e.site <> s.site GROUP BY s.last > 6000
+                """) == ["1|300"])
+            #expect(try Self.strings(db, "SELECT first || '-' || last FROM row_spans WHERE last > 6000 ORDER BY first")
+                    == ["5701-6150", "5851-6300"])
         }
     }
 
@@ -373,6 +386,50 @@ import TallyCore
             #expect(f == [ReportFigures(views: 60, events: 60, users: 50, visitors: 50)])
             let byPath = try await upgraded.breakdown(siteID: "s", span: TimeSpan(day, day + 86_400_000_000), property: .path, limit: 5)
             #expect(byPath == [BreakdownRow(value: "/a", views: 60, visitors: 50, events: 60)])
+            let v = try db.statement("PRAGMA user_version")
+            #expect(try v.step() && v.int(0) == Int64(SQLiteSchema.version))
+            try await upgraded.close()
+        }
+    }
+
+    /// A version 7 file (one span per hour, all sites' rows in it) is upgraded: each hour's
+    /// span is split by site over the rows it holds, giving the spans loads write from version 8.
+    @Test func version7SpansAreSplitBySite() async throws {
+        try await withTempDir { dir in
+            let path = dir + "/v7.sqlite"
+            let store = SQLiteStore(path: path)
+            try await store.prepare()
+            let t0 = ts("2026-05-04T00:00:00Z")
+            var rng = SeededRandom(7)
+            for (n, id) in ["a", "b"].enumerated() {
+                var events: [Event] = []
+                for k in 0..<400 {
+                    let t: Int64 = t0 + Int64(k % 4) * 3_600_000_000 + Int64(k)
+                    events.append(Event(siteID: (k / 4) % 2 == 0 ? "s" : "t", eventType: "page_view", path: "/\(n)-\(k)", timestamp: t))
+                }
+                for i in stride(from: events.count - 1, to: 0, by: -1) { events.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+                _ = try await store.load(StoreBatch(id: id, createdAt: Int64(n), events: events))
+            }
+            try await store.close()
+            let db = try SQLiteConnection(path: path)
+            let spans = "SELECT site || ' ' || hour || ' ' || first || '-' || last FROM row_spans ORDER BY site, hour, first"
+            let written = try Self.strings(db, spans)
+            #expect(written.count == 16)
+            // Version 7 kept one span per hour and load run, over both sites' rows.
+            try db.exec("""
+                CREATE TABLE v7_spans(hour INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY(hour, first)) WITHOUT ROWID;
+                INSERT INTO v7_spans SELECT hour, min(first), max(last) FROM row_spans GROUP BY hour, first > 400;
+                DROP TABLE row_spans;
+                ALTER TABLE v7_spans RENAME TO row_spans;
+                PRAGMA user_version = 7;
+                """)
+            #expect(try Self.strings(db, "SELECT count(*) FROM row_spans") == ["8"])
+            let upgraded = SQLiteStore(path: path)
+            try await upgraded.prepare()
+            #expect(try Self.strings(db, spans) == written)
+            var exported = 0
+            try await upgraded.scanRows("t", from: t0, to: t0 + 86_400_000_000) { _ in exported += 1 }
+            #expect(exported == 400)
             let v = try db.statement("PRAGMA user_version")
             #expect(try v.step() && v.int(0) == Int64(SQLiteSchema.version))
             try await upgraded.close()

@@ -26,14 +26,16 @@ enum Backend: String, CaseIterable, CustomTestStringConvertible, Sendable {
         ProcessInfo.processInfo.environment["TALLY_TEST_POSTGRES"] == nil ? [.sqlite] : allCases
     }
 
-    /// The order a load's events are stored and exported in: SQLite appends them grouped by
-    /// the hour of their time, in arrival order within an hour (``SQLiteRow/toAppend``);
-    /// PostgreSQL keeps arrival order.
-    func stored(_ load: [Event]) -> [Event] {
+    /// The order a load's events are stored in: SQLite appends them grouped by the hour of
+    /// their time, then by site (by interned id: `sites` in the order the store first saw
+    /// them), in arrival order within a group (``SQLiteRow/toAppend``); PostgreSQL keeps
+    /// arrival order. An export reads one site's rows in this order.
+    func stored(_ load: [Event], sites: [String]) -> [Event] {
         guard self == .sqlite else { return load }
-        return load.enumerated().sorted {
-            ($0.element.timestamp / SQLiteSchema.microsPerHour, $0.offset) < ($1.element.timestamp / SQLiteSchema.microsPerHour, $1.offset)
-        }.map(\.element)
+        func key(_ e: (offset: Int, element: Event)) -> (Int64, Int, Int) {
+            (e.element.timestamp / SQLiteSchema.microsPerHour, sites.firstIndex(of: e.element.siteID) ?? sites.count, e.offset)
+        }
+        return load.enumerated().sorted { key($0) < key($1) }.map(\.element)
     }
 
     /// A store on an empty database; `reopen` gives a second store on the same database.
@@ -159,9 +161,12 @@ func rawRows(_ store: any EventStore) async throws -> [String] {
                         v.device?.name ?? "-", v.browser ?? "-", v.os ?? "-", v.visitor == 0 ? "-" : "\(Int64(bitPattern: v.visitor))",
                         v.isBot ? "1" : "0"].joined(separator: "|")
             }
-            #expect(backend.stored(full).map(\.timestamp) == (backend == .sqlite ? [times[2], times[5], times[6]] : full.map(\.timestamp)))
-            let expected = backend.stored(plain).map { row($0, 1_763_121_700_000_001) } + backend.stored(visitors).map { row($0, 2) }
-                + backend.stored(full).map { row($0, 3) }
+            let sites = ["s-0", "s-1"]
+            #expect(backend.stored(full, sites: sites).map(\.timestamp) == (backend == .sqlite ? [times[2], times[5], times[6]] : full.map(\.timestamp)))
+            // Two sites in one hour: s-0 (interned first) before s-1, though s-1's event came first.
+            #expect(backend.stored(plain, sites: sites).map(\.siteID)[3...4] == (backend == .sqlite ? ["s-0", "s-1"] : ["s-1", "s-0"]))
+            let expected = backend.stored(plain, sites: sites).map { row($0, 1_763_121_700_000_001) }
+                + backend.stored(visitors, sites: sites).map { row($0, 2) } + backend.stored(full, sites: sites).map { row($0, 3) }
             #expect(try await rawRows(store) == expected)
             try await store.close()
         }
