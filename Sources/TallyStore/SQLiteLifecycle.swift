@@ -229,7 +229,10 @@ enum SQLiteLifecycle {
     }
 
     /// Deletes `rows` on the writer, each only if it is still the row that was read (an id is
-    /// reused after the newest rows are deleted), with its details; returns the deleted counts.
+    /// reused after the newest rows are deleted), with its details, and then the
+    /// ``SQLiteSchema/spanTables`` spans of their sites' hours that hold none of that site's
+    /// rows of the hour any more (so retention keeps `row_spans` bounded too); returns the
+    /// deleted counts.
     static func delete(_ db: SQLiteConnection, _ rows: [Doomed]) throws -> (retention: Int, purges: Int) {
         let row = try db.statement("DELETE FROM event_rows WHERE id = ?1 AND site = ?2 AND event_ts = ?3 AND ingested_at = ?4")
         let details = try db.statement("DELETE FROM event_details WHERE id = ?1")
@@ -237,6 +240,8 @@ enum SQLiteLifecycle {
         // failed) stays for the next sweep: deleted now, it would be missing from them for good.
         let rolledUp = try SQLiteWriter.rolledUp(db)
         var out = (retention: 0, purges: 0)
+        var hours = IDPairTable()
+        var (lo, hi) = (Int64.max, Int64.min)
         for r in rows where r.byPurge || r.id <= rolledUp {
             row.bind(1, r.id); row.bind(2, r.site); row.bind(3, r.timestamp); row.bind(4, r.ingestedAt)
             try row.run()
@@ -244,6 +249,21 @@ enum SQLiteLifecycle {
             details.bind(1, r.id)
             try details.run()
             if r.byPurge { out.purges += 1 } else { out.retention += 1 }
+            hours.add(UInt64(r.site), UInt64(r.timestamp / SQLiteSchema.microsPerHour))
+            (lo, hi) = (min(lo, r.id), max(hi, r.id))
+        }
+        // Only the spans these deletions could have emptied: those over the ids deleted.
+        let emptySpans = try db.statement("""
+            DELETE FROM row_spans WHERE site = ?1 AND hour = ?2 AND last >= ?5 AND first <= ?6 AND NOT EXISTS (
+                SELECT 1 FROM event_rows e WHERE e.id BETWEEN row_spans.first AND row_spans.last AND e.site = ?1
+                    AND e.event_ts >= ?3 AND e.event_ts < ?4)
+            """)
+        for (site, hour) in hours.sortedPairs() {
+            let start = Int64(hour) * SQLiteSchema.microsPerHour
+            emptySpans.bind(1, Int64(site)); emptySpans.bind(2, Int64(hour))
+            emptySpans.bind(3, start); emptySpans.bind(4, start + SQLiteSchema.microsPerHour)
+            emptySpans.bind(5, lo); emptySpans.bind(6, hi)
+            try emptySpans.run()
         }
         try count(db, rows: -(out.retention + out.purges))
         return out

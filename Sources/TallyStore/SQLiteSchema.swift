@@ -75,8 +75,9 @@ enum SQLiteSchema {
     /// site's hour, among few others'. Reports and exports over a range read only these ids
     /// instead of the whole table, without an index on `event_rows` (one costs every append a
     /// second B-tree insert: 775k rows/s became 316k), and only the site's rows with few
-    /// others': a load appends its rows grouped by hour and site. Deleted rows leave their
-    /// spans behind: a span is a bound, never a promise that rows are there.
+    /// others': a load appends its rows grouped by hour and site. A sweep (purges, retention)
+    /// deletes the spans it empties; rows deleted otherwise leave theirs behind: a span is a
+    /// bound, never a promise that rows are there.
     static let spanTables = """
         CREATE TABLE IF NOT EXISTS row_spans(
             site INTEGER NOT NULL, hour INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,

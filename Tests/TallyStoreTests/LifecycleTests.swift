@@ -31,6 +31,28 @@ import TallyTestSupport
         }
     }
 
+    /// On SQLite, `row_spans` after a sweep: every row is in a span of its site and hour, and
+    /// every span holds a row of its site and hour (the sweep deleted the spans it emptied).
+    /// Returns the number of spans (nil on PostgreSQL).
+    static func spansFitRows(_ store: any EventStore, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int? {
+        guard let s = store as? SQLiteStore else { return nil }
+        let db = try SQLiteConnection(path: s.path)
+        func count(_ sql: String) throws -> Int64 {
+            let q = try db.statement(sql)
+            defer { db.resetAll() }
+            return try q.step() ? q.int(0) : -1
+        }
+        #expect(try count("""
+            SELECT count(*) FROM event_rows e WHERE NOT EXISTS (SELECT 1 FROM row_spans s
+                WHERE s.site = e.site AND s.hour = e.event_ts / 3600000000 AND e.id BETWEEN s.first AND s.last)
+            """) == 0, "rows outside the spans", sourceLocation: sourceLocation)
+        #expect(try count("""
+            SELECT count(*) FROM row_spans s WHERE NOT EXISTS (SELECT 1 FROM event_rows e
+                WHERE e.id BETWEEN s.first AND s.last AND e.site = s.site AND e.event_ts / 3600000000 = s.hour)
+            """) == 0, "empty spans", sourceLocation: sourceLocation)
+        return Int(try count("SELECT count(*) FROM row_spans"))
+    }
+
     /// A whole sweep in small steps.
     static func sweep(_ store: any LifecycleStore, _ rules: SweepRules) async throws -> (retention: Int, purges: Int) {
         var after = try await store.firstRowID()
@@ -85,9 +107,11 @@ import TallyTestSupport
             #expect(try await rawRows(store) == rows)
             #expect(try await life.purges(unfinishedOnly: true).map(\.id) == [p.id])
 
+            let spans = try Self.spansFitRows(store)
             let swept = try await Self.sweep(life, SweepRules(retention: RetentionPolicy(), today: .today, purges: [p]))
             #expect(swept.purges == events.count - kept.count && swept.retention == 0)
             #expect(try await rawRows(store) == rows.filter { Self.fields($0).site != "site-1" })
+            if let spans { #expect(try Self.spansFitRows(store)! < spans) }
             #expect(try await store.eventCount() == Int64(kept.count))
             try await life.finishPurges([p.id])
             #expect(try await life.purges(unfinishedOnly: true).isEmpty)
@@ -160,10 +184,12 @@ import TallyTestSupport
             // On the last day: one day back for every site, three for site-3 (all of them).
             let policy = RetentionPolicy(days: 1, siteDays: [ExactString("site-3"): 3])
             let rules = SweepRules(retention: policy, today: Self.days[3], purges: [])
+            let spans = try Self.spansFitRows(store)
             let swept = try await Self.sweep(life, rules)
             let left = rows.filter { r in let f = Self.fields(r); return f.site == "site-3" || f.ts >= Self.days[2].start }
             #expect(swept.retention == rows.count - left.count && swept.purges == 0 && swept.retention > 0)
             #expect(try await rawRows(store) == left)
+            if let spans { #expect(try Self.spansFitRows(store)! < spans) }
             #expect(try await store.eventCount() == Int64(left.count))
             try await Self.expectNumbers(store, events)
             // A second sweep finds nothing more.
