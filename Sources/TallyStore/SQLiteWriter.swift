@@ -342,8 +342,8 @@ struct SQLiteRow {
     /// collector and however far apart in time a load's events are (backfills, replays).
     static func toAppend(_ rows: [SQLiteRow], _ extras: [SQLiteRowExtra]) -> ([SQLiteRow], [SQLiteRowExtra]) {
         // The group in one word: the hour above (below 2^31 until the year 200,000), the
-        // site's id below (a truncated id only splits a run: spans come from the runs).
-        func group(_ r: SQLiteRow) -> UInt64 { UInt64(r.hour) << 32 | UInt64(UInt32(truncatingIfNeeded: r.site)) }
+        // site's id below (below 2^31: ``intern`` refuses more sites).
+        func group(_ r: SQLiteRow) -> UInt64 { UInt64(r.hour) << 32 | UInt64(r.site) }
         var previous: UInt64 = 0, ordered = true
         for r in rows {
             let g = group(r)

@@ -37,20 +37,15 @@ import TallyTestSupport
     static func spansFitRows(_ store: any EventStore, sourceLocation: SourceLocation = #_sourceLocation) throws -> Int? {
         guard let s = store as? SQLiteStore else { return nil }
         let db = try SQLiteConnection(path: s.path)
-        func count(_ sql: String) throws -> Int64 {
-            let q = try db.statement(sql)
-            defer { db.resetAll() }
-            return try q.step() ? q.int(0) : -1
-        }
-        #expect(try count("""
+        #expect(try SQLiteSchemaTests.strings(db, """
             SELECT count(*) FROM event_rows e WHERE NOT EXISTS (SELECT 1 FROM row_spans s
                 WHERE s.site = e.site AND s.hour = e.event_ts / 3600000000 AND e.id BETWEEN s.first AND s.last)
-            """) == 0, "rows outside the spans", sourceLocation: sourceLocation)
-        #expect(try count("""
+            """) == ["0"], "rows outside the spans", sourceLocation: sourceLocation)
+        #expect(try SQLiteSchemaTests.strings(db, """
             SELECT count(*) FROM row_spans s WHERE NOT EXISTS (SELECT 1 FROM event_rows e
                 WHERE e.id BETWEEN s.first AND s.last AND e.site = s.site AND e.event_ts / 3600000000 = s.hour)
-            """) == 0, "empty spans", sourceLocation: sourceLocation)
-        return Int(try count("SELECT count(*) FROM row_spans"))
+            """) == ["0"], "empty spans", sourceLocation: sourceLocation)
+        return try SQLiteSchemaTests.strings(db, "SELECT count(*) FROM row_spans").first.flatMap { Int($0) }
     }
 
     /// A whole sweep in small steps.
