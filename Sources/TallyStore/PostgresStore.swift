@@ -222,12 +222,19 @@ public final class PostgresStore: EventStore, Sendable {
         // One bound for every call would fail a large load on a slow server every time it is
         // retried: the bound grows with the rows (a full group of 262,144 events: 9 bounds).
         let events = batches.reduce(0) { $0 + $1.events.count }
-        return try await bounded("load", timeout: operationTimeout * (1 + events / Self.rowsPerInsert)) { client in try await self.load(batches, client) }
+        let bound = operationTimeout * (1 + events / Self.rowsPerInsert)
+        return try await bounded("load", timeout: bound) { client in try await self.load(batches, client, bound: bound) }
     }
 
-    func load(_ batches: [StoreBatch], _ client: PostgresClient) async throws -> [LoadOutcome] {
+    /// `bound`: also the server's `statement_timeout` for each statement of the load. A load
+    /// the collector gave up on would otherwise run on in the server (a backend waiting for a
+    /// lock does not notice its client has gone), holding the row locks of its batch ids, and
+    /// the retry would wait behind it, time out in turn and leave another one running.
+    func load(_ batches: [StoreBatch], _ client: PostgresClient, bound: Duration) async throws -> [LoadOutcome] {
         let logger = self.logger
+        let millis = bound.components.seconds * 1000 + bound.components.attoseconds / 1_000_000_000_000_000
         let (outcomes, rollup): ([LoadOutcome], BatchRollup?) = try await client.withTransaction(logger: logger) { conn in
+            try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(max(1, millis))"), logger: logger)
             let marked = try await conn.query("""
                 INSERT INTO loaded_batches(batch_id, event_count)
                 SELECT * FROM unnest(\(batches.map(\.id)), \(batches.map { Int32($0.events.count) }))

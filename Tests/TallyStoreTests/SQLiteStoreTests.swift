@@ -105,6 +105,50 @@ func rawRows(_ store: any EventStore) async throws -> [String] {
 }
 
 @Suite struct StoreContractTests {
+    /// A PostgreSQL load the collector gives up on stops in the server too. Left running (a
+    /// backend waiting for a lock does not notice its client has gone) it would hold its batch
+    /// ids' row locks, and every retry would wait behind it and time out in turn.
+    @Test(.enabled(if: Backend.available.contains(.postgres)))
+    func aPostgresLoadGivenUpOnStopsInTheServer() async throws {
+        let url = try await PostgresTestDatabase.create()
+        // Bounds as long as the suite's other stores': dozens of tests start at once.
+        let admin = PostgresStore(location: try .init(url: url), operationTimeout: .seconds(30))
+        try await admin.prepare()
+        let store = PostgresStore(location: try .init(url: url), operationTimeout: .seconds(1))
+        // Its 1 s bound also applies to its migration, which a busy machine can take longer for.
+        var prepared = false
+        for _ in 0..<30 where !prepared { prepared = (try? await store.prepare()) != nil }
+        #expect(prepared)
+        // Another session holds `loaded_batches`, the load's first table, for 10 s.
+        let blocker = PostgresStore(location: try .init(url: url), operationTimeout: .seconds(30))
+        let held = Task {
+            try await blocker.client.withConnection { conn in
+                let log = Logger(label: "blocker")
+                try await conn.query(PostgresQuery(unsafeSQL: "BEGIN"), logger: log)
+                try await conn.query(PostgresQuery(unsafeSQL: "LOCK TABLE loaded_batches IN ACCESS EXCLUSIVE MODE"), logger: log)
+                try await Task.sleep(for: .seconds(10))
+                try await conn.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: log)
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let e = Event(siteID: "s", eventType: "page_view", path: "/", timestamp: ts("2026-05-04T10:00:00Z"))
+        let error = await #expect(throws: (any Error).self) { try await store.load(StoreBatch(id: "given-up", createdAt: 1, events: [e])) }
+        #expect(String(describing: error).contains("load"), "\(String(describing: error))")
+        // Well before the lock is let go, no backend is still running the load.
+        var running: Int64 = 1
+        for _ in 0..<30 where running > 0 {
+            try await Task.sleep(for: .milliseconds(200))
+            for try await n in try await admin.client.query("""
+                SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active'
+                AND query LIKE '%INSERT INTO loaded_batches%' AND query NOT LIKE '%pg_stat_activity%'
+                """).decode(Int64.self) { running = n }
+        }
+        #expect(running == 0)
+        try await held.value
+        #expect(try await store.load(StoreBatch(id: "given-up", createdAt: 1, events: [e])) == .loaded)
+        for s in [store, blocker, admin] { try await s.close() }
+    }
+
     @Test(arguments: Backend.available)
     func scenario2ByDateAndAllTime(_ backend: Backend) async throws {
         try await withTempDir { dir in
