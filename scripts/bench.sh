@@ -512,9 +512,15 @@ fi
 report_note=""
 if [[ "${BENCH_REPORTS:-1}" != 0 ]]; then
     echo "bench: reports (scripts/report_bench.py)" >&2
+    # The same questions of a collector on PostgreSQL, unless BENCH_POSTGRES=0.
+    report_pg=()
+    if [[ ${BENCH_POSTGRES:-1} != 0 ]] && pg_admin=$(scripts/pg-test-server.sh start 2>/dev/null); then
+        report_pg=(--postgres "$pg_admin")
+    fi
     report_note=$(python3 scripts/report_bench.py --tally "$TALLY" --load "$LOAD" --events "${BENCH_REPORT_EVENTS:-2000000}" \
-        --live-events "${BENCH_LIVE_EVENTS:-10000000}" --runs "${BENCH_REPORT_RUNS:-3}" --out "$OUT/reports") \
+        --live-events "${BENCH_LIVE_EVENTS:-10000000}" --runs "${BENCH_REPORT_RUNS:-3}" --out "$OUT/reports" "${report_pg[@]}") \
         || { echo "bench: the reports section failed" >&2; report_note=""; failed=1; }
+    ((${#report_pg[@]} == 0)) || scripts/pg-test-server.sh stop
 fi
 
 elapsed=$((SECONDS - bench_start))

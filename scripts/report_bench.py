@@ -4,11 +4,13 @@ plain SQL over the raw rows, export speed and memory, and sustained loading at r
 cardinality against the store's append ceiling. Prints markdown on stdout, progress on stderr.
 
   scripts/report_bench.py --tally .build/release/tally --load .build/release/tally-load \
-      --events 10000000 --live-events 10000000 --out .build/bench/DIR
+      --events 10000000 --live-events 10000000 --out .build/bench/DIR [--postgres ADMIN_URL]
 
 Data: --events over 365 days, 100 sites (Zipf), 10,000 paths per site (Zipf), 1,000,000 users,
 sent over TCP by tally-load; the questions go to the biggest site, with random ranges and
-zones. Latencies are measured by the client over one keep-alive connection.
+zones. Latencies are measured by the client over one keep-alive connection. With --postgres (a
+server's URL with a database to connect to, e.g. scripts/pg-test-server.sh's), the same data is
+loaded into a fresh database there and the same questions are asked of a collector on it.
 """
 import argparse, http.client, json, os, random, shutil, socket, sqlite3, subprocess, sys, tempfile, time, urllib.parse
 
@@ -28,11 +30,11 @@ def free_port():
 
 
 class Server:
-    def __init__(self, tally, data):
+    def __init__(self, tally, data, extra=()):
         self.http, self.wire, self.data = free_port(), free_port(), data
         self.log = open(os.path.join(data, "server.log"), "w")
         self.proc = subprocess.Popen([tally, "serve", "--data-dir", os.path.join(data, "d"), "--http-host", "127.0.0.1",
-                                      "--http-port", str(self.http), "--wire-host", "127.0.0.1", "--wire-port", str(self.wire)],
+                                      "--http-port", str(self.http), "--wire-host", "127.0.0.1", "--wire-port", str(self.wire), *extra],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(200):
             try:
@@ -105,6 +107,8 @@ def main():
     ap.add_argument("--sql-runs", type=int, default=3, help="runs of each plain SQL query")
     ap.add_argument("--runs", type=int, default=3, help="runs of the sustained load, rounds of the questions and exports; medians")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--postgres", help="admin URL of a PostgreSQL server: also ask the questions of a collector on it")
+    ap.add_argument("--pg-queries", type=int, default=20, help="requests per question on PostgreSQL")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rows = []
@@ -161,15 +165,18 @@ def main():
     # Per question, per round: p50 and p99 of its requests; the table has the medians over rounds.
     results = {}
 
+    # The store asked: the SQLite collector (with plain SQL beside it), then PostgreSQL's.
+    asking = {"conn": conn, "site": site, "queries": args.queries, "results": results, "sql": True}
+
     def question(name, target, make_path, sql, sql_params):
         lat = []
-        for _ in range(args.queries):
-            ms, _ = timed_get(conn, make_path())
+        for _ in range(asking["queries"]):
+            ms, _ = timed_get(asking["conn"], make_path())
             lat.append(ms)
-        r = results.setdefault(name, {"target": target, "p50": [], "p99": [], "sql": []})
+        r = asking["results"].setdefault(name, {"target": target, "p50": [], "p99": [], "sql": []})
         r["p50"].append(pct(lat, 50))
         r["p99"].append(pct(lat, 99))
-        if sql and not r["sql"]:
+        if sql and asking["sql"] and not r["sql"]:
             r["sql"] = [sql_ms(db, sql, sql_params()) for _ in range(args.sql_runs)]
         log(f"{name}: p50 {pct(lat, 50):.2f} ms, p99 {pct(lat, 99):.2f} ms" + (f"; SQL p50 {pct(r['sql'], 50):.0f} ms" if r["sql"] else ""))
 
@@ -181,7 +188,7 @@ def main():
         def make():
             a, b = window(days)
             tz = zone or rng.choice(ZONES)
-            return f"/api/v1/stats/{kind}?site_id={site}&from={date(a)}&to={date(b)}&tz={urllib.parse.quote(tz)}{extra}"
+            return f"/api/v1/stats/{kind}?site_id={asking['site']}&from={date(a)}&to={date(b)}&tz={urllib.parse.quote(tz)}{extra}"
         return make
 
     def span(days):
@@ -190,7 +197,7 @@ def main():
             return (site_id, a * us, (b + 1) * us)
         return params
 
-    for round_ in range(args.runs):
+    def ask_all(round_):
         log(f"questions, round {round_ + 1}/{args.runs}")
         question("aggregate, 30 days, any zone", "< 10", q("aggregate", "", 30), aggregate_sql, span(30))
         question("aggregate, 365 days, any zone", "< 50", q("aggregate", "", 365), aggregate_sql, span(365))
@@ -205,8 +212,11 @@ def main():
                  f"""SELECT path, sum(type = {pv}) AS v, count(DISTINCT user), count(*) FROM event_rows e
                      WHERE site = ? AND event_ts >= ? AND event_ts < ? AND {counted} GROUP BY path ORDER BY v DESC LIMIT 10""", span(30))
         question("breakdown by path, 30 days, limit 10 (Asia/Kolkata)", "-", q("breakdown", "&property=path&limit=10", 30, "Asia/Kolkata"), None, None)
-        question("realtime", "< 10", lambda: f"/api/v1/stats/realtime?site_id={site}",
+        question("realtime", "< 10", lambda: f"/api/v1/stats/realtime?site_id={asking['site']}",
                  aggregate_sql, lambda: (site_id, int(time.time() * 1e6) - 300_000_000, int(time.time() * 1e6) + 1))
+
+    for round_ in range(args.runs):
+        ask_all(round_)
 
     for name, r in results.items():
         rows.append((name, r["target"], pct(r["p50"], 50), pct(r["p99"], 50),
@@ -234,6 +244,24 @@ def main():
     db.close()
     shutil.rmtree(data)
 
+    # --- the same data and questions on PostgreSQL ----------------------------------------------
+    pg_rows, pg_took = [], None
+    if args.postgres:
+        name = f"report_bench_{os.getpid()}"
+        subprocess.run(["psql", "-q", args.postgres, "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        pg_data = tempfile.mkdtemp(dir=args.out)
+        server = Server(args.tally, pg_data, ("--store", args.postgres.rsplit("/", 1)[0] + "/" + name))
+        log(f"PostgreSQL: {args.events:,} events over 365 days")
+        pg_took, _ = load(args, server, args.events, "pgrep", 365, ("--zipf-sites",))
+        asking.update(conn=http.client.HTTPConnection("127.0.0.1", server.http, timeout=600), site="load-pgrep-0",
+                      queries=args.pg_queries, results={}, sql=False)
+        for round_ in range(args.runs):
+            ask_all(round_)
+        pg_rows = [(n, r["target"], pct(r["p50"], 50), pct(r["p99"], 50)) for n, r in asking["results"].items()]
+        server.stop()
+        shutil.rmtree(pg_data)
+        subprocess.run(["psql", "-q", args.postgres, "-c", f"DROP DATABASE {name}"], check=True, capture_output=True)
+
     print()
     print(f"Reports ({args.events:,} events over 365 days, 100 sites (Zipf), 10,000 paths per site (Zipf), 1M users; "
           f"the biggest site has {site_rows:,} rows; loaded in {took:.0f} s, rolled up {rolled:.0f} s later; "
@@ -251,6 +279,15 @@ def main():
           f"2 connections, timed until --verify matched), median of {args.runs} runs: {live:,.0f} events/s; `tally store-ceiling` "
           f"{ceiling_rate:,.0f} rows/s (median, measured before each run); median ratio {live_ratio:.2f}x "
           f"(runs: {', '.join(f'{r:,.0f}/{c:,.0f}' for r, c in live_runs)}).")
+    if pg_rows:
+        print()
+        print(f"Reports on PostgreSQL (the same data, loaded in {pg_took:.0f} s into a fresh database; each answer is one SQL "
+              f"statement over the site's raw rows in the range; {args.pg_queries} requests per question, {args.runs} rounds, medians):")
+        print()
+        print("| question | target p99 ms | API p50 ms | API p99 ms |")
+        print("|---|---|---|---|")
+        for name, target, p50, p99 in pg_rows:
+            print(f"| {name} | {target} | {p50:.2f} | {p99:.2f} |")
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ public struct ReportEngine: Sendable {
     static func span(_ b: ReportBucket) -> TimeSpan { TimeSpan(b.start * 1_000_000, b.end * 1_000_000) }
 
     public func aggregate(_ r: ReportRange) async throws -> ReportFigures {
-        try await store.figures(siteID: r.siteID, spans: [TimeSpan(r.start * 1_000_000, r.end * 1_000_000)], union: false).spans[0]
+        try await store.figures(siteID: r.siteID, spans: [TimeSpan(r.start * 1_000_000, r.end * 1_000_000)])[0]
     }
 
     /// One entry per bucket, in order, empty buckets as zeros.
     public func timeseries(_ r: ReportRange, _ buckets: [ReportBucket]) async throws -> [ReportFigures] {
         // A day the clocks skipped (Samoa, 2011-12-30) is an empty bucket.
         let spans = buckets.filter { $0.start < $0.end }.map(Self.span)
-        var figures = try await store.figures(siteID: r.siteID, spans: spans, union: false).spans.makeIterator()
+        var figures = try await store.figures(siteID: r.siteID, spans: spans).makeIterator()
         return buckets.map { $0.start < $0.end ? figures.next()! : ReportFigures() }
     }
 
@@ -33,6 +33,6 @@ public struct ReportEngine: Sendable {
     }
 
     public func realtime(_ siteID: String, now: Int64) async throws -> ReportFigures {
-        try await store.figures(siteID: siteID, spans: [Self.realtimeSpan(now: now)], union: false).spans[0]
+        try await store.figures(siteID: siteID, spans: [Self.realtimeSpan(now: now)])[0]
     }
 }

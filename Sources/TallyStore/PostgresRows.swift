@@ -49,23 +49,3 @@ extension PostgresStore {
         return RowPage(rows: out, next: read == lim ? RowCursor(afterID: last) : nil)
     }
 }
-
-extension PostgresStore {
-    /// From the raw rows (one pass over the range, in id order): a range the raw-row retention
-    /// has cut is refused rather than counted short.
-    public func figures(siteID: String, spans: [TimeSpan], union: Bool) async throws -> (spans: [ReportFigures], union: ReportFigures?) {
-        let retention = loadState.withLockedValue { $0.retention }
-        if let first = spans.first { try ReportNeedsDeletedRows.check(first, site: siteID, retention: retention, why: "a PostgreSQL report") }
-        return try await rawFigures(siteID: siteID, spans: spans, union: union)
-    }
-
-    public func breakdown(siteID: String, span: TimeSpan, property: BreakdownProperty, limit: Int) async throws -> [BreakdownRow] {
-        try ReportNeedsDeletedRows.check(span, site: siteID, retention: loadState.withLockedValue { $0.retention }, why: "a PostgreSQL report")
-        return try await rawBreakdown(siteID: siteID, span: span, property: property, limit: limit)
-    }
-}
-
-extension PostgresStore {
-    /// Reports read the raw rows here: nothing to roll up.
-    public func rollUpReports() async throws -> Int { 0 }
-}

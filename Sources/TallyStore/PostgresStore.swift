@@ -162,6 +162,15 @@ public final class PostgresStore: EventStore, Sendable {
         // The number of raw rows, kept by loads and sweeps (counted once, when the table is made).
         "CREATE TABLE IF NOT EXISTS store_counts(one INTEGER PRIMARY KEY CHECK (one = 1), raw_rows BIGINT NOT NULL)",
         "INSERT INTO store_counts(one, raw_rows) SELECT 1, (SELECT count(*) FROM events) WHERE NOT EXISTS (SELECT 1 FROM store_counts) ON CONFLICT DO NOTHING",
+        // Reports read a site's range through this (PostgresReports.swift). Only when missing:
+        // CREATE INDEX IF NOT EXISTS takes its lock before it looks, and would hold up loads.
+        """
+        DO $$ BEGIN
+            IF to_regclass('events_by_site_time') IS NULL THEN
+                CREATE INDEX events_by_site_time ON events(site_id, event_ts);
+            END IF;
+        END $$
+        """,
     ]
 
     /// Bounds every database call: while the server is unreachable the pool would otherwise
@@ -217,6 +226,11 @@ public final class PostgresStore: EventStore, Sendable {
         old?.cancel()
     }
 
+    /// A bound as `statement_timeout` takes it: whole milliseconds, at least one (0 would be none).
+    static func milliseconds(_ d: Duration) -> Int64 {
+        max(1, d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000)
+    }
+
     public func load(_ batches: [StoreBatch]) async throws -> [LoadOutcome] {
         try await preparedOnce()
         // One bound for every call would fail a large load on a slow server every time it is
@@ -232,9 +246,9 @@ public final class PostgresStore: EventStore, Sendable {
     /// the retry would wait behind it, time out in turn and leave another one running.
     func load(_ batches: [StoreBatch], _ client: PostgresClient, bound: Duration) async throws -> [LoadOutcome] {
         let logger = self.logger
-        let millis = bound.components.seconds * 1000 + bound.components.attoseconds / 1_000_000_000_000_000
+        let millis = Self.milliseconds(bound)
         let (outcomes, rollup): ([LoadOutcome], BatchRollup?) = try await client.withTransaction(logger: logger) { conn in
-            try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(max(1, millis))"), logger: logger)
+            try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(millis)"), logger: logger)
             let marked = try await conn.query("""
                 INSERT INTO loaded_batches(batch_id, event_count)
                 SELECT * FROM unnest(\(batches.map(\.id)), \(batches.map { Int32($0.events.count) }))

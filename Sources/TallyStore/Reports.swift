@@ -122,13 +122,6 @@ struct FiguresCounter {
         }
     }
 
-    mutating func merge(_ o: FiguresCounter) {
-        views += o.views
-        events += o.events
-        users.formUnion(o.users)
-        anonymous.formUnion(o.anonymous)
-    }
-
     var figures: ReportFigures {
         ReportFigures(views: views, events: events, users: Int64(users.count), visitors: Int64(users.count + anonymous.count))
     }
@@ -147,22 +140,16 @@ extension EventStore {
         }
     }
 
-    /// ``EventStore/figures(siteID:spans:union:)`` from the raw rows: one pass over the
-    /// rows of the whole range, each counted in its span.
-    public func rawFigures(siteID: String, spans: [TimeSpan], union: Bool) async throws -> (spans: [ReportFigures], union: ReportFigures?) {
-        guard let first = spans.first, let last = spans.last else { return ([], union ? ReportFigures() : nil) }
+    /// ``EventStore/figures(siteID:spans:)`` from the raw rows: one pass over the rows of the
+    /// whole range, each counted in its span.
+    public func rawFigures(siteID: String, spans: [TimeSpan]) async throws -> [ReportFigures] {
+        guard let first = spans.first, let last = spans.last else { return [] }
         var counters = Array(repeating: FiguresCounter(), count: spans.count)
         let starts = spans.map(\.start)
         try await scanRows(siteID, from: first.start, to: last.end) { row in
             if let k = TimeSpan.index(of: row.event.timestamp, in: spans, starts: starts) { counters[k].add(row.event) }
         }
-        var all: FiguresCounter?
-        if union {
-            var u = FiguresCounter()
-            for c in counters { u.merge(c) }
-            all = u
-        }
-        return (counters.map(\.figures), all?.figures)
+        return counters.map(\.figures)
     }
 
     /// ``EventStore/breakdown(siteID:span:property:limit:)`` from the raw rows.

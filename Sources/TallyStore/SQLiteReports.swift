@@ -38,20 +38,6 @@ struct MemberUnion {
 
     mutating func add(hash: Int64) { loose.insert(hash) }
 
-    mutating func formUnion(_ o: MemberUnion) {
-        for (c, w) in o.chunks {
-            if var mine = chunks[c] {
-                for i in 0..<mine.count { mine[i] |= w[i] }
-                chunks[c] = mine
-            } else {
-                chunks[c] = w
-            }
-        }
-        single.append(contentsOf: o.single)
-        if single.count >= Self.foldAt { fold() }
-        loose.formUnion(o.loose)
-    }
-
     /// Moves the single members into the chunks.
     private mutating func fold() {
         for member in single {
@@ -243,7 +229,7 @@ struct SQLiteReports {
         while try s.step() { try u.add(chunk: s.int(0), count: Int(s.int(1)), blob: s.blob(2)) }
     }
 
-    func figures(_ spans: [TimeSpan], union: Bool) throws -> (spans: [ReportFigures], union: ReportFigures?) {
+    func figures(_ spans: [TimeSpan]) throws -> [ReportFigures] {
         let find = try findAnonymous()
         // The rows loaded since the last rollup, once for the whole range, each in its span.
         var tails = Array(repeating: (views: Int64(0), events: Int64(0), members: MemberUnion(), any: false), count: spans.count)
@@ -262,7 +248,6 @@ struct SQLiteReports {
             FROM report_counts WHERE site = ?1 AND prop = 0 AND level = ?2 AND bucket >= ?3 AND bucket < ?4 AND value = 0
             """)
         var out: [ReportFigures] = []
-        var all = MemberUnion()
         let minutesFrom = Timestamp.now() - ReportLevel.minuteWindow
         for (k, span) in spans.enumerated() {
             let pieces = SpanPieces(span, minutesFrom: minutesFrom)
@@ -288,21 +273,17 @@ struct SQLiteReports {
                 }
             }
             // One day or month and nothing else: its row has the distinct counts.
-            if let single, pieces.raw.isEmpty, !tails[k].any, !union {
+            if let single, pieces.raw.isEmpty, !tails[k].any {
                 (f.visitors, f.users) = single
             } else {
                 for b in pieces.buckets {
                     try addSets(prop: ReportProp.all, value: 0, level: b.level, first: b.first, end: b.end, to: &members)
                 }
                 (f.visitors, f.users) = members.counts
-                if union { all.formUnion(members) }
             }
             out.append(f)
         }
-        guard union else { return (out, nil) }
-        var total = ReportFigures(views: out.reduce(0) { $0 + $1.views }, events: out.reduce(0) { $0 + $1.events })
-        (total.visitors, total.users) = all.counts
-        return (out, total)
+        return out
     }
 
     func breakdown(_ span: TimeSpan, _ property: BreakdownProperty, limit: Int) throws -> [BreakdownRow] {
@@ -404,10 +385,8 @@ extension SQLiteReportRollup.Row {
 }
 
 extension SQLiteStore {
-    public func figures(siteID: String, spans: [TimeSpan], union: Bool) async throws -> (spans: [ReportFigures], union: ReportFigures?) {
-        try await onReports(siteID, empty: (spans.map { _ in ReportFigures() }, union ? ReportFigures() : nil)) { r in
-            try r.figures(spans, union: union)
-        }
+    public func figures(siteID: String, spans: [TimeSpan]) async throws -> [ReportFigures] {
+        try await onReports(siteID, empty: spans.map { _ in ReportFigures() }) { r in try r.figures(spans) }
     }
 
     public func breakdown(siteID: String, span: TimeSpan, property: BreakdownProperty, limit: Int) async throws -> [BreakdownRow] {

@@ -107,9 +107,8 @@ public protocol EventStore: Sendable {
     /// no read holds the store for the whole of it. Rows a purge or the rollup retention
     /// deleted (not swept yet) are left out.
     func rows(siteID: String, from: Int64, to: Int64, after: RowCursor, limit: Int) async throws -> RowPage
-    /// The figures of each of `spans` (ascending, not overlapping), and with `union` those of
-    /// all of them together (distinct counts over the union, not sums).
-    func figures(siteID: String, spans: [TimeSpan], union: Bool) async throws -> (spans: [ReportFigures], union: ReportFigures?)
+    /// The figures of each of `spans` (ascending, not overlapping).
+    func figures(siteID: String, spans: [TimeSpan]) async throws -> [ReportFigures]
     /// The values of `property` among the site's events in `span`, ordered by
     /// ``BreakdownRow/ordered(_:_:)``; the first `limit`.
     func breakdown(siteID: String, span: TimeSpan, property: BreakdownProperty, limit: Int) async throws -> [BreakdownRow]

@@ -135,7 +135,7 @@ import TallyCore
             // The reporting API reads the rows of the old file, before and after they are rolled up.
             let day = UTCDay(parsing: "2025-11-14")!
             for _ in 0..<2 {
-                #expect(try await store.figures(siteID: "demo-site", spans: [TimeSpan(day.start, day.start + 86_400_000_000)], union: false).spans
+                #expect(try await store.figures(siteID: "demo-site", spans: [TimeSpan(day.start, day.start + 86_400_000_000)])
                         == [ReportFigures(views: 6, events: 6, users: 3, visitors: 3)])
                 while try await store.rollUpReports() > 0 {}
             }
@@ -183,7 +183,7 @@ import TallyCore
             #expect(try await store.load(StoreBatch(id: "old-batch", createdAt: 1, events: scenario2)) == .alreadyLoaded)
             // The bot row counts nowhere; visitor 42 is the one visitor.
             for _ in 0..<2 {
-                #expect(try await store.figures(siteID: "shop", spans: [TimeSpan(86_400_000_000, 2 * 86_400_000_000)], union: false).spans
+                #expect(try await store.figures(siteID: "shop", spans: [TimeSpan(86_400_000_000, 2 * 86_400_000_000)])
                         == [ReportFigures(views: 2, events: 2, users: 0, visitors: 1)])
                 while try await store.rollUpReports() > 0 {}
             }
@@ -340,7 +340,7 @@ import TallyCore
             let inHour = TimeSpan(hour, hour + 3_600_000_000), inDay = TimeSpan(ts("2026-05-04T00:00:00Z"), ts("2026-05-05T00:00:00Z"))
             for span in [inHour, TimeSpan(hour, hour + 900_000_000 * 2), inDay] {
                 let want = events.filter { $0.timestamp >= span.start && $0.timestamp < span.end }
-                let f = try await store.figures(siteID: "busy", spans: [span], union: false).spans
+                let f = try await store.figures(siteID: "busy", spans: [span])
                 #expect(f == [ReportFigures(views: Int64(want.count), events: Int64(want.count), users: Int64(Set(want.compactMap(\.userID)).count),
                                             visitors: Int64(Set(want.compactMap(\.userID)).count))])
             }
@@ -382,7 +382,7 @@ import TallyCore
             let more = (20..<50).map { Event(siteID: "s", eventType: "page_view", path: "/a", userID: "u\($0)", timestamp: day + Int64($0) * 60_000_000 + 1) }
             _ = try await upgraded.load(StoreBatch(id: "two", createdAt: 2, events: more))
             while try await upgraded.rollUpReports() > 0 {}
-            let f = try await upgraded.figures(siteID: "s", spans: [TimeSpan(day, day + 3_600_000_000)], union: false).spans
+            let f = try await upgraded.figures(siteID: "s", spans: [TimeSpan(day, day + 3_600_000_000)])
             #expect(f == [ReportFigures(views: 60, events: 60, users: 50, visitors: 50)])
             let byPath = try await upgraded.breakdown(siteID: "s", span: TimeSpan(day, day + 86_400_000_000), property: .path, limit: 5)
             #expect(byPath == [BreakdownRow(value: "/a", views: 60, visitors: 50, events: 60)])
@@ -570,13 +570,13 @@ struct SeededRandom {
 }
 
 /// The union reports read distinct counts from, against a `Set`: members from set chunks (both
-/// chunk formats), one by one (past the fold into chunks too), from another union, repeated.
+/// chunk formats), one by one (past the fold into chunks too), repeated.
 @Suite struct MemberUnionTests {
     @Test func countsEqualASet() throws {
         var rng = SeededRandom(7)
         for (n, span) in [(1_000, Int64(1 << 21)), (300_000, Int64(1 << 20)), (20_000, Int64(1 << 13))] {
             var oracle = Set<Int64>()
-            var a = MemberUnion(), b = MemberUnion()
+            var a = MemberUnion()
             // A chunk of each format: sparse (array) and dense (bitmap).
             for (chunk, count) in [(Int64(3), 40), (Int64(5), 3_000)] {
                 let offsets = Set((0..<count).map { _ in UInt16(rng.next() % UInt64(UserChunk.span)) }).sorted()
@@ -584,12 +584,11 @@ struct SeededRandom {
                 try blob.withUnsafeBytes { try a.add(chunk: chunk, count: offsets.count, blob: $0) }
                 for o in offsets { oracle.insert(chunk << Int64(UserChunk.shift) + Int64(o)) }
             }
-            for i in 0..<n {
+            for _ in 0..<n {
                 let m = Int64(rng.next() % UInt64(span)) + 2
                 oracle.insert(m)
-                if i % 3 == 0 { b.add(member: m) } else { a.add(member: m) }
+                a.add(member: m)
             }
-            a.formUnion(b)
             a.add(hash: 12_345)
             let even = oracle.filter { $0 & 1 == 0 }.count
             #expect(a.counts == (Int64(oracle.count + 1), Int64(even)), "n \(n)")
