@@ -345,6 +345,44 @@ import TallyTestSupport
         }
     }
 
+    /// A PostgreSQL database from before the reports' index gets it when a collector starts,
+    /// with its rows and loaded batches as they were, and its reports read a site's range
+    /// through it (the plan is asked of the server with the table's statistics made).
+    @Test func aPostgresDatabaseGainsTheReportsIndex() async throws {
+        guard Backend.available.contains(.postgres) else { return }
+        try await withTempDir { dir in
+            let (old, reopen) = try await Backend.postgres.make(dir)
+            try await old.prepare()
+            let t = UTCDay(parsing: "2026-05-01")!.start
+            let events = (0..<3000).map { k in
+                Event(siteID: "s\(k % 30)", eventType: "page_view", path: "/", userID: "u\(k % 7)", timestamp: t + Int64(k) * 1_000_000, referrer: nil)
+            }
+            #expect(try await old.load(StoreBatch(id: "before", createdAt: 1, events: events)) == .loaded)
+            let admin = try #require(old as? PostgresStore).client
+            try await admin.query("DROP INDEX events_by_site_time")
+            try await old.close()
+
+            let store = reopen()
+            try await store.prepare()
+            let pg = try #require(store as? PostgresStore)
+            var indexes: [String] = []
+            for try await d in try await pg.client.query("SELECT indexdef FROM pg_indexes WHERE indexname = 'events_by_site_time'").decode(String.self) {
+                indexes.append(d)
+            }
+            #expect(indexes.count == 1 && indexes.first?.hasSuffix("(site_id, event_ts)") == true, "\(indexes)")
+            #expect(try await store.load(StoreBatch(id: "before", createdAt: 1, events: events)) == .alreadyLoaded)
+            try await pg.client.query("ANALYZE events")
+            var plan: [String] = []
+            for try await line in try await pg.client.query("""
+                EXPLAIN SELECT count(*) FROM events WHERE site_id = 's3' AND event_ts >= '2026-05-01' AND event_ts < '2026-05-02'
+                """).decode(String.self) { plan.append(line) }
+            #expect(plan.joined().contains("events_by_site_time"), "\(plan)")
+            let range = ReportRange(siteID: "s3", from: UTCDay(parsing: "2026-05-01")!, to: UTCDay(parsing: "2026-05-01")!, zone: ReportZone(identifier: "UTC")!)
+            #expect(try await ReportEngine(store: store).aggregate(range) == Self.figures(events.filter { $0.siteID == "s3" }))
+            try await store.close()
+        }
+    }
+
     /// The same figures as one SQL statement over PostgreSQL's raw rows, its own time zone
     /// rules deciding which local day each event falls on.
     func expectPostgresSQL(_ store: any EventStore, _ r: ReportRange, _ want: ReportFigures) async throws {
