@@ -12,7 +12,7 @@ zones. Latencies are measured by the client over one keep-alive connection. With
 server's URL with a database to connect to, e.g. scripts/pg-test-server.sh's), the same data is
 loaded into a fresh database there and the same questions are asked of a collector on it.
 """
-import argparse, http.client, json, os, random, shutil, socket, sqlite3, subprocess, sys, tempfile, time, urllib.parse
+import argparse, collections, http.client, json, os, random, resource, shutil, socket, sqlite3, subprocess, sys, tempfile, time, urllib.parse
 
 ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Sydney"]
 
@@ -45,6 +45,26 @@ class Server:
             except OSError:
                 time.sleep(0.05)
         raise SystemExit("report bench: the server did not start")
+
+    # Thread names without their numbers: TP (the store's thread pool: loads, rollups), the
+    # dispatch workers (a load's rollup adding-up beside its append), NIO-SGLTN (the event
+    # loops: ingest), tally-flusher (the spool).
+    THREAD_GROUPS = {"TP": "store threads", "oot.default-qos": "store (dispatch)", "NIO-SGLTN": "event loops (ingest)",
+                     "tally-flusher": "spool flushers"}
+
+    def cpu_seconds(self):
+        """CPU time (user + system) of each group of the server's threads so far."""
+        out = collections.Counter()
+        tick = os.sysconf("SC_CLK_TCK")
+        for t in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                st = open(f"/proc/{self.proc.pid}/task/{t}/stat").read()
+            except OSError:
+                continue
+            name = st[st.index("(") + 1:st.rindex(")")].rstrip("0123456789#-")
+            fields = st[st.rindex(")") + 2:].split()
+            out[self.THREAD_GROUPS.get(name, "other threads")] += (int(fields[11]) + int(fields[12])) / tick
+        return out
 
     def rss_mb(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -116,14 +136,21 @@ def main():
     # --- sustained loading at real cardinality, against the append ceiling ---------------------
     # Each run beside a ceiling measured just before it: the machine's speed drifts between runs.
     live_runs = []
+    live_cpu = []  # per run: CPU µs per event of each thread group and of tally-load; the share of two cores used
     for run in range(args.runs):
         ceiling = json.loads(subprocess.run([args.tally, "store-ceiling", "--events", "2000000", "--json"],
                                             capture_output=True, text=True, check=True).stdout)
         with tempfile.TemporaryDirectory(dir=args.out) as data:
             server = Server(args.tally, data)
             log(f"live shape, run {run + 1}/{args.runs}: {args.live_events:,} events, 100 sites, 10,000 paths, 1M users, one day")
+            cpu0, kids0 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
             took, _ = load(args, server, args.live_events, f"live{run}", 1)
+            # The server is not waited for yet, so the children's usage is tally-load's.
+            cpu1, kids1 = server.cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
             server.stop()
+        cpu = {g: cpu1[g] - cpu0[g] for g in cpu1}
+        cpu["tally-load"] = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
+        live_cpu.append(({g: v / args.live_events * 1e6 for g, v in cpu.items()}, sum(cpu.values()) / (2 * took)))
         live_runs.append((args.live_events / took, ceiling["append_rows_per_s"]))
         log(f"  {live_runs[-1][0]:,.0f} events/s against a ceiling of {live_runs[-1][1]:,.0f} rows/s")
     live = pct([r for r, _ in live_runs], 50)
@@ -279,6 +306,14 @@ def main():
           f"2 connections, timed until --verify matched), median of {args.runs} runs: {live:,.0f} events/s; `tally store-ceiling` "
           f"{ceiling_rate:,.0f} rows/s (median, measured before each run); median ratio {live_ratio:.2f}x "
           f"(runs: {', '.join(f'{r:,.0f}/{c:,.0f}' for r, c in live_runs)}).")
+    groups = sorted({g for c, _ in live_cpu for g in c}, key=lambda g: -pct([c.get(g, 0) for c, _ in live_cpu], 50))
+    per = {g: pct([c.get(g, 0) for c, _ in live_cpu], 50) for g in groups}
+    outside = sum(v for g, v in per.items() if not g.startswith("store"))
+    print(f"Where the CPU goes in those runs (CPU µs per event, medians): "
+          f"{'; '.join(f'{g} {per[g]:.2f}' for g in groups)}; {pct([u for _, u in live_cpu], 50) * 100:.0f} % of two cores busy. "
+          f"All but the store take {outside:.2f} µs an event; with a store that did no more than the ceiling's plain append "
+          f"({1e6 / ceiling_rate:.2f} µs), two cores would load at most {2e6 / (outside + 1e6 / ceiling_rate):,.0f} events/s "
+          f"({2e6 / (outside + 1e6 / ceiling_rate) / ceiling_rate:.2f}x of the ceiling).")
     if pg_rows:
         print()
         print(f"Reports on PostgreSQL (the same data, loaded in {pg_took:.0f} s into a fresh database; each answer is one SQL "

@@ -71,7 +71,8 @@ extension ReportRoutes {
         return JSONResponse.make(200, try await Self.fromStore { try await answer(own, range) })
     }
 
-    /// A report the raw-row retention made impossible to answer exactly: 422.
+    /// A report the raw-row retention made impossible to answer exactly, or one with more rows
+    /// than PostgreSQL reads within a question's time limit: 422.
     struct RangeUnavailable: JSONErrorResponse {
         var reason: String
         var message: String { "Range unavailable" }
@@ -86,6 +87,9 @@ extension ReportRoutes {
         } catch let e as any HTTPResponseError {
             throw e
         } catch let e as ReportNeedsDeletedRows {
+            throw RangeUnavailable(reason: e.description)
+        } catch let e as ReportTookTooLong {
+            // Not the store's failure: a shorter range is answered.
             throw RangeUnavailable(reason: e.description)
         } catch {
             throw StoreUnavailable(error: "\(error)")

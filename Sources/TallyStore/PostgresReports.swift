@@ -2,9 +2,11 @@ import PostgresNIO
 import TallyCore
 
 /// The reporting API on PostgreSQL: aggregated by the server over the raw rows of the range,
-/// which the index `events_by_site_time` finds without reading other sites' rows. The cost of
-/// a question grows with the site's events in the range (a sort of them for each distinct
-/// count), not with the table; only the figures travel to the collector.
+/// which the index `events_by_site_time` finds without reading other sites' rows (the heap
+/// pages they share are read). The cost of a question grows with the site's events in the
+/// range (a sort of them for each distinct count), not with the table; only the figures travel
+/// to the collector. Times go in as µs since the epoch times `interval '1 microsecond'`, a
+/// float8 product: exact up to 2^53 µs (the year 2255), past the last event time (2100).
 ///
 /// Same figures as ``FiguresCounter`` (the definition): bot rows are not counted; users are
 /// distinct non-empty user ids (compared by bytes: a deterministic collation's equality);
@@ -49,9 +51,11 @@ extension PostgresStore {
         return figures
     }
 
-    /// The server returns the first `limit` by views and events and every row tied with the
-    /// last of them: the stored spelling of a value (``PostgresName``) does not sort like its
-    /// bytes, so the ties are ordered here, by ``BreakdownRow/ordered(_:_:)``.
+    /// The stored spelling of a value (``PostgresName``) sorts like its bytes unless it holds
+    /// the escape U+FFFF (for U+0000 or U+FFFF). So the server returns the first `limit` of the
+    /// values without it, in the final order, and of the values with it the first `limit` by
+    /// views and events with every row tied with the last; the first `limit` of both together,
+    /// by ``BreakdownRow/ordered(_:_:)`` here, are the answer.
     public func breakdown(siteID: String, span: TimeSpan, property: BreakdownProperty, limit: Int) async throws -> [BreakdownRow] {
         let retention = loadState.withLockedValue { $0.retention }
         try ReportNeedsDeletedRows.check(span, site: siteID, retention: retention, why: "a PostgreSQL report")
@@ -60,13 +64,20 @@ extension PostgresStore {
         let stored = PostgresName.stored(siteID), column = Self.column(property), lim = Int64(limit)
         let rows: [BreakdownRow]? = try await report(stored) { conn, logger in
             var out: [BreakdownRow] = []
+            let escape = String(PostgresName.escape)
             let query: PostgresQuery = """
-                SELECT \(unescaped: column) COLLATE "C", \(unescaped: Self.figureColumns)
-                FROM events
-                WHERE site_id = \(stored) AND NOT bot
-                  AND event_ts >= 'epoch'::timestamptz + interval '1 microsecond' * \(from)
-                  AND event_ts < 'epoch'::timestamptz + interval '1 microsecond' * \(to)
-                GROUP BY 1 ORDER BY 2 DESC, 3 DESC FETCH FIRST (\(lim)) ROWS WITH TIES
+                WITH g AS MATERIALIZED (
+                    SELECT \(unescaped: column) COLLATE "C" AS value, \(unescaped: Self.figureColumns)
+                    FROM events
+                    WHERE site_id = \(stored) AND NOT bot
+                      AND event_ts >= 'epoch'::timestamptz + interval '1 microsecond' * \(from)
+                      AND event_ts < 'epoch'::timestamptz + interval '1 microsecond' * \(to)
+                    GROUP BY 1)
+                (SELECT * FROM g WHERE value IS NULL OR strpos(value, \(escape)) = 0
+                 ORDER BY views DESC, events DESC, value NULLS FIRST LIMIT \(lim))
+                UNION ALL
+                (SELECT * FROM g WHERE strpos(value, \(escape)) > 0
+                 ORDER BY views DESC, events DESC FETCH FIRST (\(lim)) ROWS WITH TIES)
                 """
             for try await (value, views, events, users, anonymous) in try await conn.query(query, logger: logger).decode((String?, Int64, Int64, Int64, Int64).self) {
                 out.append(BreakdownRow(value: value.map(PostgresName.name), views: views, visitors: users + anonymous, events: events))
@@ -79,9 +90,9 @@ extension PostgresStore {
 
     /// Views, events, users and anonymous visitors (without a user id) of the rows grouped.
     private static let figureColumns = """
-        count(*) FILTER (WHERE event_type = '\(Event.pageView)'), count(*),
-        count(DISTINCT user_id COLLATE "C") FILTER (WHERE user_id <> ''),
-        count(DISTINCT visitor) FILTER (WHERE coalesce(user_id, '') = '' AND visitor <> 0)
+        count(*) FILTER (WHERE event_type = '\(Event.pageView)') AS views, count(*) AS events,
+        count(DISTINCT user_id COLLATE "C") FILTER (WHERE user_id <> '') AS users,
+        count(DISTINCT visitor) FILTER (WHERE coalesce(user_id, '') = '' AND visitor <> 0) AS anonymous
         """
 
     /// The stored column of each property (a fixed name: it is spliced into the query).
@@ -112,22 +123,36 @@ extension PostgresStore {
     }
 
     /// Runs `body` in one read-only snapshot, after checking in it that no purge of the site
-    /// is unfinished; nil when one is. The server stops the query itself when the collector
-    /// gives up on it (as loads do), so a slow report does not go on using the server.
+    /// is unfinished; nil when one is. The server stops a question that runs too long itself
+    /// (a tenth before the collector would give up), and that is the question's failure, not
+    /// the connection's: the pool the loads share is kept (the collector gives up on a pool,
+    /// and makes a new one, when it times out waiting or loses the connection).
     private func report<T: Sendable>(_ storedSite: String,
                                      _ body: @escaping @Sendable (PostgresConnection, Logger) async throws -> T) async throws -> T? {
-        let logger = self.logger, bound = Self.reportBound(operationTimeout), millis = Self.milliseconds(bound)
+        let logger = self.logger, bound = Self.reportBound(operationTimeout), server = bound / 10 * 9
+        let millis = Self.milliseconds(server)
         return try await bounded("report", timeout: bound) { client in
-            try await client.withTransaction(logger: logger) { conn -> T? in
-                try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
-                try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(millis)"), logger: logger)
-                var purging = false
-                for try await p in try await conn.query("SELECT EXISTS (SELECT 1 FROM site_purges WHERE site_id = \(storedSite) AND NOT done)",
-                                                        logger: logger).decode(Bool.self) { purging = p }
-                return purging ? nil : try await body(conn, logger)
+            do {
+                return try await client.withTransaction(logger: logger) { conn -> T? in
+                    try await conn.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)
+                    try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(millis)"), logger: logger)
+                    var purging = false
+                    for try await p in try await conn.query("SELECT EXISTS (SELECT 1 FROM site_purges WHERE site_id = \(storedSite) AND NOT done)",
+                                                            logger: logger).decode(Bool.self) { purging = p }
+                    return purging ? nil : try await body(conn, logger)
+                }
+            } catch let error as PostgresTransactionError where (error.closureError as? PSQLError)?.serverInfo?[.sqlState] == "57014" {
+                throw ReportTookTooLong(limit: server)
             }
         }
     }
+}
+
+/// A question PostgreSQL stopped at its `statement_timeout`: a range with more rows than the
+/// server reads in that time.
+public struct ReportTookTooLong: Error, Sendable, CustomStringConvertible {
+    public let limit: Duration
+    public var description: String { "PostgreSQL stopped the question after \(limit): too many rows in the range for one question" }
 }
 
 extension PostgresStore {

@@ -85,6 +85,7 @@ public final class PostgresStore: EventStore, Sendable {
     public func prepare() async throws {
         let logger = self.logger
         try await bounded("migration") { client in try await Self.migrate(client, logger) }
+        try await indexEventsForReports()
         prepared.withLockedValue { $0 = true }
     }
 
@@ -162,16 +163,42 @@ public final class PostgresStore: EventStore, Sendable {
         // The number of raw rows, kept by loads and sweeps (counted once, when the table is made).
         "CREATE TABLE IF NOT EXISTS store_counts(one INTEGER PRIMARY KEY CHECK (one = 1), raw_rows BIGINT NOT NULL)",
         "INSERT INTO store_counts(one, raw_rows) SELECT 1, (SELECT count(*) FROM events) WHERE NOT EXISTS (SELECT 1 FROM store_counts) ON CONFLICT DO NOTHING",
-        // Reports read a site's range through this (PostgresReports.swift). Only when missing:
-        // CREATE INDEX IF NOT EXISTS takes its lock before it looks, and would hold up loads.
-        """
-        DO $$ BEGIN
-            IF to_regclass('events_by_site_time') IS NULL THEN
-                CREATE INDEX events_by_site_time ON events(site_id, event_ts);
-            END IF;
-        END $$
-        """,
     ]
+
+    /// Whether `events` (the one the search path finds, as every statement here) has the
+    /// reports' index, and the table's rows.
+    static let reportIndexCheck = """
+        SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                       WHERE i.indrelid = 'events'::regclass AND c.relname = 'events_by_site_time'),
+               (SELECT raw_rows FROM store_counts)
+        """
+
+    /// Reports read a site's range through `events_by_site_time` (PostgresReports.swift).
+    /// A database from before it may hold many rows, so it is built in its own transaction
+    /// (after the schema's, whose `ALTER TABLE` locks out every reader till it commits) with a
+    /// bound that grows with the table: about 1 s per million rows here, five times that
+    /// allowed. Loads and sweeps wait for it; reads do not.
+    func indexEventsForReports() async throws {
+        let logger = self.logger
+        let (present, rows) = try await bounded("index check") { client in
+            var found = (true, Int64(0))
+            for try await r in try await client.query(PostgresQuery(unsafeSQL: Self.reportIndexCheck), logger: logger).decode((Bool, Int64).self) { found = r }
+            return found
+        }
+        guard !present else { return }
+        let bound = operationTimeout * (1 + Int(rows / 1_000_000)), millis = Self.milliseconds(bound)
+        logger.notice("Building the reports' index on events", metadata: ["rows": "\(rows)", "bound": "\(bound)"])
+        try await bounded("index build", timeout: bound) { client in
+            try await client.withTransaction(logger: logger) { conn in
+                try await conn.query("SELECT pg_advisory_xact_lock(7338201)", logger: logger)
+                try await conn.query(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(millis)"), logger: logger)
+                // Another collector may have built it while this one waited for the lock.
+                var built = false
+                for try await (p, _) in try await conn.query(PostgresQuery(unsafeSQL: Self.reportIndexCheck), logger: logger).decode((Bool, Int64).self) { built = p }
+                if !built { try await conn.query("CREATE INDEX events_by_site_time ON events(site_id, event_ts)", logger: logger) }
+            }
+        }
+    }
 
     /// Bounds every database call: while the server is unreachable the pool would otherwise
     /// wait for a connection indefinitely, and the loader could neither report nor retry.

@@ -105,13 +105,10 @@ func rawRows(_ store: any EventStore) async throws -> [String] {
 }
 
 @Suite struct StoreContractTests {
-    /// A PostgreSQL load the collector gives up on stops in the server too. Left running (a
-    /// backend waiting for a lock does not notice its client has gone) it would hold its batch
-    /// ids' row locks, and every retry would wait behind it and time out in turn.
-    @Test(.enabled(if: Backend.available.contains(.postgres)))
-    func aPostgresLoadGivenUpOnStopsInTheServer() async throws {
+    /// A fresh database, a store on it with a 1 s bound, and an `admin` store with bounds as
+    /// long as the suite's other stores' (dozens of tests start at once).
+    static func shortBoundStore() async throws -> (url: String, admin: PostgresStore, store: PostgresStore) {
         let url = try await PostgresTestDatabase.create()
-        // Bounds as long as the suite's other stores': dozens of tests start at once.
         let admin = PostgresStore(location: try .init(url: url), operationTimeout: .seconds(30))
         try await admin.prepare()
         let store = PostgresStore(location: try .init(url: url), operationTimeout: .seconds(1))
@@ -119,17 +116,33 @@ func rawRows(_ store: any EventStore) async throws -> [String] {
         var prepared = false
         for _ in 0..<30 where !prepared { prepared = (try? await store.prepare()) != nil }
         #expect(prepared)
-        // Another session holds `loaded_batches`, the load's first table, for 10 s.
+        return (url, admin, store)
+    }
+
+    /// Another session of the database at `url` holding `table` (ACCESS EXCLUSIVE) for
+    /// `seconds`, in the task; its store is closed by the caller.
+    static func hold(_ table: String, seconds: Int, url: String) throws -> (PostgresStore, Task<Void, any Error>) {
         let blocker = PostgresStore(location: try .init(url: url), operationTimeout: .seconds(30))
         let held = Task {
             try await blocker.client.withConnection { conn in
                 let log = Logger(label: "blocker")
                 try await conn.query(PostgresQuery(unsafeSQL: "BEGIN"), logger: log)
-                try await conn.query(PostgresQuery(unsafeSQL: "LOCK TABLE loaded_batches IN ACCESS EXCLUSIVE MODE"), logger: log)
-                try await Task.sleep(for: .seconds(10))
+                try await conn.query(PostgresQuery(unsafeSQL: "LOCK TABLE \(table) IN ACCESS EXCLUSIVE MODE"), logger: log)
+                try await Task.sleep(for: .seconds(seconds))
                 try await conn.query(PostgresQuery(unsafeSQL: "COMMIT"), logger: log)
             }
         }
+        return (blocker, held)
+    }
+
+    /// A PostgreSQL load the collector gives up on stops in the server too. Left running (a
+    /// backend waiting for a lock does not notice its client has gone) it would hold its batch
+    /// ids' row locks, and every retry would wait behind it and time out in turn.
+    @Test(.enabled(if: Backend.available.contains(.postgres)))
+    func aPostgresLoadGivenUpOnStopsInTheServer() async throws {
+        let (url, admin, store) = try await Self.shortBoundStore()
+        // Another session holds `loaded_batches`, the load's first table, for 10 s.
+        let (blocker, held) = try Self.hold("loaded_batches", seconds: 10, url: url)
         try await Task.sleep(for: .milliseconds(500))
         let e = Event(siteID: "s", eventType: "page_view", path: "/", timestamp: ts("2026-05-04T10:00:00Z"))
         let error = await #expect(throws: (any Error).self) { try await store.load(StoreBatch(id: "given-up", createdAt: 1, events: [e])) }
@@ -148,6 +161,26 @@ func rawRows(_ store: any EventStore) async throws -> [String] {
         // Nothing of the given-up load was committed (through a store with a longer bound: a
         // fresh pool's first connection on a busy machine can take a second).
         #expect(try await admin.load(StoreBatch(id: "given-up", createdAt: 1, events: [e])) == .loaded)
+        for s in [store, blocker, admin] { try await s.close() }
+    }
+
+    /// A reporting question PostgreSQL stops at its own time limit fails alone: the collector
+    /// keeps the connection pool its loads share (a new pool would cut off the loads running on
+    /// the old one), and the next question is answered.
+    @Test(.enabled(if: Backend.available.contains(.postgres)))
+    func aPostgresQuestionStoppedByTheServerKeepsThePool() async throws {
+        // A 1 s bound: questions get 6 s, of which the server allows 5.4.
+        let (url, admin, store) = try await Self.shortBoundStore()
+        let day = UTCDay(parsing: "2026-05-04")!, span = [TimeSpan(day.start, day.start + 86_400_000_000)]
+        #expect(try await admin.load(StoreBatch(id: "b", createdAt: 1, events: [Event(siteID: "s", eventType: "page_view", path: "/", timestamp: day.start)])) == .loaded)
+        let pool = store.client
+        // Another session holds `events` for 8 s: the question waits for it past its limit.
+        let (blocker, held) = try Self.hold("events", seconds: 8, url: url)
+        try await Task.sleep(for: .milliseconds(500))
+        await #expect(throws: ReportTookTooLong.self) { try await store.figures(siteID: "s", spans: span) }
+        #expect(store.client === pool)
+        try await held.value
+        #expect(try await store.figures(siteID: "s", spans: span) == [ReportFigures(views: 1, events: 1)])
         for s in [store, blocker, admin] { try await s.close() }
     }
 
