@@ -293,9 +293,11 @@ struct SQLiteReports {
         let find = try findAnonymous()
         var byValue: [Int64: (views: Int64, events: Int64)] = [:]
         var extra: [Int64: MemberUnion] = [:]
+        // One row per day and value, added up here: a GROUP BY in SQL sorted them all in a
+        // temporary B-tree first, for the dictionary to add them up again.
         let counts = try db.statement("""
-            SELECT value, sum(views), sum(events) FROM report_counts
-            WHERE site = ?1 AND prop = ?2 AND level = 1 AND bucket >= ?3 AND bucket < ?4 GROUP BY value
+            SELECT value, views, events FROM report_counts
+            WHERE site = ?1 AND prop = ?2 AND level = 1 AND bucket >= ?3 AND bucket < ?4
             """)
         for d in days {
             counts.bind(1, site); counts.bind(2, prop); counts.bind(3, d.first); counts.bind(4, d.end)
